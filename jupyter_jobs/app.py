@@ -1,0 +1,41 @@
+"""The jupyter-server extension: wires routes, configuration and the JobManager's life cycle."""
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Type
+
+from .handlers import handlers
+from .manager import JobManager
+
+
+class JobsApp(ExtensionApp):
+    """Job endpoints under /jupyter-jobs/api and the runner pool behind them."""
+
+    name = "jupyter_jobs"
+    load_other_extensions = True
+
+    manager_class = Type(
+        default_value=JobManager, klass=JobManager, config=True, help="The JobManager class to use."
+    )
+
+    def initialize_settings(self) -> None:
+        self.manager = self.manager_class(parent=self, log=self.log, root_dir=self.serverapp.root_dir)
+        self.settings["jupyter_jobs_manager"] = self.manager
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await self.manager.start()
+        except Exception:
+            self.log.exception("jupyter-jobs: the runner pool did not start; jobs will stay Pending")
+            return
+        self.log.info(
+            "jupyter-jobs: %s backend, %d instance types, data in %s",
+            self.manager.backend.name, len(self.manager.cluster.types), self.manager.data_dir,
+        )
+
+    async def stop_extension(self) -> None:
+        if self.manager.started:
+            await self.manager.stop()

@@ -1,0 +1,98 @@
+"""Typed errors of jupyter-jobs.
+
+Every error a client can cause or observe is a :class:`JobsError`. The REST layer maps
+each class to one HTTP status in a single place (``handlers.JobsAPIHandler.write_error``),
+so a client mistake is never answered with a 500.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class JobsError(Exception):
+    """Base of all jupyter-jobs errors; catch this to catch them all."""
+
+    #: HTTP status the REST API answers with.
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict:
+        return {"message": self.message, "reason": type(self).__name__}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem in a job spec, located by its field path (``outputs[1].path``)."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class SpecError(JobsError):
+    """The job spec (or a request body) is invalid. Lists every problem found."""
+
+    status_code = 400
+
+    def __init__(self, problems: list[FieldProblem] | str, field: str = "") -> None:
+        if isinstance(problems, str):
+            problems = [FieldProblem(field, problems)]
+        self.problems = problems
+        lines = [str(p) for p in problems]
+        if len(lines) == 1:
+            message = f"invalid job spec: {lines[0]}"
+        else:
+            message = "invalid job spec:\n" + "\n".join(f"  - {line}" for line in lines)
+        super().__init__(message)
+
+    def to_json(self) -> dict:
+        body = super().to_json()
+        body["errors"] = [{"field": p.field, "message": p.message} for p in self.problems]
+        return body
+
+
+class Unschedulable(SpecError):
+    """The job asks for more than this server could ever give it."""
+
+
+class JobNotFound(JobsError):
+    status_code = 404
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"job {job_id} not found; `jupyter jobs list` shows the jobs there are")
+        self.job_id = job_id
+
+
+class NotFound(JobsError):
+    """Some other named thing (an output file, a route argument) does not exist."""
+
+    status_code = 404
+
+
+class InvalidTransition(JobsError):
+    """The job is in a state that does not allow this action."""
+
+    status_code = 409
+
+
+class Conflict(JobsError):
+    status_code = 409
+
+
+class TooLarge(JobsError):
+    status_code = 413
+
+
+class BackendUnavailable(JobsError):
+    status_code = 503
+
+
+class BackendError(JobsError):
+    """A backend failed to run a job for a reason that is not the client's."""
+
+    status_code = 500

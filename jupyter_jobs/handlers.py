@@ -1,0 +1,290 @@
+"""REST handlers under ``/jupyter-jobs/api``: parse, call the JobManager, serialise.
+
+Errors are mapped to HTTP statuses in one place, :meth:`JobsAPIHandler.write_error`.
+"""
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from .errors import JobNotFound, JobsError, SpecError, TooLarge
+from .manager import JobManager
+from .spec import load_spec_text
+
+API = "jupyter-jobs/api"
+#: Largest request body accepted (a spec or a set of overrides).
+MAX_BODY_BYTES = 1024 * 1024
+LOG_CHUNK = 64 * 1024
+
+
+class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every route: JSON errors with the right status, the manager, the user."""
+
+    auth_resource = "jobs"
+
+    @property
+    def manager(self) -> JobManager:
+        return self.settings["jupyter_jobs_manager"]
+
+    @property
+    def username(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or str(user)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, JobsError):
+            self.set_status(exc.status_code)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(exc.to_json()))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, JobsError) and value.status_code < 500:
+            self.log.info("jupyter-jobs %s %s -> %s: %s", self.request.method, self.request.uri,
+                          value.status_code, value.message.splitlines()[0])
+            return
+        super().log_exception(typ, value, tb)
+
+    def job_id(self, raw: str) -> int:
+        if not raw.isdigit():
+            raise JobNotFound(raw)
+        return int(raw)
+
+    def job_url(self, job_id: int) -> str:
+        return url_path_join(self.base_url, API, "jobs", str(job_id))
+
+    def body(self, *, allow_yaml: bool = False, default: Any = None) -> Any:
+        raw = self.request.body or b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise TooLarge(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+        if not raw.strip():
+            if default is not None:
+                return default
+            raise SpecError("request body is empty; send the job spec as JSON or YAML", "body")
+        kind = self.request.headers.get("Content-Type", "")
+        if allow_yaml and ("yaml" in kind or "text/plain" in kind):
+            return load_spec_text(raw.decode("utf-8", "replace"), "body")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            hint = " (send YAML with Content-Type: application/yaml)" if allow_yaml else ""
+            raise SpecError(f"not valid JSON: {exc}{hint}", "body") from None
+
+    def job_json(self, job: Any) -> dict[str, Any]:
+        data = job.to_json(time.time())
+        data["url"] = self.job_url(job.id)
+        return data
+
+    def write_json(self, data: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+
+class JobsHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = self.get_argument("limit", "50")
+        if not limit.isdigit():
+            raise SpecError(f"{limit!r} is not a number", "limit")
+        owner = self.get_argument("owner", None)
+        jobs, cursor = self.manager.list(
+            status=self.get_argument("status", None),
+            owner=self.username if owner == "me" else owner,
+            text=self.get_argument("text", None) or None,
+            cursor=self.get_argument("cursor", None) or None,
+            limit=int(limit),
+        )
+        self.write_json({"jobs": [self.job_json(j) for j in jobs], "next_cursor": cursor})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        spec = self.body(allow_yaml=True)
+        job, created = await self.manager.submit(
+            spec, owner=self.username, base_dir=self.get_argument("base_dir", None),
+            idempotency_key=self.request.headers.get("Idempotency-Key") or None,
+        )
+        self.set_status(201 if created else 200)
+        if not created:
+            self.set_header("Idempotent-Replayed", "true")
+        self.set_header("Location", self.job_url(job.id))
+        self.write_json(self.job_json(job))
+
+
+class JobHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.write_json(self.job_json(self.manager.get(self.job_id(job_id))))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        await self.manager.delete(self.job_id(job_id))
+        self.set_status(204)
+        self.finish()
+
+
+class JobActionHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str, action: str) -> None:
+        job_id_int = self.job_id(job_id)
+        if action == "cancel":
+            self.write_json(self.job_json(await self.manager.cancel(job_id_int, by=self.username)))
+            return
+        body = self.body(default={})
+        overrides = body.get("overrides", body) if isinstance(body, dict) else None
+        if not isinstance(overrides, dict):
+            raise SpecError("expected {\"overrides\": {\"key\": value}}", "body")
+        job = await self.manager.rerun(
+            job_id_int, overrides, owner=self.username,
+            idempotency_key=self.request.headers.get("Idempotency-Key") or None,
+        )
+        self.set_status(201)
+        self.set_header("Location", self.job_url(job.id))
+        self.write_json(self.job_json(job))
+
+
+class JobLogsHandler(JobsAPIHandler):
+    """Streams a job's log from a byte offset; with ``follow=1``, until the job ends.
+
+    The body is the raw log bytes from ``offset`` (``X-Log-Offset`` echoes it), so a client that
+    reconnects with ``offset + bytes received`` gets no gap and no duplicate.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = self.manager.get(self.job_id(job_id))
+        folder = self.manager.folder(job.id)
+        raw_offset = self.get_argument("offset", "0")
+        if not raw_offset.isdigit():
+            raise SpecError(f"{raw_offset!r} is not a byte offset (a whole number >= 0)", "offset")
+        offset = int(raw_offset)
+        follow = self.get_argument("follow", "0").lower() in ("1", "true", "yes")
+        size = folder.log_size()
+        if offset > size and job.status.is_terminal():
+            raise SpecError(f"offset {offset} is past the end of the log ({size} bytes)", "offset")
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self.set_header("X-Log-Offset", str(offset))
+        self.set_header("X-Job-Status", job.status.value)
+        try:
+            await self._stream(job.id, folder, offset, follow)
+        except StreamClosedError:
+            return  # the client went away; it can come back with its offset
+        self.finish()
+
+    async def _stream(self, job_id: int, folder: Any, offset: int, follow: bool) -> None:
+        finishing = False
+        while True:
+            chunk = folder.read_log(offset, LOG_CHUNK)
+            if chunk:
+                offset += len(chunk)
+                self.write(chunk)
+                await self.flush()
+                continue
+            if not follow or finishing:
+                return
+            try:
+                ended = self.manager.get(job_id).status.is_terminal()
+            except JobNotFound:
+                return
+            if ended:
+                finishing = True  # read once more: everything was written before the status changed
+                continue
+            await self.manager.wait_change(job_id, 0.1)
+
+
+class OutputsHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = self.manager.get(self.job_id(job_id))
+        files = self.manager.folder(job.id).list_outputs()
+        for item in files:
+            item["url"] = url_path_join(self.job_url(job.id), "outputs", item["path"])
+        self.write_json({"outputs": files, "missing": _missing(job, files)})
+
+
+def _missing(job: Any, files: list[dict]) -> list[str]:
+    present = {f["path"] for f in files}
+    return [o.path for o in job.spec.outputs if o.path not in present and not any(p.startswith(o.path + "/") for p in present)]
+
+
+class OutputFileHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str, path: str) -> None:
+        folder = self.manager.folder(self.job_id(job_id))
+        target = folder.output_file(path)
+        if target.is_dir():
+            raise SpecError(f"{path!r} is a folder; download the files in it one by one", "path")
+        kind, _ = mimetypes.guess_type(target.name)
+        self.set_header("Content-Type", kind or "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{target.name}"')
+        self.set_header("Content-Length", str(target.stat().st_size))
+        with open(target, "rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class InstanceTypesHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        cluster = self.manager.cluster
+        types = []
+        for itype in cluster.types:
+            data = itype.to_json()
+            data["default"] = itype.name == cluster.default_type
+            types.append(data)
+        self.write_json({"instance_types": types})
+
+
+class DatasetsHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"datasets": [d.to_json() for d in self.manager.cluster.sets]})
+
+
+class ConfigHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({**self.manager.config(), "user": self.username})
+
+
+_JOB = r"/jobs/([^/]+)"
+ROUTES = [
+    (r"/jobs/?", JobsHandler),
+    (_JOB + r"/?", JobHandler),
+    (_JOB + r"/(cancel|rerun)", JobActionHandler),
+    (_JOB + r"/logs", JobLogsHandler),
+    (_JOB + r"/outputs/?", OutputsHandler),
+    (_JOB + r"/outputs/(.+)", OutputFileHandler),
+    (r"/instance-types", InstanceTypesHandler),
+    (r"/datasets", DatasetsHandler),
+    (r"/config", ConfigHandler),
+]
+
+
+def handlers() -> list[tuple[str, type]]:
+    return [(f"/{API}{pattern}", handler) for pattern, handler in ROUTES]

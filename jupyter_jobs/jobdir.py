@@ -1,0 +1,147 @@
+"""A job's folder on the server: its code snapshot, outputs, log and run state."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import NotFound, SpecError, TooLarge
+
+#: Prefix of lines jupyter-jobs itself writes into a job's log.
+SYSTEM_PREFIX = "[jupyter-jobs]"
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """``<jobs_dir>/<id>/`` with ``code/`` (working tree), ``outputs/``, ``job.log`` and ``run/``."""
+
+    root: Path
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "job.log"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def create(self) -> None:
+        for path in (self.code, self.outputs, self.run):
+            path.mkdir(parents=True, exist_ok=True)
+        self.log.touch()
+
+    def say(self, text: str) -> None:
+        """Append a line of our own to the job's log (O_APPEND, so safe beside the job's writes)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.log, "a", encoding="utf-8") as log:
+            log.write(f"{SYSTEM_PREFIX} {stamp} {text}\n")
+
+    def read_log(self, offset: int, size: int) -> bytes:
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(offset)
+                return log.read(size)
+        except FileNotFoundError:
+            return b""
+
+    def log_size(self) -> int:
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def tail_line(self, max_bytes: int = 4096) -> str:
+        """The last line the job printed (ours skipped), for failure messages."""
+        size = self.log_size()
+        data = self.read_log(max(0, size - max_bytes), max_bytes).decode("utf-8", "replace")
+        for line in reversed(data.splitlines()):
+            if line.strip() and not line.startswith(SYSTEM_PREFIX):
+                return line.strip()[:300]
+        return ""
+
+    def write_json(self, name: str, data: Any) -> None:
+        tmp = self.run / f".{name}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.run / name)
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads((self.run / name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def output_file(self, relative: str) -> Path:
+        """The output at ``relative``; refuses paths that leave the outputs folder."""
+        base = self.outputs.resolve()
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            raise SpecError(f"{relative!r} is outside the job's outputs", "path")
+        if not target.exists():
+            raise NotFound(f"output {relative!r} not found; GET .../outputs lists the job's outputs")
+        return target
+
+    def list_outputs(self) -> list[dict[str, Any]]:
+        files = []
+        for path in sorted(self.outputs.rglob("*")):
+            if path.is_file():
+                files.append({"path": path.relative_to(self.outputs).as_posix(), "size": path.stat().st_size})
+        return files
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def measure_inputs(base: Path, paths: list[tuple[str, str]], limit: int) -> int:
+    """Check that every input exists inside ``base`` and their total is under ``limit`` bytes.
+
+    ``paths`` are ``(field, relative path)``. Raises SpecError for a missing or escaping path,
+    TooLarge (listing the largest files) past the limit.
+    """
+    base = base.resolve()
+    sizes: list[tuple[int, str]] = []
+    problems = []
+    for field, relative in paths:
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            problems.append((field, f"{relative!r} leads outside {base} (through a symlink?)"))
+            continue
+        if not target.exists():
+            problems.append((field, f"{relative!r} not found in {base}"))
+            continue
+        files = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+        sizes += [(f.stat().st_size, str(f.relative_to(base))) for f in files]
+    if problems:
+        from .errors import FieldProblem
+
+        raise SpecError([FieldProblem(f, m) for f, m in problems])
+    total = sum(size for size, _ in sizes)
+    if total > limit:
+        largest = ", ".join(f"{name} ({size / 2**20:.1f} MiB)" for size, name in sorted(sizes, reverse=True)[:5])
+        raise TooLarge(
+            f"inputs total {total / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit "
+            f"(JobManager.max_input_bytes); largest: {largest}. Ship less, or use a dataset."
+        )
+    return total
+
+
+def copy_inputs(base: Path, paths: list[str], dest: Path) -> None:
+    """Copy each input (file or folder) from ``base`` to the same relative place under ``dest``."""
+    for relative in paths:
+        source, target = base / relative, dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)

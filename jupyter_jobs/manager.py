@@ -1,0 +1,295 @@
+"""JobManager: the one entry point for job operations, used by the REST handlers and the CLI."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Mapping
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Instance, Int, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import __version__
+from .cluster import Cluster
+from .errors import BackendUnavailable, Conflict, InvalidTransition, SpecError, TooLarge
+from .jobdir import JobDir, copy_inputs, measure_inputs
+from .models import JobRecord, JobSpec
+from .runner.capacity import Request
+from .runner.local import LocalBackend
+from .runner.pool import RunnerPool
+from .spec import apply_overrides, parse_spec
+from .states import JobStatus, parse_status
+from .store import JobStore
+
+
+class JobManager(LoggingConfigurable):
+    """Submits, lists, cancels, reruns and deletes jobs; owns the store and the runner pool."""
+
+    data_dir = Unicode(
+        config=True, help="Folder of the job database and job folders (default: <jupyter data dir>/jupyter_jobs)."
+    )
+    db_path = Unicode(config=True, help="SQLite file of job records (default: <data_dir>/jobs.sqlite).")
+    backend_class = Type(
+        default_value=LocalBackend, klass=LoggingConfigurable, config=True,
+        help="Class of the backend that runs jobs (jupyter_jobs.runner.local.LocalBackend, ...).",
+    )
+    max_input_bytes = Int(
+        1024**3, config=True, help="Most bytes of inputs one job may ship (413 past it)."
+    )
+    root_dir = Unicode(".", config=True, help="Folder that inputs are relative to (the server's root_dir).")
+    cluster = Instance(Cluster)
+    pool = Instance(RunnerPool)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "jupyter_jobs")
+
+    @default("db_path")
+    def _default_db_path(self) -> str:
+        return os.path.join(self.data_dir, "jobs.sqlite")
+
+    @default("cluster")
+    def _default_cluster(self) -> Cluster:
+        return Cluster(parent=self)
+
+    @default("pool")
+    def _default_pool(self) -> RunnerPool:
+        return RunnerPool(parent=self)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jobs_dir = Path(self.data_dir) / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster.load()
+        self.store = JobStore(self.db_path)
+        self.backend = self._make_backend()
+        self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
+        self.pool.setup(self.store, self.backend, self.cluster, self.jobs_dir, self._notify)
+        self._lock_file: Any = None
+        self.started = False
+
+    def _make_backend(self) -> Any:
+        return self.backend_class(parent=self, log=self.log)
+
+    # -- life cycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take the runner lock of ``data_dir`` and start the pool (reconciling first)."""
+        self._lock_file = open(Path(self.data_dir) / "runner.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            self._lock_file = None
+            raise BackendUnavailable(
+                f"another jupyter-jobs runner ({owner}) is using {self.data_dir}; stop it or set "
+                "JobManager.data_dir to another folder"
+            )
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"pid {os.getpid()}")
+        self._lock_file.flush()
+        await self.pool.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.pool.stop()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self.store.close()
+        self.started = False
+
+    # -- change notification -----------------------------------------------------------------
+    def _notify(self, job_id: int) -> None:
+        for future in self._waiters.pop(job_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_change(self, job_id: int, timeout: float) -> None:
+        """Return when ``job_id`` changes, or after ``timeout`` seconds."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[job_id].append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    async def wait_until_done(self, job_id: int, timeout: float | None = None) -> JobRecord:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            job = self.store.get(job_id)
+            if job.status.is_terminal():
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                return job
+            await self.wait_change(job_id, 1.0 if deadline is None else min(1.0, max(0.0, deadline - loop.time())))
+
+    # -- queries -----------------------------------------------------------------------------
+    def get(self, job_id: int) -> JobRecord:
+        return self.store.get(job_id)
+
+    def list(self, *, status: str | None = None, owner: str | None = None, text: str | None = None,
+             cursor: str | None = None, limit: int = 50) -> tuple[list[JobRecord], str | None]:
+        statuses = []
+        for name in filter(None, (status or "").split(",")):
+            try:
+                statuses.append(parse_status(name.strip()))
+            except ValueError as exc:
+                raise SpecError(str(exc), "status") from None
+        return self.store.list(statuses=statuses, owner=owner, text=text, cursor=cursor, limit=limit)
+
+    def folder(self, job_id: int) -> JobDir:
+        self.store.get(job_id)  # 404 for unknown jobs
+        return JobDir(self.jobs_dir / str(job_id))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "backend": self.backend.name,
+            "backends": [self.backend.name],
+            "backend_info": self.backend.describe(),
+            "default_instance_type": self.cluster.default_type,
+            "max_concurrent": self.pool.max_concurrent,
+            "capacity": {
+                "cpus": self.cluster.total_cpus, "memory_mib": self.cluster.total_memory_mib,
+                "gpus": [g.__dict__ for g in self.cluster.host_gpus],
+            },
+            "features": {
+                "log_follow": True, "cancel": True, "rerun_overrides": True, "retries": True,
+                "max_runtime": True, "idempotency_key": True, "datasets": True, "outputs": True,
+            },
+        }
+
+    # -- submit ------------------------------------------------------------------------------
+    async def submit(
+        self, spec_data: Any, *, owner: str, base_dir: str | None = None,
+        idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Validate and queue a job; return it and whether it was created (False: idempotent replay)."""
+        spec = parse_spec(spec_data)
+        request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir], sort_keys=True).encode()).hexdigest()
+        if idempotency_key:
+            found = self.store.find_idempotent(idempotency_key)
+            if found is not None:
+                record, previous_hash = found
+                if previous_hash != request_hash:
+                    raise Conflict(
+                        f"Idempotency-Key {idempotency_key!r} was already used for job {record.id} with "
+                        "another spec; use a new key for a new job"
+                    )
+                return record, False
+        itype = self._check_resources(spec)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.jobs_dir))
+        try:
+            await self._stage_files(spec, stage, base_dir, rerun_of)
+            record = self.store.create(
+                JobRecord(
+                    id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
+                    image=spec.image or self.cluster.instance_type(itype).image, command=spec.cmd,
+                    rerun_of=rerun_of.id if rerun_of else None, idempotency_key=idempotency_key or None,
+                    message="queued",
+                ),
+                request_hash,
+            )
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        folder = JobDir(self.jobs_dir / str(record.id))
+        shutil.rmtree(folder.root, ignore_errors=True)  # never reuse another job's leftovers
+        os.replace(stage, folder.root)
+        (folder.root / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        origin = f" (rerun of job {rerun_of.id})" if rerun_of else ""
+        folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
+        self.pool.wake()
+        return record, True
+
+    def _check_resources(self, spec: JobSpec) -> str:
+        itype = self.cluster.instance_type(spec.instance_type or self.cluster.default_type)
+        for index, ref in enumerate(spec.datasets):
+            self.cluster.dataset(ref.name, f"datasets[{index}].name")
+        reason = self.pool.capacity.never_fits(Request.of(itype))
+        if reason:
+            from .errors import Unschedulable
+
+            raise Unschedulable(f"instance type {itype.name!r} {reason}, so the job could never run", "instance-type")
+        return itype.name
+
+    async def _stage_files(self, spec: JobSpec, stage: Path, base_dir: str | None, rerun_of: JobRecord | None) -> None:
+        folder = JobDir(stage)
+        folder.create()
+        if rerun_of is not None:
+            source = JobDir(self.jobs_dir / str(rerun_of.id)).code
+            if not source.is_dir():
+                raise Conflict(f"the files of job {rerun_of.id} are gone, so it cannot be rerun; submit it again")
+            await asyncio.to_thread(shutil.copytree, source, folder.code, symlinks=True, dirs_exist_ok=True)
+            return
+        if not spec.inputs:
+            return
+        base = self.resolve_base_dir(base_dir)
+        entries = [(f"inputs[{i}].path", item.path) for i, item in enumerate(spec.inputs)]
+        await asyncio.to_thread(measure_inputs, base, entries, self.max_input_bytes)
+        await asyncio.to_thread(copy_inputs, base, [item.path for item in spec.inputs], folder.code)
+
+    def resolve_base_dir(self, base_dir: str | None) -> Path:
+        """The folder inputs are read from: ``base_dir`` inside ``root_dir`` (default: root_dir)."""
+        root = Path(self.root_dir).expanduser().resolve()
+        if not base_dir:
+            return root
+        base = (root / base_dir).resolve()
+        if base != root and root not in base.parents:
+            raise SpecError(f"{base_dir!r} is outside the server's root folder {root}", "base_dir")
+        if not base.is_dir():
+            raise SpecError(f"{base_dir!r} is not a folder under {root}", "base_dir")
+        return base
+
+    # -- actions -----------------------------------------------------------------------------
+    async def cancel(self, job_id: int, by: str = "") -> JobRecord:
+        """Cancel a job in any non-terminal state; return it once it has stopped (or the grace ran out)."""
+        job = self.store.get(job_id)
+        if job.status.is_terminal():
+            raise InvalidTransition(f"job {job_id} already ended ({job.status.value}); nothing to cancel")
+        who = f" by {by}" if by else ""
+        if job.status is JobStatus.PENDING:
+            self.pool._end(job, JobStatus.CANCELLED, f"Cancelled{who} before it started")
+            return self.store.get(job_id)
+        if not job.cancel_requested:
+            self.store.update(job_id, cancel_requested=True, message=f"Cancelling{who}")
+            JobDir(self.jobs_dir / str(job_id)).say(f"cancel requested{who}; stopping the job")
+            self._notify(job_id)
+        await self.pool.stop_job(job_id)
+        return await self.wait_until_done(job_id, timeout=self.pool.stop_grace_seconds + 5)
+
+    async def rerun(self, job_id: int, overrides: Mapping[str, Any], *, owner: str,
+                    idempotency_key: str | None = None) -> JobRecord:
+        """A new job from ``job_id``'s spec and files, with ``overrides`` applied."""
+        old = self.store.get(job_id)
+        if "inputs" in overrides:
+            raise SpecError("a rerun reuses the files of the job it reruns; submit a new job to ship others", "overrides.inputs")
+        spec = apply_overrides(old.spec.to_dict(), overrides)
+        record, _ = await self.submit(spec, owner=owner, rerun_of=old, idempotency_key=idempotency_key)
+        return record
+
+    async def delete(self, job_id: int) -> None:
+        job = self.store.get(job_id)
+        if not job.status.is_terminal():
+            raise InvalidTransition(f"job {job_id} is {job.status.value}; cancel it before deleting it")
+        self.store.delete(job_id)
+        await asyncio.to_thread(JobDir(self.jobs_dir / str(job_id)).remove)
+        self._notify(job_id)

@@ -1,0 +1,110 @@
+"""Versioned schema migrations for the job store.
+
+Each migration runs inside one transaction together with the row that records it: if a
+statement fails, its changes are rolled back, nothing is recorded, and it stays pending.
+Never edit a released migration; add a new one.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from .errors import JobsError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "create jobs",
+        (
+            """
+            CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                status TEXT NOT NULL,
+                message TEXT NOT NULL DEFAULT '',
+                instance_type TEXT NOT NULL DEFAULT '',
+                image TEXT,
+                command TEXT NOT NULL DEFAULT '',
+                spec TEXT NOT NULL,
+                priority INTEGER NOT NULL DEFAULT 0,
+                exit_code INTEGER,
+                created_at REAL NOT NULL,
+                preparing_at REAL,
+                started_at REAL,
+                finished_at REAL,
+                attempt INTEGER NOT NULL DEFAULT 1,
+                rerun_of INTEGER,
+                backend TEXT NOT NULL DEFAULT '',
+                allocation TEXT NOT NULL DEFAULT '{}',
+                handle TEXT NOT NULL DEFAULT '{}',
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                outputs TEXT NOT NULL DEFAULT '[]',
+                idempotency_key TEXT UNIQUE,
+                request_hash TEXT,
+                updated_at REAL NOT NULL
+            )
+            """,
+            # The UI lists newest first, filtered by status or owner: keyset pages on id.
+            "CREATE INDEX jobs_status_id ON jobs (status, id)",
+            "CREATE INDEX jobs_owner_id ON jobs (owner, id)",
+            # The pool reads the queue in priority-then-FIFO order.
+            "CREATE INDEX jobs_queue ON jobs (priority DESC, id) WHERE status = 'Pending'",
+        ),
+    ),
+)
+
+
+class DatabaseTooNew(JobsError):
+    status_code = 503
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the pending migrations in order; return the versions applied.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) so that each
+    migration's ``BEGIN IMMEDIATE ... COMMIT`` is the only transaction.
+    """
+    version = current_version(conn)
+    newest = max(m.version for m in migrations)
+    if version > newest:
+        raise DatabaseTooNew(
+            f"the job database is at schema version {version} but this jupyter-jobs knows only up to "
+            f"{newest}; upgrade jupyter-jobs or point JobManager.db_path at another file"
+        )
+    applied = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(migration.version)
+    return applied

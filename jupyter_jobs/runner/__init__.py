@@ -1,0 +1,1 @@
+"""The runner pool and the backends that run jobs."""

@@ -1,0 +1,46 @@
+"""The environment contract every backend gives a job, with the backend's own paths."""
+from __future__ import annotations
+
+import posixpath
+from typing import Mapping
+
+from ..models import JobRecord
+from ..spec import substitute
+
+
+def job_environment(
+    job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...]
+) -> dict[str, str]:
+    """Variables of a job: JOB_*, GPUs, the vars of inputs, outputs and datasets, then env.vars.
+
+    ``code``, ``outputs`` and ``datasets`` are paths as the job sees them (host paths for
+    the local backend, ``/code`` ... in a container).
+    """
+    visible = ",".join(str(i) for i in gpus)
+    env = {
+        "JOB_ID": str(job.id),
+        "JOB_NAME": job.name,
+        "JOB_ATTEMPT": str(job.attempt),
+        "JOB_OUTPUTS": outputs,
+        "PYTHONUNBUFFERED": "1",
+        # Exactly the job's GPUs. Indices are nvidia-smi's, so CUDA must count in PCI order too.
+        "CUDA_VISIBLE_DEVICES": visible,
+        "NVIDIA_VISIBLE_DEVICES": visible if visible else "void",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }
+    for item in job.spec.inputs:
+        if item.var:
+            env[item.var] = posixpath.join(code, item.path)
+    for item in job.spec.outputs:
+        if item.var:
+            env[item.var] = posixpath.join(outputs, item.path)
+    for ref in job.spec.datasets:
+        if ref.var:
+            env[ref.var] = datasets[ref.name]
+    env.update(job.spec.env)
+    return env
+
+
+def job_command(job: JobRecord, env: Mapping[str, str]) -> str:
+    """The spec's ``cmd`` with ``${VAR}`` replaced by args and the job's variables."""
+    return substitute(job.spec.cmd, {**env, **job.spec.args})

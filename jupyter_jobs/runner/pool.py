@@ -1,0 +1,242 @@
+"""The runner pool: queues jobs, allocates capacity, and supervises them through a backend.
+
+The pool owns queueing (priority, then FIFO), capacity (CPUs, memory, GPU indices), the
+max-runtime deadline, cancellation, retries and the reconcile after a restart. A backend only
+runs what it is given.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from traitlets import Float, Int
+from traitlets.config import LoggingConfigurable
+
+from ..cluster import Cluster
+from ..errors import JobsError, SpecError
+from ..jobdir import JobDir
+from ..models import Allocation, JobRecord, format_duration
+from ..states import JobStatus
+from ..store import JobStore
+from .backend import Backend, Exit, Launch
+from .capacity import Capacity, Request
+
+
+class RunnerPool(LoggingConfigurable):
+    """Runs queued jobs on a backend within the host's capacity."""
+
+    max_concurrent = Int(
+        0, config=True, help="Most jobs preparing or running at once; 0 means only capacity limits it."
+    )
+    stop_grace_seconds = Float(
+        10.0, config=True,
+        help="Seconds a job has to exit after SIGTERM (cancel, max-runtime) before it is killed.",
+    )
+    queue_scan = Int(1000, config=True, help="How many queued jobs each scheduling pass looks at.")
+
+    def setup(
+        self, store: JobStore, backend: Backend, cluster: Cluster, jobs_dir: Path,
+        notify: Callable[[int], None],
+    ) -> None:
+        self.store, self.backend, self.cluster = store, backend, cluster
+        self.jobs_dir = jobs_dir
+        self.notify = notify
+        self.capacity = Capacity(cluster.total_cpus, cluster.total_memory_mib, cluster.host_gpus, self.max_concurrent)
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._handles: dict[int, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+
+    def folder(self, job_id: int) -> JobDir:
+        return JobDir(self.jobs_dir / str(job_id))
+
+    def request_of(self, job: JobRecord) -> Request:
+        return Request.of(self.cluster.instance_type(job.instance_type))
+
+    # -- life cycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Find the jobs a previous server left running, then start scheduling."""
+        await self._reconcile()
+        self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop supervising. Jobs keep running; the next start finds them again."""
+        tasks = [t for t in [self._loop_task, *self._tasks.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _schedule_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._schedule()
+            except Exception:  # never let one bad pass stop the pool
+                self.log.exception("jupyter-jobs: scheduling pass failed")
+
+    def _schedule(self) -> None:
+        queue, jobs = [], {}
+        for job in self.store.pending(self.queue_scan):
+            try:
+                queue.append((job.id, self.request_of(job), job.spec.priority))
+                jobs[job.id] = job
+            except SpecError as exc:  # its instance type was removed from the configuration
+                self._end(job, JobStatus.FAILED, f"cannot be scheduled: {exc.message}")
+        plan = self.capacity.plan(queue)
+        for job_id, allocation in plan.starts:
+            self.capacity.hold(job_id, allocation)
+            job = self.store.transition(
+                job_id, JobStatus.PREPARING, preparing_at=time.time(), allocation=allocation,
+                backend=self.backend.name, message=f"Preparing on {self.backend.name}",
+            )
+            self.notify(job_id)
+            self._tasks[job_id] = asyncio.create_task(self._run(job), name=f"jupyter-jobs-{job_id}")
+        for job_id, reason in plan.reasons.items():
+            if jobs[job_id].message != reason:
+                self.store.update(job_id, message=reason)
+                self.notify(job_id)
+
+    # -- one job -----------------------------------------------------------------------------
+    async def _run(self, job: JobRecord) -> None:
+        folder = self.folder(job.id)
+        try:
+            launch = Launch(job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets])
+            await self.backend.prepare(launch)
+            job = self.store.get(job.id)
+            if job.cancel_requested:
+                self._end(job, JobStatus.CANCELLED, "Cancelled before it started")
+                return
+            launch.job = job
+            handle = await self.backend.start(launch)
+            job = self.store.transition(
+                job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle,
+                command=handle.get("command", job.command), message="Running",
+            )
+            self.notify(job.id)
+            folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = exc.message if isinstance(exc, JobsError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, JobsError):
+                self.log.exception("jupyter-jobs: job %s could not start", job.id)
+            self._fail_or_retry(self.store.get(job.id), f"could not start: {message}", None)
+            return
+        await self._supervise(job, handle)
+
+    async def _supervise(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        self._handles[job.id] = handle
+        waiter = asyncio.ensure_future(self.backend.wait(job, handle))
+        timed_out = False
+        try:
+            if job.spec.max_runtime:
+                remaining = (job.started_at or time.time()) + job.spec.max_runtime - time.time()
+                done, _ = await asyncio.wait({waiter}, timeout=max(0.0, remaining))
+                if not done and not self.store.get(job.id).cancel_requested:
+                    timed_out = True
+                    self.folder(job.id).say(f"max-runtime of {format_duration(job.spec.max_runtime)} reached; stopping the job")
+                    await self.backend.stop(job, handle, self.stop_grace_seconds)
+            exit = await waiter
+        except asyncio.CancelledError:
+            waiter.cancel()
+            raise
+        except Exception as exc:
+            self.log.exception("jupyter-jobs: lost track of job %s", job.id)
+            exit = Exit(None, f"the backend lost track of it: {exc}", lost=True)
+        finally:
+            self._handles.pop(job.id, None)
+        await self._finish(job.id, exit, timed_out)
+
+    async def _finish(self, job_id: int, exit: Exit, timed_out: bool) -> None:
+        job = self.store.get(job_id)
+        folder = self.folder(job_id)
+        try:
+            await self.backend.collect(job, folder)
+        except Exception:
+            self.log.exception("jupyter-jobs: collecting outputs of job %s failed", job_id)
+        missing = [o.path for o in job.spec.outputs if not (folder.outputs / o.path).exists()]
+        outputs = await asyncio.to_thread(folder.list_outputs)
+        self.store.update(job_id, outputs=outputs, exit_code=exit.code)
+        job = self.store.get(job_id)
+        if job.cancel_requested:
+            self._end(job, JobStatus.CANCELLED, "Cancelled")
+        elif exit.lost:
+            self._end(job, JobStatus.UNKNOWN, f"Unknown: {exit.detail}")
+        elif timed_out:
+            limit = format_duration(job.spec.max_runtime or 0)
+            self._fail_or_retry(job, f"ran past its max-runtime of {limit} and was stopped", exit.code)
+        elif exit.code == 0 and not missing:
+            self._end(job, JobStatus.SUCCEEDED, "Succeeded")
+        elif exit.code == 0:
+            self._fail_or_retry(job, f"exited 0 but did not write its outputs: {', '.join(missing)}", 0)
+        else:
+            detail = f" ({exit.detail})" if exit.detail else ""
+            tail = folder.tail_line()
+            last = f"; last line: {tail}" if tail else ""
+            self._fail_or_retry(job, f"exited with code {exit.code}{detail}{last}", exit.code)
+
+    def _fail_or_retry(self, job: JobRecord, message: str, exit_code: int | None) -> None:
+        if job.attempt <= job.spec.retries and not job.cancel_requested:
+            total = job.spec.retries + 1
+            self.folder(job.id).say(f"attempt {job.attempt} of {total} failed: {message}; retrying")
+            self.capacity.release(job.id)
+            self.store.transition(
+                job.id, JobStatus.PENDING, attempt=job.attempt + 1, exit_code=exit_code,
+                message=f"retrying (attempt {job.attempt + 1} of {total}) after: {message}",
+                preparing_at=None, started_at=None, allocation=Allocation(), handle={},
+            )
+            self.notify(job.id)
+            self.wake()
+            return
+        self._end(job, JobStatus.FAILED, f"Failed: {message}", exit_code=exit_code)
+
+    def _end(self, job: JobRecord, status: JobStatus, message: str, **fields: Any) -> None:
+        self.folder(job.id).say(message)
+        self.store.transition(job.id, status, finished_at=time.time(), message=message, **fields)
+        self.capacity.release(job.id)
+        self._tasks.pop(job.id, None)
+        self.notify(job.id)
+        self.wake()
+
+    # -- actions -----------------------------------------------------------------------------
+    async def stop_job(self, job_id: int) -> None:
+        """Stop a preparing or running job; its supervisor records it as Cancelled."""
+        handle = self._handles.get(job_id)
+        if handle is not None:
+            await self.backend.stop(self.store.get(job_id), handle, self.stop_grace_seconds)
+
+    # -- restart -----------------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        active = self.store.active()
+        for job in active:
+            if job.status is JobStatus.PENDING:
+                continue
+            folder = self.folder(job.id)
+            handle = job.handle
+            if job.status is JobStatus.PREPARING:
+                handle = await self.backend.recover(job, folder)
+                if not handle:
+                    self.store.transition(
+                        job.id, JobStatus.PENDING, preparing_at=None, allocation=Allocation(),
+                        message="queued again: the server restarted while it was being prepared",
+                    )
+                    continue
+                job = self.store.transition(job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle)
+            self.capacity.hold(job.id, job.allocation)
+            folder.say("the server restarted; following this job again")
+            self._tasks[job.id] = asyncio.create_task(self._supervise(job, handle), name=f"jupyter-jobs-{job.id}")
+            if job.cancel_requested:
+                asyncio.create_task(self.stop_job(job.id))
+        with contextlib.suppress(Exception):
+            known = {job.id for job in active}
+            for removed in await self.backend.remove_orphans(known):
+                self.log.info("jupyter-jobs: removed %s", removed)

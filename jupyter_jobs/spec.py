@@ -1,0 +1,351 @@
+"""Parse and validate job specs (YAML or dicts) into :class:`~jupyter_jobs.models.JobSpec`.
+
+Every problem is reported with the path of the field it is in (``outputs[1].path: ...``)
+and what to do about it; all problems of a spec are reported at once.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import posixpath
+import re
+import shlex
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from .errors import FieldProblem, SpecError
+from .models import DatasetRef, InputSpec, JobSpec, OutputSpec
+
+#: Keys a spec may have, in their documented (hyphenated) spelling.
+SPEC_KEYS = (
+    "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
+    "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir",
+)
+#: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
+BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT")
+
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR_REF = re.compile(r"\$(\$|\{([^}]*)\})")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)", re.IGNORECASE)
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+MAX_NAME = 128
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``"90s"``, ``"2h"``, ``"1h30m"``, ``"1.5h"`` or a number of seconds.
+
+    Raises
+    ------
+    ValueError
+        With a message saying which forms are accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90s, 15m, 2h or 1h30m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if not text or "".join(n + u for n, u in parts).lower() != text.lower():
+            raise ValueError(f"{value!r} is not a duration; write it like 90s, 15m, 2h or 1h30m")
+        seconds = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} must be longer than 0s")
+    return seconds
+
+
+def load_spec_text(text: str, field: str = "") -> Any:
+    """``yaml.safe_load`` with the YAML error turned into a :class:`SpecError`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"not valid YAML{where}: {problem}", field) from None
+
+
+class _Checker:
+    """Collects field problems while a spec is converted."""
+
+    def __init__(self) -> None:
+        self.problems: list[FieldProblem] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.problems.append(FieldProblem(field, message))
+
+    def string(self, field: str, value: Any, *, allow_empty: bool = False) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.add(field, f"expected a string, got {_type_name(value)}")
+            return None
+        text = str(value)
+        if not allow_empty and not text.strip():
+            self.add(field, "must not be empty")
+            return None
+        return text
+
+    def integer(self, field: str, value: Any, low: int, high: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(field, f"expected a whole number between {low} and {high}, got {_type_name(value)}")
+            return None
+        if not low <= value <= high:
+            self.add(field, f"{value} is out of range; use a number between {low} and {high}")
+            return None
+        return value
+
+    def var_name(self, field: str, value: Any) -> str | None:
+        name = self.string(field, value)
+        if name is not None and not _VAR_NAME.match(name):
+            self.add(field, f"{name!r} is not a valid variable name; use letters, digits and _ (e.g. DATA_DIR)")
+            return None
+        return name
+
+    def relative_path(self, field: str, value: Any) -> str | None:
+        path = self.string(field, value)
+        if path is None:
+            return None
+        problem = _path_problem(path)
+        if problem:
+            self.add(field, problem)
+            return None
+        return posixpath.normpath(path)
+
+    def scalar_map(self, field: str, value: Any, key_check: Callable[[str, Any], Any]) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            self.add(field, f"expected a mapping of names to values, got {_type_name(value)}")
+            return {}
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            if key_check(f"{field}.{key}", key) is None:
+                continue
+            if isinstance(item, (dict, list)) or item is None:
+                self.add(f"{field}.{key}", f"expected a string or number, got {_type_name(item)}")
+                continue
+            out[str(key)] = _scalar_text(item)
+        return out
+
+
+def _path_problem(path: str) -> str | None:
+    if path.startswith("/") or path.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", path):
+        return f"{path!r} is absolute; give a path relative to the job folder"
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../"):
+        return f"{path!r} escapes the job folder; remove the '..'"
+    return None
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", type(None): "nothing"}
+    for klass, name in names.items():
+        if isinstance(value, klass):
+            return name
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _normalise_keys(data: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("_", "-")
+        if key not in SPEC_KEYS:
+            hint = difflib.get_close_matches(key, SPEC_KEYS, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(SPEC_KEYS)}"
+            check.add(str(raw_key), f"unknown key{suggestion}")
+            continue
+        out[key] = value
+    return out
+
+
+def _entries(check: _Checker, field: str, value: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """Normalise list entries written as ``x``, ``{x: VAR}`` or ``{key: x, var: VAR}``."""
+    if not isinstance(value, list):
+        check.add(field, f"expected a list, got {_type_name(value)}")
+        return []
+    out = []
+    for index, item in enumerate(value):
+        where = f"{field}[{index}]"
+        if isinstance(item, Mapping) and key in item:
+            extra = set(item) - {key, "var"}
+            if extra:
+                check.add(where, f"unknown key {sorted(extra)[0]!r}; an entry has only {key!r} and 'var'")
+            out.append((where, item.get(key), item.get("var")))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            ((name, var),) = item.items()
+            out.append((where, name, var))
+        elif isinstance(item, (str, int, float)) and not isinstance(item, bool):
+            out.append((where, item, None))
+        else:
+            check.add(where, f"expected a {key} or a mapping {{{key}: ..., var: ...}}, got {_type_name(item)}")
+    return out
+
+
+def _named_entries(check: _Checker, field: str, value: Any, key: str) -> list[tuple[str, str | None]]:
+    """Validated ``(path or name, var)`` pairs of an inputs/outputs/datasets list."""
+    out = []
+    for where, raw, raw_var in _entries(check, field, value, key):
+        if key == "path":
+            text = check.relative_path(f"{where}.{key}", raw)
+        else:
+            text = check.string(f"{where}.{key}", raw)
+        var = None if raw_var is None else check.var_name(f"{where}.var", raw_var)
+        if text is not None and (raw_var is None or var is not None):
+            out.append((text, var))
+    return out
+
+
+def _parse_env(check: _Checker, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        check.add("env", f"expected a mapping with 'vars', got {_type_name(value)}")
+        return {}
+    for key in value:
+        if key != "vars":
+            check.add(f"env.{key}", "unknown key; env has only 'vars'")
+    raw = value.get("vars", {})
+    if isinstance(raw, list):
+        merged: dict[str, Any] = {}
+        for index, item in enumerate(raw):
+            if isinstance(item, str) and "=" in item:
+                name, _, val = item.partition("=")
+                merged[name] = val
+            elif isinstance(item, Mapping) and len(item) == 1:
+                merged.update(item)
+            else:
+                check.add(f"env.vars[{index}]", "expected NAME=value or {NAME: value}")
+        raw = merged
+    return check.scalar_map("env.vars", raw, check.var_name)
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Build a :class:`JobSpec` from a YAML string or an already-loaded mapping.
+
+    Raises
+    ------
+    SpecError
+        Listing every problem, each with its field path and what to do.
+    """
+    if isinstance(data, (str, bytes)):
+        data = load_spec_text(data.decode() if isinstance(data, bytes) else data)
+    check = _Checker()
+    if not isinstance(data, Mapping):
+        raise SpecError(f"a job spec is a mapping with at least 'cmd', got {_type_name(data)}")
+    spec = _normalise_keys(data, check)
+
+    cmd = spec.get("cmd")
+    if cmd is None:
+        check.add("cmd", "required; give the command to run, e.g. cmd: python train.py")
+    elif isinstance(cmd, list) and all(isinstance(c, (str, int, float)) for c in cmd) and cmd:
+        cmd = shlex.join(str(c) for c in cmd)
+    else:
+        cmd = check.string("cmd", cmd)
+
+    name = check.string("name", spec.get("name", "job")) or "job"
+    if len(name) > MAX_NAME:
+        check.add("name", f"is {len(name)} characters long; keep it under {MAX_NAME}")
+    desc = check.string("desc", spec.get("desc", ""), allow_empty=True) or ""
+    args = check.scalar_map("args", spec.get("args", {}), check.var_name)
+
+    inputs = tuple(InputSpec(*e) for e in _named_entries(check, "inputs", spec.get("inputs", []), "path"))
+    outputs = tuple(OutputSpec(*e) for e in _named_entries(check, "outputs", spec.get("outputs", []), "path"))
+    datasets = tuple(DatasetRef(*e) for e in _named_entries(check, "datasets", spec.get("datasets", []), "name"))
+    for where, items in (("outputs", outputs), ("inputs", inputs)):
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.path in seen:
+                check.add(f"{where}[{index}].path", f"{item.path!r} is listed twice")
+            seen.add(item.path)
+
+    env = _parse_env(check, spec["env"]) if "env" in spec else {}
+    image = check.string("image", spec["image"]) if spec.get("image") is not None else None
+    instance_type = (
+        check.string("instance-type", spec["instance-type"]) if spec.get("instance-type") is not None else None
+    )
+    max_runtime = None
+    if spec.get("max-runtime") is not None:
+        try:
+            max_runtime = parse_duration(spec["max-runtime"])
+        except ValueError as exc:
+            check.add("max-runtime", str(exc))
+    retries = check.integer("retries", spec.get("retries", 0), 0, 100) or 0
+    priority = check.integer("priority", spec.get("priority", 0), -1000, 1000) or 0
+    labels = check.scalar_map("labels", spec.get("labels", {}), check.string)
+    working_dir = check.relative_path("working-dir", spec.get("working-dir", ".")) or "."
+
+    if cmd:
+        defined = set(args) | set(env) | set(BUILTIN_VARS)
+        defined |= {i.var for i in inputs if i.var} | {o.var for o in outputs if o.var}
+        defined |= {d.var for d in datasets if d.var}
+        for ref in referenced_vars(cmd):
+            if ref not in defined:
+                check.add(
+                    "cmd",
+                    f"${{{ref}}} is not defined; define it under args or env.vars, or as the var of an "
+                    f"input, output or dataset (write $${{{ref}}} for a literal ${{{ref}}})",
+                )
+    if check.problems:
+        raise SpecError(check.problems)
+    assert cmd is not None
+    return JobSpec(
+        cmd=cmd, name=name, desc=desc, args=args, inputs=inputs, outputs=outputs, datasets=datasets,
+        env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
+        priority=priority, labels=labels, working_dir=working_dir,
+    )
+
+
+def referenced_vars(cmd: str) -> list[str]:
+    """Names used as ``${NAME}`` in ``cmd`` (``$$`` escapes a dollar)."""
+    return [m.group(2) for m in _VAR_REF.finditer(cmd) if m.group(1) != "$"]
+
+
+def substitute(cmd: str, values: Mapping[str, str]) -> str:
+    """Replace ``${NAME}`` with its shell-quoted value and ``$$`` with ``$``."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(1) == "$":
+            return "$"
+        return shlex.quote(values[match.group(2)])
+
+    return _VAR_REF.sub(replace, cmd)
+
+
+def apply_overrides(spec: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``spec`` (a spec mapping) with ``overrides`` applied.
+
+    Keys may be dotted (``args.epochs``, ``env.vars.SEED``); nested mappings are merged and
+    any other value replaces what was there. ``None`` removes a key.
+    """
+    result = copy.deepcopy(dict(spec))
+    for key, value in overrides.items():
+        path = [part.replace("_", "-") if i == 0 else part for i, part in enumerate(str(key).split("."))]
+        _set_path(result, path, value)
+    return result
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    head, rest = path[0], path[1:]
+    if rest:
+        child = target.get(head)
+        if not isinstance(child, dict):
+            child = {}
+            target[head] = child
+        _set_path(child, rest, value)
+    elif value is None:
+        target.pop(head, None)
+    elif isinstance(value, Mapping) and isinstance(target.get(head), dict):
+        for sub_key, sub_value in value.items():
+            _set_path(target[head], [str(sub_key)], sub_value)
+    else:
+        target[head] = copy.deepcopy(value)
+
+
+def parse_set_option(text: str) -> tuple[str, Any]:
+    """Parse a ``--set key=value`` option; the value is read as a YAML scalar (``20`` is a number)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"--set {text!r}: write it as key=value, e.g. --set args.epochs=20", "overrides")
+    return key.strip(), load_spec_text(raw, f"overrides.{key.strip()}") if raw.strip() else ""

@@ -1,0 +1,211 @@
+"""SQLite store of job records (WAL, versioned migrations, keyset pagination)."""
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import InvalidTransition, JobNotFound, SpecError
+from .migrations import migrate
+from .models import Allocation, JobRecord
+from .spec import parse_spec
+from .states import TERMINAL, JobStatus, check_transition
+
+#: Columns ``update()`` may write, with their encoders.
+_ENCODERS: dict[str, Any] = {
+    "name": str, "message": str, "instance_type": str, "image": lambda v: v, "command": str,
+    "exit_code": lambda v: v, "preparing_at": lambda v: v, "started_at": lambda v: v,
+    "finished_at": lambda v: v, "attempt": int, "backend": str,
+    "allocation": lambda v: json.dumps(asdict(v)), "handle": json.dumps,
+    "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps,
+}
+MAX_PAGE = 500
+
+
+def _encode_cursor(job_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{job_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise SpecError("not a cursor from this server; pass the next_cursor of a previous page", "cursor")
+
+
+class JobStore:
+    """All job records, in one SQLite file.
+
+    Every write is a short transaction; status changes are compare-and-swap on the current
+    status, so two writers can never both move a job out of the same state.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        migrate(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, job_id: int) -> JobRecord:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _to_record(row)
+
+    def find_idempotent(self, key: str) -> tuple[JobRecord, str | None] | None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+        return None if row is None else (_to_record(row), row["request_hash"])
+
+    def list(
+        self,
+        *,
+        statuses: Iterable[JobStatus] = (),
+        owner: str | None = None,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[JobRecord], str | None]:
+        """One page of jobs, newest first, and the cursor of the next page (``None`` at the end)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise SpecError(f"{limit} is out of range; use 1 to {MAX_PAGE}", "limit")
+        where, params = [], []
+        statuses = list(statuses)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += [s.value for s in statuses]
+        if owner:
+            where.append("owner = ?")
+            params.append(owner)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(name LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\' OR CAST(id AS TEXT) = ?)")
+            params += [pattern, pattern, text]
+        if cursor:
+            where.append("id < ?")
+            params.append(_decode_cursor(cursor))
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
+        records = [_to_record(r) for r in rows[:limit]]
+        next_cursor = _encode_cursor(records[-1].id) if len(rows) > limit else None
+        return records, next_cursor
+
+    def pending(self, limit: int = 1000) -> list[JobRecord]:
+        """The queue: pending jobs by priority, then submission order."""
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE status = 'Pending' ORDER BY priority DESC, id LIMIT ?", (limit,)
+        ).fetchall()
+        return [_to_record(r) for r in rows]
+
+    def active(self) -> list[JobRecord]:
+        """Jobs that are not finished, oldest first."""
+        marks = ", ".join("?" * len(TERMINAL))
+        rows = self._conn.execute(
+            f"SELECT * FROM jobs WHERE status NOT IN ({marks}) ORDER BY id", [s.value for s in TERMINAL]
+        ).fetchall()
+        return [_to_record(r) for r in rows]
+
+    # -- writing -------------------------------------------------------------------------
+    def create(self, record: JobRecord, request_hash: str | None = None) -> JobRecord:
+        """Insert a new record (its ``id`` is ignored) and return it with its id."""
+        now = time.time()
+        cur = self._conn.execute(
+            """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
+                   priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
+                   request_hash, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                record.name, record.owner, record.status.value, record.message, record.instance_type,
+                record.image, record.command, json.dumps(record.spec.to_dict()), record.spec.priority,
+                record.created_at or now, record.attempt, record.rerun_of, record.backend,
+                json.dumps(asdict(record.allocation)), record.idempotency_key, request_hash, now,
+            ),
+        )
+        return self.get(int(cur.lastrowid))
+
+    def update(self, job_id: int, **fields: Any) -> JobRecord:
+        """Write the given columns (no status change) and return the new record."""
+        if fields:
+            sets, params = self._assignments(fields)
+            cur = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*params, job_id])
+            if cur.rowcount == 0:
+                raise JobNotFound(job_id)
+        return self.get(job_id)
+
+    def transition(self, job_id: int, new: JobStatus, **fields: Any) -> JobRecord:
+        """Move a job to ``new`` (if the state machine allows it) and write ``fields`` with it."""
+        current = self.get(job_id)
+        check_transition(job_id, current.status, new)
+        sets, params = self._assignments(fields)
+        cur = self._conn.execute(
+            f"UPDATE jobs SET status = ?, {sets} WHERE id = ? AND status = ?",
+            [new.value, *params, job_id, current.status.value],
+        )
+        if cur.rowcount == 0:  # somebody else moved it first
+            latest = self.get(job_id)
+            raise InvalidTransition(f"job {job_id} is {latest.status.value} and cannot become {new.value}")
+        return self.get(job_id)
+
+    def delete(self, job_id: int) -> None:
+        self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def _assignments(self, fields: dict[str, Any]) -> tuple[str, list[Any]]:
+        unknown = set(fields) - set(_ENCODERS)
+        if unknown:
+            raise ValueError(f"not writable columns: {sorted(unknown)}")
+        fields = {**fields, "updated_at": time.time()}
+        names = [f"{name} = ?" for name in fields]
+        values = [_ENCODERS.get(name, float)(value) for name, value in fields.items()]
+        return ", ".join(names), values
+
+
+def _to_record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        name=row["name"],
+        owner=row["owner"],
+        spec=parse_spec(json.loads(row["spec"])),
+        status=JobStatus(row["status"]),
+        message=row["message"],
+        instance_type=row["instance_type"],
+        image=row["image"],
+        command=row["command"],
+        exit_code=row["exit_code"],
+        created_at=row["created_at"],
+        preparing_at=row["preparing_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempt=row["attempt"],
+        rerun_of=row["rerun_of"],
+        backend=row["backend"],
+        allocation=_allocation(json.loads(row["allocation"])),
+        handle=json.loads(row["handle"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        outputs=json.loads(row["outputs"]),
+        idempotency_key=row["idempotency_key"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _allocation(data: dict[str, Any]) -> Allocation:
+    return Allocation(cpus=data.get("cpus", 0.0), memory_mib=data.get("memory_mib", 0), gpus=tuple(data.get("gpus", ())))
