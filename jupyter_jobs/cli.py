@@ -1,2 +1,236 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``jupyter jobs``: run, list, show, follow, cancel and rerun jobs from a terminal.
+
+It talks to a running Jupyter server when it finds one; otherwise it runs the job itself with
+the same JobManager a server uses (and the same data folder), so it works on a fresh install.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .client import EmbeddedClient, RemoteClient, find_server
+from .errors import JobsError
+from .spec import load_spec_text, parse_set_option
+
+TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter jobs", description="Run and manage jupyter-jobs jobs.")
+    parser.add_argument("--url", help="Jupyter server URL (default: $JUPYTER_JOBS_URL, else a running server)")
+    parser.add_argument("--token", help="its token (default: $JUPYTER_JOBS_TOKEN or the server's runtime file)")
+    parser.add_argument("--local", action="store_true", help="run here without a server, even if one runs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="submit a job spec (YAML)")
+    run.add_argument("spec", help="the job spec file, e.g. examples/hello/job.yaml")
+    run.add_argument("-f", "--follow", action="store_true", help="stream its log until it ends; exit with its status")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field")
+
+    lst = sub.add_parser("list", help="list jobs, newest first")
+    lst.add_argument("--status", help="only these statuses (comma-separated)")
+    lst.add_argument("--mine", action="store_true", help="only jobs I submitted")
+    lst.add_argument("--text", help="search names and commands")
+    lst.add_argument("-n", "--limit", type=int, default=20)
+    lst.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="show one job")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", help="print a job's log")
+    logs.add_argument("id", type=int)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
+
+    cancel = sub.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("id", type=int)
+
+    rerun = sub.add_parser("rerun", help="run a job again, with overrides")
+    rerun.add_argument("id", type=int)
+    rerun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set args.epochs=20")
+    rerun.add_argument("-f", "--follow", action="store_true")
+
+    delete = sub.add_parser("delete", help="delete a finished job with its log and outputs")
+    delete.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = asyncio.run(_main(args))
+    except KeyboardInterrupt:
+        code = 130
+    except JobsError as exc:
+        print(f"jupyter jobs: {exc.message}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
+    server = None if args.local else _server(args, spec_dir)
+    if server is not None:
+        client = RemoteClient(server["url"], server.get("token", ""), server.get("root_dir"))
+        return await COMMANDS[args.command](client, args, spec_dir)
+    if args.command in ("run", "rerun") and not args.follow:
+        print("jupyter jobs: no Jupyter server found; running the job here until it ends", file=sys.stderr)
+        args.follow = True
+    async with EmbeddedClient(_embedded_manager(spec_dir), getpass.getuser()) as client:
+        return await COMMANDS[args.command](client, args, spec_dir)
+
+
+def _server(args: argparse.Namespace, spec_dir: Path) -> dict[str, Any] | None:
+    if args.url:
+        return {"url": args.url, "token": args.token or os.environ.get("JUPYTER_JOBS_TOKEN", ""), "root_dir": None}
+    server = find_server(spec_dir)
+    if server is not None and args.token:
+        server["token"] = args.token
+    return server
+
+
+def _embedded_manager(root: Path) -> Any:
+    from jupyter_core.application import JupyterApp
+
+    from .manager import JobManager
+
+    loader = JupyterApp()
+    loader.config_file_name = "jupyter_server_config"
+    loader.load_config_file(suppress_errors=True)
+    return JobManager(config=loader.config, root_dir=str(root))
+
+
+# -- commands -----------------------------------------------------------------------------
+async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
+    path = Path(args.spec)
+    if not path.is_file():
+        raise JobsError(f"{args.spec}: no such spec file")
+    spec = load_spec_text(path.read_text(), str(path))
+    if args.set:
+        from .spec import apply_overrides
+
+        spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
+    job = await client.submit(spec, base_dir=_base_dir(client, spec_dir))
+    print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']})", file=sys.stderr)
+    if not args.follow:
+        print(job["id"])
+        return 0
+    return await _follow(client, job["id"])
+
+
+def _base_dir(client: Any, spec_dir: Path) -> str | None:
+    if client.kind == "embedded":
+        return None  # its root is the spec's folder
+    if client.root_dir is None:
+        return str(spec_dir)
+    root = Path(client.root_dir).resolve()
+    if spec_dir != root and root not in spec_dir.parents:
+        raise JobsError(
+            f"{spec_dir} is outside the root folder {root} of the Jupyter server at {client.url}, which reads "
+            "the job's inputs; move the spec under that folder or run it here with --local"
+        )
+    return str(spec_dir.relative_to(root))
+
+
+async def _follow(client: Any, job_id: int) -> int:
+    out = sys.stdout.buffer
+
+    def sink(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    await client.stream_log(job_id, 0, True, sink)
+    job = await client.get(job_id)
+    while job["status"] not in TERMINAL:  # the stream ended early (server going away)
+        await asyncio.sleep(0.5)
+        job = await client.get(job_id)
+    print(f"job {job_id}: {job['message'] or job['status']}", file=sys.stderr)
+    return exit_status(job)
+
+
+def exit_status(job: dict) -> int:
+    """The CLI's exit status for a finished job: 0, the job's own code, 130 cancelled, 1 otherwise."""
+    if job["status"] == "Succeeded":
+        return 0
+    if job["status"] == "Cancelled":
+        return 130
+    code = job.get("exit_code")
+    return code if isinstance(code, int) and 0 < code < 256 else 1
+
+
+async def cmd_list(client: Any, args: argparse.Namespace, _: Path) -> int:
+    page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, limit=args.limit)
+    if args.json:
+        print(json.dumps(page["jobs"], indent=2))
+        return 0
+    rows = [("ID", "STATUS", "NAME", "TYPE", "OWNER", "CREATED", "TIME", "MESSAGE")]
+    for job in page["jobs"]:
+        rows.append((
+            str(job["id"]), job["status"], job["name"][:24], job["instance_type"], job["owner"][:12],
+            time.strftime("%m-%d %H:%M", time.localtime(job["created_at"])), _duration(job),
+            (job["message"] or "")[:70],
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _duration(job: dict) -> str:
+    seconds = job["durations"].get("running")
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+async def cmd_show(client: Any, args: argparse.Namespace, _: Path) -> int:
+    job = await client.get(args.id)
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return 0
+    import yaml
+
+    print(yaml.safe_dump(job, sort_keys=False, default_flow_style=False).rstrip())
+    return 0
+
+
+async def cmd_logs(client: Any, args: argparse.Namespace, _: Path) -> int:
+    out = sys.stdout.buffer
+    await client.stream_log(args.id, 0, args.follow, lambda c: (out.write(c), out.flush()))
+    return 0
+
+
+async def cmd_cancel(client: Any, args: argparse.Namespace, _: Path) -> int:
+    job = await client.cancel(args.id)
+    print(f"job {job['id']}: {job['status']} ({job['message']})")
+    return 0
+
+
+async def cmd_rerun(client: Any, args: argparse.Namespace, _: Path) -> int:
+    job = await client.rerun(args.id, dict(parse_set_option(s) for s in args.set))
+    print(f"job {job['id']} (rerun of {args.id}) submitted: {job['status']}", file=sys.stderr)
+    if not args.follow:
+        print(job["id"])
+        return 0
+    return await _follow(client, job["id"])
+
+
+async def cmd_delete(client: Any, args: argparse.Namespace, _: Path) -> int:
+    await client.delete(args.id)
+    print(f"job {args.id} deleted")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
+    "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete,
+}

@@ -23,7 +23,6 @@ from .spec import load_spec_text
 API = "jupyter-jobs/api"
 #: Largest request body accepted (a spec or a set of overrides).
 MAX_BODY_BYTES = 1024 * 1024
-LOG_CHUNK = 64 * 1024
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -184,30 +183,12 @@ class JobLogsHandler(JobsAPIHandler):
         self.set_header("X-Log-Offset", str(offset))
         self.set_header("X-Job-Status", job.status.value)
         try:
-            await self._stream(job.id, folder, offset, follow)
-        except StreamClosedError:
-            return  # the client went away; it can come back with its offset
-        self.finish()
-
-    async def _stream(self, job_id: int, folder: Any, offset: int, follow: bool) -> None:
-        finishing = False
-        while True:
-            chunk = folder.read_log(offset, LOG_CHUNK)
-            if chunk:
-                offset += len(chunk)
+            async for chunk in self.manager.follow_log(job.id, offset, follow):
                 self.write(chunk)
                 await self.flush()
-                continue
-            if not follow or finishing:
-                return
-            try:
-                ended = self.manager.get(job_id).status.is_terminal()
-            except JobNotFound:
-                return
-            if ended:
-                finishing = True  # read once more: everything was written before the status changed
-                continue
-            await self.manager.wait_change(job_id, 0.1)
+        except StreamClosedError:
+            return  # the client went away; it comes back with its offset
+        self.finish()
 
 
 class OutputsHandler(JobsAPIHandler):

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Instance, Int, Type, Unicode, default
@@ -19,7 +19,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import __version__
 from .cluster import Cluster
-from .errors import BackendUnavailable, Conflict, InvalidTransition, SpecError, TooLarge
+from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import JobDir, copy_inputs, measure_inputs
 from .models import JobRecord, JobSpec
 from .runner.capacity import Request
@@ -28,6 +28,10 @@ from .runner.pool import RunnerPool
 from .spec import apply_overrides, parse_spec
 from .states import JobStatus, parse_status
 from .store import JobStore
+
+LOG_CHUNK = 64 * 1024
+#: Longest a follower waits before looking for new log bytes (a status change wakes it sooner).
+LOG_POLL_SECONDS = 0.05
 
 
 class JobManager(LoggingConfigurable):
@@ -154,6 +158,27 @@ class JobManager(LoggingConfigurable):
             except ValueError as exc:
                 raise SpecError(str(exc), "status") from None
         return self.store.list(statuses=statuses, owner=owner, text=text, cursor=cursor, limit=limit)
+
+    async def follow_log(self, job_id: int, offset: int, follow: bool) -> AsyncIterator[bytes]:
+        """Chunks of a job's log from byte ``offset``; with ``follow``, until the job has ended."""
+        folder = self.folder(job_id)
+        finishing = False
+        while True:
+            chunk = await asyncio.to_thread(folder.read_log, offset, LOG_CHUNK)
+            if chunk:
+                offset += len(chunk)
+                yield chunk
+                continue
+            if not follow or finishing:
+                return
+            try:
+                ended = self.store.get(job_id).status.is_terminal()
+            except JobNotFound:
+                return  # deleted while followed
+            if ended:
+                finishing = True  # read once more: all of it was written before the status changed
+                continue
+            await self.wait_change(job_id, LOG_POLL_SECONDS)
 
     def folder(self, job_id: int) -> JobDir:
         self.store.get(job_id)  # 404 for unknown jobs

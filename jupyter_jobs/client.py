@@ -1,0 +1,205 @@
+"""Clients of the jobs API: a running Jupyter server over REST, or an embedded JobManager.
+
+Both expose the same async methods, so the CLI (and later the kernel side) does not care
+which one it has. ``find_server`` locates a running server the way Jupyter's own tools do.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .errors import BackendUnavailable, JobsError
+
+API = "jupyter-jobs/api"
+
+
+class ApiError(JobsError):
+    """An error answered by the server, with its status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status
+
+
+def find_server(start_dir: Path | None = None) -> dict[str, Any] | None:
+    """The running Jupyter server to use: ``JUPYTER_JOBS_URL``/``JUPYTER_JOBS_TOKEN`` first, then the
+    runtime files of servers on this machine (one whose root contains ``start_dir`` preferred)."""
+    url = os.environ.get("JUPYTER_JOBS_URL")
+    if url:
+        return {"url": url, "token": os.environ.get("JUPYTER_JOBS_TOKEN", ""), "root_dir": None}
+    try:
+        from jupyter_server.serverapp import list_running_servers
+    except ImportError:  # pragma: no cover
+        return None
+    servers = list(list_running_servers())
+    if not servers:
+        return None
+    here = (start_dir or Path.cwd()).resolve()
+
+    def contains(server: dict[str, Any]) -> bool:
+        root = Path(server.get("root_dir") or server.get("notebook_dir") or "/").resolve()
+        return root == here or root in here.parents
+
+    servers.sort(key=lambda s: not contains(s))
+    return servers[0]
+
+
+class RemoteClient:
+    """The jobs API of a running Jupyter server."""
+
+    kind = "server"
+
+    def __init__(self, url: str, token: str = "", root_dir: str | None = None) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.token = token
+        self.root_dir = root_dir
+        self.http = AsyncHTTPClient()
+
+    def _request(self, method: str, path: str, params: dict | None = None, body: Any = None, **kw: Any) -> HTTPRequest:
+        url = self.url + API + "/" + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        data = None if body is None else json.dumps(body)
+        if method == "POST" and data is None:
+            data = ""
+        return HTTPRequest(url, method=method, headers=headers, body=data, **kw)
+
+    async def call(self, method: str, path: str, params: dict | None = None, body: Any = None,
+                   headers: dict | None = None) -> Any:
+        request = self._request(method, path, params, body, request_timeout=120)
+        request.headers.update(headers or {})
+        try:
+            response = await self.http.fetch(request)
+        except HTTPClientError as exc:
+            raise _api_error(exc) from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot reach the Jupyter server at {self.url}: {exc}") from None
+        return json.loads(response.body) if response.body else None
+
+    async def config(self) -> dict:
+        return await self.call("GET", "config")
+
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.call("POST", "jobs", {"base_dir": base_dir}, spec, headers)
+
+    async def get(self, job_id: int) -> dict:
+        return await self.call("GET", f"jobs/{job_id}")
+
+    async def list(self, **params: Any) -> dict:
+        return await self.call("GET", "jobs", params)
+
+    async def cancel(self, job_id: int) -> dict:
+        return await self.call("POST", f"jobs/{job_id}/cancel")
+
+    async def rerun(self, job_id: int, overrides: dict) -> dict:
+        return await self.call("POST", f"jobs/{job_id}/rerun", body={"overrides": overrides})
+
+    async def delete(self, job_id: int) -> None:
+        await self.call("DELETE", f"jobs/{job_id}")
+
+    async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
+        """Write the log from ``offset`` to ``sink``; reconnect from the last byte on a dropped
+        connection. Returns the offset reached."""
+        attempts = 0
+        while True:
+            received = 0
+
+            def on_chunk(chunk: bytes) -> None:
+                nonlocal received
+                received += len(chunk)
+                sink(chunk)
+
+            params = {"offset": str(offset), "follow": "1" if follow else "0"}
+            request = self._request("GET", f"jobs/{job_id}/logs", params, streaming_callback=on_chunk,
+                                    request_timeout=0 if follow else 120)
+            try:
+                await self.http.fetch(request)
+                return offset + received
+            except HTTPClientError as exc:
+                if exc.code != 599:
+                    raise _api_error(exc) from None
+                error: Exception = exc
+            except OSError as exc:
+                error = exc
+            offset += received
+            attempts = 0 if received else attempts + 1
+            if attempts > 5:
+                raise BackendUnavailable(f"lost the log stream of job {job_id} at byte {offset}: {error}")
+            await asyncio.sleep(min(5.0, 0.2 * 2**attempts))
+
+
+def _api_error(exc: HTTPClientError) -> ApiError:
+    message = exc.message or str(exc)
+    if exc.response is not None and exc.response.body:
+        try:
+            message = json.loads(exc.response.body).get("message", message)
+        except ValueError:
+            message = exc.response.body.decode("utf-8", "replace")[:500]
+    if exc.code == 403:
+        message += " (check the token: JUPYTER_JOBS_TOKEN or --token)"
+    return ApiError(exc.code, message)
+
+
+class EmbeddedClient:
+    """Runs jobs in this process with the same JobManager a server would use."""
+
+    kind = "embedded"
+
+    def __init__(self, manager: Any, owner: str) -> None:
+        self.manager = manager
+        self.owner = owner
+
+    async def __aenter__(self) -> "EmbeddedClient":
+        await self.manager.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.manager.stop()
+
+    def _json(self, job: Any) -> dict:
+        import time
+
+        return job.to_json(time.time())
+
+    async def config(self) -> dict:
+        return self.manager.config()
+
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
+        job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key)
+        return self._json(job)
+
+    async def get(self, job_id: int) -> dict:
+        return self._json(self.manager.get(job_id))
+
+    async def list(self, **params: Any) -> dict:
+        if params.get("owner") == "me":
+            params["owner"] = self.owner
+        params["limit"] = int(params.get("limit", 50))
+        jobs, cursor = self.manager.list(**params)
+        return {"jobs": [self._json(j) for j in jobs], "next_cursor": cursor}
+
+    async def cancel(self, job_id: int) -> dict:
+        return self._json(await self.manager.cancel(job_id, by=self.owner))
+
+    async def rerun(self, job_id: int, overrides: dict) -> dict:
+        return self._json(await self.manager.rerun(job_id, overrides, owner=self.owner))
+
+    async def delete(self, job_id: int) -> None:
+        await self.manager.delete(job_id)
+
+    async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
+        async for chunk in self.manager.follow_log(job_id, offset, follow):
+            offset += len(chunk)
+            sink(chunk)
+        return offset
+
