@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
+from .manager import server_user
 from .spec import load_spec_text, parse_set_option
 
 TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
@@ -83,7 +83,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.command in ("run", "rerun") and not args.follow:
         print("jupyter jobs: no Jupyter server found; running the job here until it ends", file=sys.stderr)
         args.follow = True
-    async with EmbeddedClient(_embedded_manager(spec_dir), getpass.getuser()) as client:
+    async with EmbeddedClient(_embedded_manager(spec_dir), server_user()) as client:
         return await COMMANDS[args.command](client, args, spec_dir)
 
 

@@ -172,7 +172,7 @@ class EmbeddedClient:
         return job.to_json(time.time())
 
     async def config(self) -> dict:
-        return self.manager.config()
+        return self.manager.describe()
 
     async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
         job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
@@ -17,7 +18,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .errors import JobNotFound, JobsError, SpecError, TooLarge
-from .manager import JobManager
+from .manager import JobManager, server_user
 from .spec import load_spec_text
 
 API = "jupyter-jobs/api"
@@ -36,6 +37,10 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def username(self) -> str:
+        """Who is asking: the identity provider's user, or, on a single-user server whose one
+        shared token makes every request a new anonymous user, the account running the server."""
+        if type(self.identity_provider) in (IdentityProvider, PasswordIdentityProvider):
+            return server_user()
         user = self.current_user
         return getattr(user, "username", None) or str(user)
 
@@ -250,7 +255,7 @@ class ConfigHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({**self.manager.config(), "user": self.username})
+        self.write_json({**self.manager.describe(), "user": self.username})
 
 
 _JOB = r"/jobs/([^/]+)"

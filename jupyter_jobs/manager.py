@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import getpass
 import hashlib
 import json
 import os
@@ -32,6 +33,11 @@ from .store import JobStore
 LOG_CHUNK = 64 * 1024
 #: Longest a follower waits before looking for new log bytes (a status change wakes it sooner).
 LOG_POLL_SECONDS = 0.05
+
+
+def server_user() -> str:
+    """The account this server (or CLI) runs as, which owns single-user jobs."""
+    return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
 
 class JobManager(LoggingConfigurable):
@@ -184,7 +190,7 @@ class JobManager(LoggingConfigurable):
         self.store.get(job_id)  # 404 for unknown jobs
         return JobDir(self.jobs_dir / str(job_id))
 
-    def config(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         return {
             "version": __version__,
             "backend": self.backend.name,

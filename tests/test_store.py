@@ -1,0 +1,113 @@
+"""The SQLite store: migrations, compare-and-swap transitions, filters and keyset pages."""
+import sqlite3
+
+import pytest
+
+from jupyter_jobs.errors import InvalidTransition, JobNotFound, SpecError
+from jupyter_jobs.migrations import MIGRATIONS, DatabaseTooNew, Migration, current_version, migrate
+from jupyter_jobs.models import Allocation, JobRecord
+from jupyter_jobs.spec import parse_spec
+from jupyter_jobs.states import JobStatus
+from jupyter_jobs.store import JobStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    yield store
+    store.close()
+
+
+def new(store, name="j", owner="alice", priority=0, cmd="echo hi"):
+    spec = parse_spec({"name": name, "cmd": cmd, "priority": priority})
+    return store.create(JobRecord(id=0, name=name, owner=owner, spec=spec, command=cmd))
+
+
+def test_wal_and_schema_version(store, tmp_path):
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert current_version(store._conn) == max(m.version for m in MIGRATIONS)
+    indexes = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"jobs_status_id", "jobs_owner_id", "jobs_queue"} <= indexes
+
+
+def test_records_survive_reopening(tmp_path):
+    first = JobStore(tmp_path / "db.sqlite")
+    job = new(first, "kept")
+    first.transition(job.id, JobStatus.PREPARING, allocation=Allocation(1, 512, (0,)))
+    first.close()
+    again = JobStore(tmp_path / "db.sqlite")
+    kept = again.get(job.id)
+    assert (kept.name, kept.status, kept.allocation.gpus) == ("kept", JobStatus.PREPARING, (0,))
+    again.close()
+
+
+def test_failed_migration_rolls_back_and_stays_pending(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+    bad = MIGRATIONS + (Migration(99, "broken", ("CREATE TABLE extra (x)", "THIS IS NOT SQL")),)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, bad)
+    assert current_version(conn) == 1
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name='extra'").fetchone() is None
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+    migrate(conn)
+    conn.execute("INSERT INTO schema_migrations VALUES (7, 'future', 0)")
+    with pytest.raises(DatabaseTooNew, match="upgrade jupyter-jobs"):
+        migrate(conn)
+
+
+def test_transition_is_checked_and_compare_and_swap(store):
+    job = new(store)
+    with pytest.raises(InvalidTransition):
+        store.transition(job.id, JobStatus.SUCCEEDED)
+    store.transition(job.id, JobStatus.CANCELLED, finished_at=1.0)
+    with pytest.raises(InvalidTransition, match="is Cancelled"):
+        store.transition(job.id, JobStatus.PREPARING)
+    with pytest.raises(JobNotFound):
+        store.get(999)
+
+
+def test_update_refuses_unknown_columns(store):
+    job = new(store)
+    with pytest.raises(ValueError, match="not writable"):
+        store.update(job.id, status="Running")
+
+
+def test_list_filters_and_pages_newest_first(store):
+    ids = [new(store, f"job{i}", owner="alice" if i % 2 else "bob").id for i in range(25)]
+    store.transition(ids[3], JobStatus.CANCELLED)
+    page, cursor = store.list(limit=10)
+    assert [j.id for j in page] == ids[::-1][:10]
+    seen = [j.id for j in page]
+    while cursor:
+        page, cursor = store.list(limit=10, cursor=cursor)
+        seen += [j.id for j in page]
+    assert seen == ids[::-1]
+    assert {j.owner for j in store.list(owner="bob", limit=100)[0]} == {"bob"}
+    assert [j.id for j in store.list(statuses=[JobStatus.CANCELLED])[0]] == [ids[3]]
+    assert [j.name for j in store.list(text="job1")[0]][-1] == "job1"
+    assert store.list(text="50%_")[0] == []
+
+
+def test_bad_cursor_and_limit_are_client_errors(store):
+    with pytest.raises(SpecError, match="cursor"):
+        store.list(cursor="garbage!")
+    with pytest.raises(SpecError, match="limit"):
+        store.list(limit=0)
+
+
+def test_queue_order_is_priority_then_fifo(store):
+    a = new(store, "a", priority=0)
+    b = new(store, "b", priority=5)
+    c = new(store, "c", priority=0)
+    assert [j.id for j in store.pending()] == [b.id, a.id, c.id]
+
+
+def test_idempotency_key_lookup(store):
+    spec = parse_spec({"cmd": "x"})
+    job = store.create(JobRecord(id=0, name="x", owner="a", spec=spec, idempotency_key="k1"), "hash1")
+    found, digest = store.find_idempotent("k1")
+    assert (found.id, digest) == (job.id, "hash1")
+    assert store.find_idempotent("k2") is None
