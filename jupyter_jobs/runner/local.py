@@ -26,8 +26,10 @@ from .backend import Exit, Launch
 from .environment import job_command, job_environment
 
 # $1: the command, $2: file that receives its exit status. The wrapper stays as the process
-# group leader so that the status is written even when nobody is waiting for it.
-_WRAPPER = '/bin/sh -c "$1"; rc=$?; printf "%s" "$rc" > "$2"; exit "$rc"'
+# group leader so that the status is written even when nobody is waiting for it. It catches
+# TERM with a no-op trap (an *ignored* signal would be inherited by the job; a trap is reset
+# on exec), so on cancel it outlives the job and the job gets its whole grace period.
+_WRAPPER = 'trap : TERM INT; /bin/sh -c "$1"; rc=$?; printf "%s" "$rc" > "$2"; exit "$rc"'
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
 
