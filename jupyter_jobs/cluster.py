@@ -17,7 +17,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Dict, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .errors import FieldProblem, SpecError
+from .errors import ConfigError, SpecError
 from .models import Dataset, Gpu, InstanceType
 from .spec import load_spec_text
 
@@ -119,12 +119,15 @@ class Cluster(LoggingConfigurable):
         self._file = {}
         if self.config_file:
             path = Path(self.config_file).expanduser()
-            data = load_spec_text(path.read_text(), str(path)) or {}
+            try:
+                data = load_spec_text(path.read_text(), str(path)) or {}
+            except (OSError, SpecError) as exc:
+                raise ConfigError(getattr(exc, "message", str(exc)), "Cluster.config_file") from None
             if not isinstance(data, dict):
-                raise SpecError(f"{path}: expected a mapping with instance_types, datasets, gpus")
+                raise ConfigError(f"{path}: expected a mapping with instance_types, datasets, gpus")
             unknown = set(data) - {"instance_types", "datasets", "gpus", "default_instance_type"}
             if unknown:
-                raise SpecError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+                raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
             self._file = data
         self.host_gpus = self._load_gpus()
         self.total_cpus = self.cpus or float(host_cpus())
@@ -137,10 +140,13 @@ class Cluster(LoggingConfigurable):
         raw_sets = {**self.datasets, **(self._file.get("datasets") or {})}
         self.sets = [_dataset(name, value) for name, value in raw_sets.items()]
         self.default_type = self._file.get("default_instance_type") or self.default_instance_type or self.types[0].name
-        self.instance_type(self.default_type, "default_instance_type")
+        if self.default_type not in {t.name for t in self.types}:
+            raise ConfigError(f"{self.default_type!r} is not one of the instance types", "Cluster.default_instance_type")
 
     def _load_gpus(self) -> list[Gpu]:
         raw = self._file.get("gpus", self.gpus)
+        if isinstance(raw, str) and raw.strip().isdigit():  # from the command line
+            raw = int(raw)
         if raw is None:
             return discover_gpus(self.nvidia_smi or None)
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -149,10 +155,10 @@ class Cluster(LoggingConfigurable):
             gpus = []
             for i, item in enumerate(raw):
                 if not isinstance(item, dict) or "index" not in item:
-                    raise SpecError(f"gpus[{i}]: expected {{index, name, uuid, memory_mib}}")
+                    raise ConfigError("expected {index, name, uuid, memory_mib}", f"Cluster.gpus[{i}]")
                 gpus.append(Gpu(int(item["index"]), str(item.get("name", "gpu")), item.get("uuid"), item.get("memory_mib")))
             return gpus
-        raise SpecError("gpus: expected nothing (discover), a count, or a list of GPUs")
+        raise ConfigError("expected nothing (discover), a count, or a list of GPUs", "Cluster.gpus")
 
     def instance_type(self, name: str, field: str = "instance-type") -> InstanceType:
         for itype in self.types:
@@ -182,11 +188,11 @@ def parse_memory(value: Any) -> int:
 
 def _instance_type(field: str, raw: Any) -> InstanceType:
     if not isinstance(raw, dict) or "name" not in raw:
-        raise SpecError("expected a mapping with at least 'name'", field)
+        raise ConfigError("expected a mapping with at least 'name'", f"Cluster.{field}")
     known = {"name", "cpus", "memory", "memory_mib", "gpus", "gpu_type", "image", "description", "network"}
     unknown = set(raw) - known
     if unknown:
-        raise SpecError([FieldProblem(f"{field}.{sorted(unknown)[0]}", f"unknown key; known: {', '.join(sorted(known))}")])
+        raise ConfigError(f"unknown key; known: {', '.join(sorted(known))}", f"Cluster.{field}.{sorted(unknown)[0]}")
     try:
         memory = parse_memory(raw.get("memory", raw.get("memory_mib", 1024)))
         return InstanceType(
@@ -195,7 +201,7 @@ def _instance_type(field: str, raw: Any) -> InstanceType:
             description=str(raw.get("description", "")), network=bool(raw.get("network", False)),
         )
     except (TypeError, ValueError) as exc:
-        raise SpecError(f"bad value: {exc}", field) from None
+        raise ConfigError(f"bad value: {exc}", f"Cluster.{field}") from None
 
 
 def _dataset(name: str, raw: Any) -> Dataset:
@@ -203,4 +209,4 @@ def _dataset(name: str, raw: Any) -> Dataset:
         return Dataset(name, str(Path(raw).expanduser()))
     if isinstance(raw, dict) and "path" in raw:
         return Dataset(name, str(Path(raw["path"]).expanduser()), str(raw.get("description", "")))
-    raise SpecError("expected a host path or {path, description}", f"datasets.{name}")
+    raise ConfigError("expected a host path or {path, description}", f"Cluster.datasets.{name}")

@@ -88,6 +88,13 @@ class TooLarge(JobsError):
     status_code = 413
 
 
+class ConfigError(JobsError):
+    """The admin's configuration is wrong (a server-side problem, named by its setting)."""
+
+    def __init__(self, message: str, setting: str = "") -> None:
+        super().__init__(f"jupyter-jobs configuration: {setting + ': ' if setting else ''}{message}")
+
+
 class BackendUnavailable(JobsError):
     status_code = 503
 

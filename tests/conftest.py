@@ -4,6 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -100,3 +108,90 @@ def api(jp_fetch, jobs_app) -> Api:
 @pytest.fixture
 def root_dir(jp_root_dir: Path) -> Path:
     return Path(jp_root_dir)
+
+
+# -- a real `jupyter server` in its own process (restarts, the CLI) -------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`jupyter server` with jupyter-jobs, on 127.0.0.1, that a test can kill and start again."""
+
+    def __init__(self, root: Path, data: Path, home: Path, extra_args: list[str] | None = None) -> None:
+        self.root, self.data, self.home = root, data, home
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen | None = None
+        self.env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_PLATFORM_DIRS": "0",
+        }
+
+    def start(self) -> None:
+        log = open(self.home / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+             f"--ServerApp.root_dir={self.root}", f"--JobManager.data_dir={self.data}", "--allow-root",
+             "--Cluster.gpus=0", *self.extra_args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.request("GET", "config")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"jupyter server exited: {(self.home / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+        raise RuntimeError("jupyter server did not answer in 30s")
+
+    def request(self, method: str, path: str, body=None, params: str = "") -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        if method == "POST" and data is None:
+            data = b""
+        request = urllib.request.Request(f"{self.url}jupyter-jobs/api/{path}{params}", data=data, method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+            is_json = response.headers.get("Content-Type", "").startswith("application/json")
+        return json.loads(text) if is_json and text else text
+
+    def wait(self, job_id: int, statuses=("Succeeded", "Failed", "Cancelled", "Unknown"), timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.request("GET", f"jobs/{job_id}")
+            if job["status"] in statuses:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']}: {job['message']}")
+            time.sleep(0.05)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path):
+    root, data, home = tmp_path / "root", tmp_path / "jobs-data", tmp_path / "home"
+    for path in (root, data, home):
+        path.mkdir()
+    server = ServerProcess(root, data, home)
+    server.start()
+    yield server
+    server.stop()

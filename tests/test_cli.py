@@ -1,0 +1,101 @@
+"""`jupyter jobs`: against a running server, and embedded when there is none."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+JUPYTER = str(Path(sys.executable).parent / "jupyter")
+
+
+def jobs(*args, env, cwd=None, check=None, timeout=60):
+    result = subprocess.run([JUPYTER, "jobs", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def fresh_env(tmp_path):
+    """A machine with nothing configured and no server running."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return {**os.environ, "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(home / "config"), "HOME": str(home)}
+
+
+def test_embedded_run_of_the_example_on_a_fresh_install(fresh_env, tmp_path):
+    example = tmp_path / "hello"
+    shutil.copytree(REPO / "examples" / "hello", example)
+    result = jobs("run", str(example / "job.yaml"), "--follow", env=fresh_env, check=0)
+    assert "step 3/3" in result.stdout and "done" in result.stdout
+    assert "Succeeded" in result.stderr
+    # The record and its outputs stay in the data dir, for `list`, `show` and a later server.
+    listing = jobs("list", env=fresh_env, check=0).stdout
+    assert "hello" in listing and "Succeeded" in listing
+    report = Path(fresh_env["JUPYTER_DATA_DIR"]) / "jupyter_jobs" / "jobs" / "1" / "outputs" / "report.json"
+    assert '"steps": 3' in report.read_text()
+
+
+def test_embedded_exit_status_follows_the_job(fresh_env, tmp_path):
+    spec = tmp_path / "fail.yaml"
+    spec.write_text("cmd: echo oops; exit 7\n")
+    result = jobs("run", str(spec), env=fresh_env, check=7)
+    assert "oops" in result.stdout
+    assert "exited with code 7" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cmd: x\nretries: many\n")
+    result = jobs("run", str(bad), env=fresh_env, check=2)
+    assert "retries: expected a whole number" in result.stderr
+
+
+def test_cli_against_a_running_server(server_process):
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    project = server_process.root / "proj"
+    project.mkdir()
+    (project / "say.sh").write_text("echo saying $1\n")
+    (project / "job.yaml").write_text("name: say\ncmd: sh say.sh ${word}\nargs: {word: hi}\ninputs: [say.sh]\n")
+
+    result = jobs("run", str(project / "job.yaml"), "--follow", env=env, check=0)
+    assert "saying hi" in result.stdout
+    job_id = result.stderr.split()[1]
+    assert server_process.request("GET", f"jobs/{job_id}")["owner"]
+
+    shown = jobs("show", job_id, env=env, check=0).stdout
+    assert "status: Succeeded" in shown and "command: sh say.sh hi" in shown
+    assert "saying hi" in jobs("logs", job_id, env=env, check=0).stdout
+
+    rerun = jobs("rerun", job_id, "--set", "args.word=again", "--follow", env=env, check=0)
+    assert "saying again" in rerun.stdout
+
+    sleeper = jobs("run", str(project / "job.yaml"), "--set", "cmd=sleep 60", env=env, check=0).stdout.strip()
+    server_process.wait(int(sleeper), ("Running",))
+    assert "Cancelled" in jobs("cancel", sleeper, env=env, check=0).stdout
+    listing = jobs("list", "--status", "cancelled", env=env, check=0).stdout
+    assert listing.splitlines()[1].split()[:2] == [sleeper, "Cancelled"]
+
+    assert "not found" in jobs("show", "9999", env=env, check=2).stderr
+    assert "deleted" in jobs("delete", sleeper, env=env, check=0).stdout
+
+
+def test_cli_finds_the_server_from_its_runtime_file(server_process):
+    (server_process.root / "job.yaml").write_text("cmd: echo found the server\n")
+    env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}
+    result = jobs("run", str(server_process.root / "job.yaml"), "--follow", env=env, check=0)
+    assert "found the server" in result.stdout
+    # It went through the server (whose data dir is not the default one), not embedded.
+    assert (server_process.data / "jobs.sqlite").exists()
+
+
+def test_spec_outside_the_server_root_is_explained(server_process, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "job.yaml").write_text("cmd: cat a.txt\ninputs: [a.txt]\n")
+    (outside / "a.txt").write_text("x")
+    env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}
+    result = jobs("run", str(outside / "job.yaml"), env=env, check=2)
+    assert "outside the root folder" in result.stderr and "--local" in result.stderr
