@@ -7,7 +7,7 @@ import sqlite3
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .errors import InvalidTransition, JobNotFound, SpecError
 from .migrations import migrate
@@ -24,6 +24,13 @@ _ENCODERS: dict[str, Any] = {
     "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps,
 }
 MAX_PAGE = 500
+
+
+class QueueEntry(NamedTuple):
+    id: int
+    instance_type: str
+    priority: int
+    message: str
 
 
 def _encode_cursor(job_id: int) -> str:
@@ -110,12 +117,13 @@ class JobStore:
         next_cursor = _encode_cursor(records[-1].id) if len(rows) > limit else None
         return records, next_cursor
 
-    def pending(self, limit: int = 1000) -> list[JobRecord]:
-        """The queue: pending jobs by priority, then submission order."""
+    def pending(self, limit: int = 1000) -> list[QueueEntry]:
+        """The queue: pending jobs by priority, then submission order (only what scheduling needs)."""
         rows = self._conn.execute(
-            "SELECT * FROM jobs WHERE status = 'Pending' ORDER BY priority DESC, id LIMIT ?", (limit,)
+            "SELECT id, instance_type, priority, message FROM jobs WHERE status = 'Pending' "
+            "ORDER BY priority DESC, id LIMIT ?", (limit,)
         ).fetchall()
-        return [_to_record(r) for r in rows]
+        return [QueueEntry(*row) for row in rows]
 
     def active(self) -> list[JobRecord]:
         """Jobs that are not finished, oldest first."""
@@ -143,14 +151,29 @@ class JobStore:
         )
         return self.get(int(cur.lastrowid))
 
-    def update(self, job_id: int, **fields: Any) -> JobRecord:
-        """Write the given columns (no status change) and return the new record."""
+    def update(self, job_id: int, **fields: Any) -> None:
+        """Write the given columns (no status change)."""
         if fields:
             sets, params = self._assignments(fields)
             cur = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*params, job_id])
             if cur.rowcount == 0:
                 raise JobNotFound(job_id)
-        return self.get(job_id)
+
+    def set_messages(self, messages: dict[int, str]) -> None:
+        """Write the messages of many pending jobs in one transaction (the pool's pending reasons)."""
+        if not messages:
+            return
+        now = time.time()
+        self._conn.execute("BEGIN")
+        try:
+            self._conn.executemany(
+                "UPDATE jobs SET message = ?, updated_at = ? WHERE id = ? AND status = 'Pending'",
+                [(message, now, job_id) for job_id, message in messages.items()],
+            )
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def transition(self, job_id: int, new: JobStatus, **fields: Any) -> JobRecord:
         """Move a job to ``new`` (if the state machine allows it) and write ``fields`` with it."""

@@ -103,6 +103,7 @@ def test_queue_order_is_priority_then_fifo(store):
     b = new(store, "b", priority=5)
     c = new(store, "c", priority=0)
     assert [j.id for j in store.pending()] == [b.id, a.id, c.id]
+    assert store.pending()[0].priority == 5
 
 
 def test_idempotency_key_lookup(store):

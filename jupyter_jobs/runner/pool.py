@@ -53,9 +53,6 @@ class RunnerPool(LoggingConfigurable):
     def folder(self, job_id: int) -> JobDir:
         return JobDir(self.jobs_dir / str(job_id))
 
-    def request_of(self, job: JobRecord) -> Request:
-        return Request.of(self.cluster.instance_type(job.instance_type))
-
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Find the jobs a previous server left running, then start scheduling."""
@@ -85,12 +82,12 @@ class RunnerPool(LoggingConfigurable):
 
     def _schedule(self) -> None:
         queue, jobs = [], {}
-        for job in self.store.pending(self.queue_scan):
+        for entry in self.store.pending(self.queue_scan):
             try:
-                queue.append((job.id, self.request_of(job), job.spec.priority))
-                jobs[job.id] = job
+                queue.append((entry.id, Request.of(self.cluster.instance_type(entry.instance_type)), entry.priority))
+                jobs[entry.id] = entry
             except SpecError as exc:  # its instance type was removed from the configuration
-                self._end(job, JobStatus.FAILED, f"cannot be scheduled: {exc.message}")
+                self._end(self.store.get(entry.id), JobStatus.FAILED, f"cannot be scheduled: {exc.message}")
         plan = self.capacity.plan(queue)
         for job_id, allocation in plan.starts:
             self.capacity.hold(job_id, allocation)
@@ -100,10 +97,10 @@ class RunnerPool(LoggingConfigurable):
             )
             self.notify(job_id)
             self._tasks[job_id] = asyncio.create_task(self._run(job), name=f"jupyter-jobs-{job_id}")
-        for job_id, reason in plan.reasons.items():
-            if jobs[job_id].message != reason:
-                self.store.update(job_id, message=reason)
-                self.notify(job_id)
+        changed = {job_id: reason for job_id, reason in plan.reasons.items() if jobs[job_id].message != reason}
+        self.store.set_messages(changed)
+        for job_id in changed:
+            self.notify(job_id)
 
     # -- one job -----------------------------------------------------------------------------
     async def _run(self, job: JobRecord) -> None:

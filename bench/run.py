@@ -1,0 +1,223 @@
+"""jupyter-jobs benchmarks, one command: ``python bench/run.py [--jobs 100]``.
+
+Measured in one run, against a baseline taken in the same run (these machines are noisy):
+
+* submit-to-Succeeded latency of trivial jobs (``true``) submitted one at a time over REST to a real
+  ``jupyter server``, waiting as a user does (the follow log stream ends when the job does),
+  against ``subprocess.run("true", shell=True)``;
+* throughput of N trivial jobs submitted at once (the pool runs one per CPU) against N
+  ``subprocess.run`` calls with the same concurrency;
+* job-list pages at 100,000 jobs (first page, a deep cursor page, filters, text search).
+
+Writes ``bench/results/<name>/results.json`` and ``plots.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, work: Path) -> None:
+        self.port, self.token = free_port(), secrets.token_hex(8)
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "rt"), "JUPYTER_CONFIG_DIR": str(work / "cfg")}
+        (work / "root").mkdir()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}", "--allow-root",
+             f"--ServerApp.root_dir={work / 'root'}", f"--JobManager.data_dir={work / 'data'}",
+             "--Cluster.gpus=0", "--ServerApp.log_level=WARN"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"), start_new_session=True)
+        for _ in range(300):
+            try:
+                self.call("GET", "config")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def call(self, method: str, path: str, body: dict | None = None, conn=None):
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn.request(method, f"/jupyter-jobs/api/{path}", body=json.dumps(body) if body is not None else
+                     (b"" if method == "POST" else None), headers={"Authorization": f"token {self.token}"})
+        response = conn.getresponse()
+        data = response.read()
+        if own:
+            conn.close()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
+        return json.loads(data) if response.getheader("Content-Type", "").startswith("application/json") else data
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def run_job(server: Server, conn) -> tuple[float, dict]:
+    start = time.perf_counter()
+    job = server.call("POST", "jobs", {"name": "bench", "cmd": "true"}, conn)
+    server.call("GET", f"jobs/{job['id']}/logs?follow=1", conn=conn)  # returns when the job has ended
+    elapsed = time.perf_counter() - start
+    return elapsed, server.call("GET", f"jobs/{job['id']}", conn=conn)
+
+
+def bench_latency(server: Server, count: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    run_job(server, conn)  # warm-up
+    ours, phases = [], {"queued": [], "preparing": [], "running": []}
+    for _ in range(count):
+        elapsed, job = run_job(server, conn)
+        assert job["status"] == "Succeeded", job
+        ours.append(elapsed)
+        for key in phases:
+            phases[key].append(job["durations"][key])
+    base = []
+    for _ in range(count):
+        start = time.perf_counter()
+        subprocess.run("true", shell=True, check=True)
+        base.append(time.perf_counter() - start)
+    return {"jupyter_jobs_s": ours, "subprocess_s": base, "phases_s": phases}
+
+
+def bench_throughput(server: Server, count: int, concurrency: int) -> dict:
+    start = time.perf_counter()
+    ids = [server.call("POST", "jobs", {"name": "tp", "cmd": "true"})["id"] for _ in range(count)]
+    submitted = time.perf_counter() - start
+    for job_id in ids:
+        server.call("GET", f"jobs/{job_id}/logs?follow=1")
+    ours = time.perf_counter() - start
+    assert all(server.call("GET", f"jobs/{i}")["status"] == "Succeeded" for i in ids)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: subprocess.run("true", shell=True, check=True), range(count)))
+    base = time.perf_counter() - start
+    return {"jobs": count, "concurrency": concurrency, "jupyter_jobs_s": ours, "submit_all_s": submitted,
+            "subprocess_s": base, "jupyter_jobs_jobs_per_s": count / ours, "subprocess_jobs_per_s": count / base}
+
+
+def bench_list(work: Path, rows: int) -> dict:
+    from jupyter_jobs.store import JobStore
+
+    store = JobStore(work / "list.sqlite")
+    spec = json.dumps({"name": "j", "cmd": "python train.py"})
+    statuses = ["Succeeded", "Failed", "Cancelled", "Pending", "Running"]
+    now = time.time()
+    store._conn.execute("BEGIN")
+    store._conn.executemany(
+        "INSERT INTO jobs (name, owner, status, command, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((f"job-{i}", f"user{i % 20}", statuses[i % 5], "python train.py", spec, now, now) for i in range(rows)))
+    store._conn.execute("COMMIT")
+    deep_cursor = store.list(limit=500)[1]
+    for _ in range(100):
+        deep_cursor = store.list(limit=500, cursor=deep_cursor)[1] or deep_cursor
+    cases = {
+        "first page (50)": dict(limit=50),
+        "page at depth 50,000 (cursor)": dict(limit=50, cursor=deep_cursor),
+        "status filter": dict(limit=50, statuses=[__import__("jupyter_jobs.states").states.JobStatus.FAILED]),
+        "owner filter": dict(limit=50, owner="user7"),
+        "text search": dict(limit=50, text="job-12345"),
+    }
+    out = {}
+    for name, kwargs in cases.items():
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            store.list(**kwargs)
+            times.append((time.perf_counter() - start) * 1000)
+        out[name] = statistics.median(times)
+    store.close()
+    return {"rows": rows, "median_ms": out}
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered), "p95": ordered[int(0.95 * (len(ordered) - 1))], "min": ordered[0]}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat, tp, lst = results["latency"], results["throughput"], results["list"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    axes[0].boxplot([[v * 1000 for v in lat["jupyter_jobs_s"]], [v * 1000 for v in lat["subprocess_s"]]],
+                    tick_labels=["jupyter-jobs\n(REST submit → Succeeded)", "subprocess.run"])
+    axes[0].set_ylabel("ms")
+    axes[0].set_title(f"latency of a trivial job (n={len(lat['subprocess_s'])})")
+    axes[1].bar(["jupyter-jobs", "subprocess"], [tp["jupyter_jobs_jobs_per_s"], tp["subprocess_jobs_per_s"]],
+                color=["tab:blue", "tab:gray"])
+    axes[1].set_ylabel("jobs / s")
+    axes[1].set_title(f"throughput, {tp['jobs']} jobs, {tp['concurrency']} at a time")
+    names = list(lst["median_ms"])
+    axes[2].barh(names, [lst["median_ms"][n] for n in names], color="tab:green")
+    axes[2].set_xlabel("median ms")
+    axes[2].set_title(f"job list at {lst['rows']:,} jobs")
+    fig.suptitle(f"jupyter-jobs local backend — {results['machine']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--name", default="local")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="jj-bench-"))
+    concurrency = len(os.sched_getaffinity(0))
+    results = {"machine": f"{platform.node()}, {concurrency} CPUs, Python {platform.python_version()}",
+               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    server = Server(work)
+    try:
+        results["latency"] = bench_latency(server, args.jobs)
+        results["throughput"] = bench_throughput(server, args.jobs, concurrency)
+    finally:
+        server.stop()
+    results["list"] = bench_list(work, args.rows)
+    lat = results["latency"]
+    ours, base = summary(lat["jupyter_jobs_s"]), summary(lat["subprocess_s"])
+    results["summary"] = {
+        "latency_median_ms": {"jupyter_jobs": ours["median"] * 1000, "subprocess": base["median"] * 1000},
+        "latency_p95_ms": {"jupyter_jobs": ours["p95"] * 1000, "subprocess": base["p95"] * 1000},
+        "latency_overhead_median_ms": (ours["median"] - base["median"]) * 1000,
+        "throughput_ratio_subprocess_over_jupyter_jobs":
+            results["throughput"]["subprocess_jobs_per_s"] / results["throughput"]["jupyter_jobs_jobs_per_s"],
+        "phases_median_ms": {k: statistics.median(v) * 1000 for k, v in lat["phases_s"].items()},
+    }
+    out = HERE / "results" / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "plots.png")
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({**results["summary"], "list_median_ms": results["list"]["median_ms"],
+                      "throughput_jobs_per_s": {k: results["throughput"][k] for k in
+                                                ("jupyter_jobs_jobs_per_s", "subprocess_jobs_per_s")}}, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
