@@ -33,7 +33,7 @@ class JobsApp(ExtensionApp):
             return
         self.log.info(
             "jupyter-jobs: %s backend, %d instance types, data in %s",
-            self.manager.backend.name, len(self.manager.cluster.types), self.manager.data_dir,
+            self.manager.engine.name, len(self.manager.cluster.types), self.manager.data_dir,
         )
 
     async def stop_extension(self) -> None:

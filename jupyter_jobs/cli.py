@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     delete = sub.add_parser("delete", help="delete a finished job with its log and outputs")
     delete.add_argument("id", type=int)
+
+    image = sub.add_parser("image", help="container images for the Docker backend")
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    build = image_sub.add_parser("build", help="build the offline base image (Debian minbase + Python)")
+    build.add_argument("--tag", default="jupyter-jobs/base:bookworm")
+    build.add_argument("--rebuild", action="store_true", help="run debootstrap again even if cached")
+    build.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
     return parser
 
 
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if args.command == "image":
+        return await asyncio.to_thread(_build_image, args)
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
     server = None if args.local else _server(args, spec_dir)
     if server is not None:
@@ -85,6 +94,21 @@ async def _main(args: argparse.Namespace) -> int:
         args.follow = True
     async with EmbeddedClient(_embedded_manager(spec_dir), server_user()) as client:
         return await COMMANDS[args.command](client, args, spec_dir)
+
+
+def _build_image(args: argparse.Namespace) -> int:
+    import docker
+
+    from .images import build_base_image
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except Exception as exc:
+        raise JobsError(f"no Docker daemon answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')}): {exc}")
+    build_base_image(client, args.tag, rebuild=args.rebuild, mirror=args.mirror,
+                     say=lambda line: print(line, file=sys.stderr))
+    return 0
 
 
 def _server(args: argparse.Namespace, spec_dir: Path) -> dict[str, Any] | None:
@@ -234,3 +258,7 @@ COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete,
 }
+
+
+if __name__ == "__main__":
+    main()

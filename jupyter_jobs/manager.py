@@ -10,12 +10,13 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Instance, Int, Type, Unicode, default
+from traitlets import CaselessStrEnum, Instance, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import __version__
@@ -23,6 +24,7 @@ from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import JobDir, copy_inputs, measure_inputs
 from .models import JobRecord, JobSpec
+from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
@@ -47,9 +49,14 @@ class JobManager(LoggingConfigurable):
         config=True, help="Folder of the job database and job folders (default: <jupyter data dir>/jupyter_jobs)."
     )
     db_path = Unicode(config=True, help="SQLite file of job records (default: <data_dir>/jobs.sqlite).")
+    backend = CaselessStrEnum(
+        ["auto", "local", "docker"], "auto", config=True,
+        help="Where jobs run: 'docker' (containers), 'local' (processes on this host), or 'auto': "
+        "Docker when a daemon answers (DOCKER_HOST or the default socket), else local.",
+    )
     backend_class = Type(
-        default_value=LocalBackend, klass=LoggingConfigurable, config=True,
-        help="Class of the backend that runs jobs (jupyter_jobs.runner.local.LocalBackend, ...).",
+        default_value=None, klass=Backend, allow_none=True, config=True,
+        help="A custom Backend subclass; overrides `backend` when set.",
     )
     max_input_bytes = Int(
         1024**3, config=True, help="Most bytes of inputs one job may ship (413 past it)."
@@ -80,14 +87,34 @@ class JobManager(LoggingConfigurable):
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.cluster.load()
         self.store = JobStore(self.db_path)
-        self.backend = self._make_backend()
+        self.engine = self._make_backend()
         self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
-        self.pool.setup(self.store, self.backend, self.cluster, self.jobs_dir, self._notify)
+        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify)
         self._lock_file: Any = None
         self.started = False
 
-    def _make_backend(self) -> Any:
-        return self.backend_class(parent=self, log=self.log)
+    def _make_backend(self) -> Backend:
+        klass = self.backend_class
+        if klass is None:
+            choice = self.backend
+            if choice == "auto":
+                from .runner.docker import docker_available
+
+                choice = "docker" if docker_available() else "local"
+            if choice == "docker":
+                from .runner.docker import DockerBackend
+
+                klass = DockerBackend
+            else:
+                klass = LocalBackend
+        return klass(parent=self, log=self.log, server_id=self._server_id())
+
+    def _server_id(self) -> str:
+        """A stable id of this data dir, used to label what this server starts in shared engines."""
+        path = Path(self.data_dir) / "server-id"
+        if not path.exists():
+            path.write_text(uuid.uuid4().hex[:12])
+        return path.read_text().strip()
 
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,9 +220,9 @@ class JobManager(LoggingConfigurable):
     def describe(self) -> dict[str, Any]:
         return {
             "version": __version__,
-            "backend": self.backend.name,
-            "backends": [self.backend.name],
-            "backend_info": self.backend.describe(),
+            "backend": self.engine.name,
+            "backends": ["local", "docker"],
+            "backend_info": self.engine.describe(),
             "default_instance_type": self.cluster.default_type,
             "max_concurrent": self.pool.max_concurrent,
             "capacity": {
@@ -233,7 +260,8 @@ class JobManager(LoggingConfigurable):
             record = self.store.create(
                 JobRecord(
                     id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
-                    image=spec.image or self.cluster.instance_type(itype).image, command=spec.cmd,
+                    image=spec.image or self.cluster.instance_type(itype).image or self.engine.default_image(),
+                    command=spec.cmd,
                     rerun_of=rerun_of.id if rerun_of else None, idempotency_key=idempotency_key or None,
                     message="queued",
                 ),

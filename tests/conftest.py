@@ -34,7 +34,7 @@ def jobs_config() -> dict:
 def jp_server_config(jobs_data_dir: Path, jobs_config: dict) -> dict:
     config = {
         "ServerApp": {"jpserver_extensions": {"jupyter_jobs": True}},
-        "JobManager": {"data_dir": str(jobs_data_dir)},
+        "JobManager": {"data_dir": str(jobs_data_dir), "backend": "local"},
         "Cluster": {"gpus": 0, "cpus": 2, "memory_mib": 4096},
         "RunnerPool": {"stop_grace_seconds": 3.0},
     }
@@ -127,7 +127,9 @@ class ServerProcess:
         self.token = secrets.token_hex(16)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.extra_args = extra_args or []
+        self.extra_args = list(extra_args or [])
+        if not any(a.startswith("--JobManager.backend=") for a in self.extra_args):
+            self.extra_args.append("--JobManager.backend=local")
         self.proc: subprocess.Popen | None = None
         self.env = {
             **os.environ,
@@ -187,11 +189,17 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_process(tmp_path: Path):
+def server_args() -> list[str]:
+    """Extra command-line arguments of `server_process` (a test may override)."""
+    return []
+
+
+@pytest.fixture
+def server_process(tmp_path: Path, server_args: list[str]):
     root, data, home = tmp_path / "root", tmp_path / "jobs-data", tmp_path / "home"
     for path in (root, data, home):
         path.mkdir()
-    server = ServerProcess(root, data, home)
+    server = ServerProcess(root, data, home, server_args)
     server.start()
     yield server
     server.stop()

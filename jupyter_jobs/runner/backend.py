@@ -1,11 +1,16 @@
-"""The small protocol every backend implements; the pool owns queueing and capacity."""
+"""What every backend implements; the pool owns queueing, capacity, deadlines and retries."""
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable
+
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
 
 from ..jobdir import JobDir
-from ..models import Dataset, JobRecord
+from ..models import Dataset, InstanceType, JobRecord
 
 
 @dataclass(frozen=True)
@@ -27,36 +32,80 @@ class Launch:
     job: JobRecord
     folder: JobDir
     datasets: list[Dataset]
-    #: Extra environment the pool adds (JOB_ID, GPUs, ...); backends add their own paths.
-    env: dict[str, str] = field(default_factory=dict)
+    instance_type: InstanceType
+    #: Sets the job's message while it is being prepared ("Preparing: pulling IMAGE").
+    report: Callable[[str], None] = field(default=lambda message: None)
 
 
-class Backend(Protocol):
+class Backend(LoggingConfigurable):
     """Runs what the pool gives it. Every method may be called after a server restart."""
 
     #: Short name shown in job records and GET /config.
-    name: str
+    name = "backend"
+    #: Identifies this server's jobs among those of other servers sharing an engine.
+    server_id = Unicode("")
 
     async def prepare(self, launch: Launch) -> None:
         """Get ready to start (pull an image, ...), writing progress to the job's log."""
 
     async def start(self, launch: Launch) -> dict[str, Any]:
         """Start the job detached from the server; return a JSON-able handle to find it again."""
+        raise NotImplementedError
 
     async def wait(self, job: JobRecord, handle: dict[str, Any]) -> Exit:
         """Return when the job's command has ended (also for a handle from before a restart)."""
+        raise NotImplementedError
 
     async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:
         """Ask the job to stop (SIGTERM), and kill it after ``grace`` seconds."""
+        raise NotImplementedError
 
     async def collect(self, job: JobRecord, folder: JobDir) -> None:
         """Make the job's outputs available under ``folder.outputs`` and clean up after it."""
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
         """Handle of a job that was being started when the server stopped, if it did start."""
+        return None
 
-    async def remove_orphans(self, known: set[int]) -> list[str]:
-        """Remove leftovers of jobs that no longer exist; return what was removed."""
+    async def remove_orphans(self, active: set[int]) -> list[str]:
+        """Remove what is left of jobs that are not active (finished or deleted); say what."""
+        return []
+
+    def default_image(self) -> str | None:
+        """Image of jobs that name none (container backends)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
-        """Facts for GET /config (features, versions)."""
+        """Facts for GET /config."""
+        return {"name": self.name}
+
+
+def in_thread(fn: Callable[..., Any], *args: Any, name: str | None = None) -> asyncio.Future:
+    """Run a blocking call on its own daemon thread; await the result on the loop.
+
+    Unlike ``asyncio.to_thread`` this does not occupy the loop's small default executor for
+    as long as a job runs, and a thread still blocked at shutdown does not hold the server up.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, setter, value)
+        except RuntimeError:  # the loop closed meanwhile (server stopped): nobody waits any more
+            pass
+
+    def target() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            deliver(future.set_exception, exc)
+        else:
+            deliver(future.set_result, result)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future

@@ -17,12 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets.config import LoggingConfigurable
-
 from ..errors import BackendError
 from ..jobdir import JobDir
 from ..models import JobRecord
-from .backend import Exit, Launch
+from .backend import Backend, Exit, Launch
 from .environment import job_command, job_environment
 
 # $1: the command, $2: file that receives its exit status. The wrapper stays as the process
@@ -101,7 +99,7 @@ def _status_detail(code: int) -> str:
     return ""
 
 
-class LocalBackend(LoggingConfigurable):
+class LocalBackend(Backend):
     """Runs jobs as local processes, in their job folder, with the server's environment."""
 
     name = "local"
@@ -128,14 +126,13 @@ class LocalBackend(LoggingConfigurable):
             )
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        env = job_environment(
+        return job_environment(
             launch.job,
             code=str(launch.folder.code),
             outputs=str(launch.folder.outputs),
             datasets={d.name: d.path for d in launch.datasets},
             gpus=launch.job.allocation.gpus,
         )
-        return {**env, **launch.env}
 
     async def start(self, launch: Launch) -> dict[str, Any]:
         folder, job = launch.folder, launch.job
@@ -206,6 +203,3 @@ class LocalBackend(LoggingConfigurable):
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
         return folder.read_json(_HANDLE_FILE)
-
-    async def remove_orphans(self, known: set[int]) -> list[str]:
-        return []

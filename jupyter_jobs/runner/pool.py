@@ -106,7 +106,10 @@ class RunnerPool(LoggingConfigurable):
     async def _run(self, job: JobRecord) -> None:
         folder = self.folder(job.id)
         try:
-            launch = Launch(job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets])
+            launch = Launch(
+                job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets],
+                self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
+            )
             await self.backend.prepare(launch)
             job = self.store.get(job.id)
             if job.cancel_requested:
@@ -203,6 +206,10 @@ class RunnerPool(LoggingConfigurable):
         self._tasks.pop(job.id, None)
         self.notify(job.id)
         self.wake()
+
+    def _report(self, job_id: int, message: str) -> None:
+        self.store.update(job_id, message=message)
+        self.notify(job_id)
 
     # -- actions -----------------------------------------------------------------------------
     async def stop_job(self, job_id: int) -> None:
