@@ -9,7 +9,10 @@ Measured in one run, against a baseline taken in the same run (these machines ar
   ``subprocess.run`` calls with the same concurrency;
 * job-list pages at 100,000 jobs (first page, a deep cursor page, filters, text search).
 
-Writes ``bench/results/<name>/results.json`` and ``plots.png``.
+* with ``--docker`` (default when a Docker daemon answers): the Docker backend against raw
+  ``docker run --rm`` (see ``docker_bench.py``).
+
+Writes ``bench/results/<name>/results.json`` and ``plots.png`` (``docker.png`` for Docker).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def free_port() -> int:
@@ -39,15 +43,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, backend: str = "local") -> None:
         self.port, self.token = free_port(), secrets.token_hex(8)
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "rt"), "JUPYTER_CONFIG_DIR": str(work / "cfg")}
-        (work / "root").mkdir()
+        (work / "root").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}", "--allow-root",
              f"--ServerApp.root_dir={work / 'root'}", f"--JobManager.data_dir={work / 'data'}",
-             "--Cluster.gpus=0", "--ServerApp.log_level=WARN"],
+             "--Cluster.gpus=0", f"--JobManager.backend={backend}", "--ServerApp.log_level=WARN"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"), start_new_session=True)
         for _ in range(300):
             try:
@@ -186,6 +190,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--name", default="local")
+    parser.add_argument("--docker", choices=["auto", "yes", "no"], default="auto",
+                        help="also measure the Docker backend (auto: when a daemon answers)")
+    parser.add_argument("--docker-jobs", type=int, default=20, help="container jobs for the latency figures")
+    parser.add_argument("--docker-throughput-jobs", type=int, default=50)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     concurrency = len(os.sched_getaffinity(0))
@@ -217,6 +225,36 @@ def main() -> None:
                       "throughput_jobs_per_s": {k: results["throughput"][k] for k in
                                                 ("jupyter_jobs_jobs_per_s", "subprocess_jobs_per_s")}}, indent=2))
     print(f"written to {out}")
+    if args.docker == "yes" or (args.docker == "auto" and _docker_answers()):
+        run_docker(args, out)
+
+
+def _docker_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def run_docker(args: argparse.Namespace, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from docker_bench import bench_docker, plot as plot_docker
+
+    work = Path(tempfile.mkdtemp(prefix="jj-bench-docker-"))
+    server = Server(work, backend="docker")
+    try:
+        result = bench_docker(server, args.docker_jobs, args.docker_throughput_jobs)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    (out / "docker.json").write_text(json.dumps(result, indent=2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    plot_docker(axes[0], axes[1], result)
+    fig.suptitle("jupyter-jobs Docker backend vs docker run --rm, same run")
+    fig.tight_layout()
+    fig.savefig(out / "docker.png", dpi=110)
+    print(json.dumps(result["summary"], indent=2))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,10 @@ class JobManager(LoggingConfigurable):
             if not future.done():
                 future.set_result(None)
 
+    def notify_log(self, job_id: int) -> None:
+        """A backend wrote to the job's log: wake its followers now rather than at their next poll."""
+        self._notify(job_id)
+
     async def wait_change(self, job_id: int, timeout: float) -> None:
         """Return when ``job_id`` changes, or after ``timeout`` seconds."""
         future = asyncio.get_running_loop().create_future()

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import docker
 import docker.errors
@@ -67,8 +67,9 @@ def _ts_seconds(stamp: str) -> float:
 class LogPump:
     """Copies a container's log stream into the job's log file, resumably."""
 
-    def __init__(self, client: docker.DockerClient, container: str, folder: JobDir) -> None:
-        self.client, self.container, self.folder = client, container, folder
+    def __init__(self, client: docker.DockerClient, container: str, folder: JobDir,
+                 wrote: Callable[[], None] = lambda: None) -> None:
+        self.client, self.container, self.folder, self.wrote = client, container, folder, wrote
         self.done = threading.Event()
         self.error: BaseException | None = None
         cursor = folder.read_json(_CURSOR_FILE) or {}
@@ -104,6 +105,7 @@ class LogPump:
                 self.same = self.same + 1 if key == last_key else 1
                 last_key, self.last, skip = key, stamp.decode(), 0
                 cursor_path.write_text(json.dumps({"ts": self.last, "count": self.same}))
+                self.wrote()
 
     async def finished(self, timeout: float) -> None:
         await asyncio.wait_for(in_thread(self.done.wait), timeout)
@@ -129,7 +131,8 @@ class DockerBackend(Backend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:
-            self.client = docker.from_env(timeout=60)
+            # Each running job holds two streaming connections (its log and its wait).
+            self.client = docker.from_env(timeout=60, max_pool_size=256)
             info = self.client.info()
         except Exception as exc:
             raise BackendUnavailable(f"the Docker daemon does not answer (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')}): {exc}") from None
@@ -137,6 +140,7 @@ class DockerBackend(Backend):
         self.has_nvidia = "nvidia" in (info.get("Runtimes") or {})
         self._pumps: dict[str, LogPump] = {}
         self._stopping: set[str] = set()
+        self._present: set[str] = set()  # images known to be here (checked once, not per job)
 
     # -- facts -------------------------------------------------------------------------------
     def default_image(self) -> str | None:
@@ -158,8 +162,11 @@ class DockerBackend(Backend):
     # -- prepare: the image ------------------------------------------------------------------
     async def prepare(self, launch: Launch) -> None:
         image = launch.job.image or self.image
+        if image in self._present:
+            return
         try:
             await asyncio.to_thread(self.client.images.get, image)
+            self._present.add(image)
             return
         except docker.errors.ImageNotFound:
             pass
@@ -227,15 +234,35 @@ class DockerBackend(Backend):
         except docker.errors.DockerException as exc:
             raise BackendError(f"Docker could not start the container: {_reason(exc)}") from None
         handle = {"container": container.id, "name": name, "command": command, "image": job.image or self.image}
-        self._pumps[container.id] = LogPump(self.client, container.id, folder)
+        self._pumps[container.id] = self._pump(job, container.id, folder)
         return handle
 
+    def _pump(self, job: JobRecord, cid: str, folder: JobDir) -> LogPump:
+        """A log pump that wakes the job's log followers (on the loop) as it writes."""
+        loop = asyncio.get_running_loop()
+        notify = getattr(self.parent, "notify_log", None)
+
+        def wrote() -> None:
+            if notify is not None:
+                try:
+                    loop.call_soon_threadsafe(notify, job.id)
+                except RuntimeError:  # loop closed: the server stopped
+                    pass
+
+        return LogPump(self.client, cid, folder, wrote)
+
     def _create_and_start(self, image: str, kwargs: dict[str, Any]) -> Any:
-        try:  # a leftover of an attempt interrupted by a restart
-            self.client.containers.get(kwargs["name"]).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        container = self.client.containers.create(image, **kwargs)
+        try:
+            container = self.client.containers.create(image, **kwargs)
+        except docker.errors.ImageNotFound:
+            self._present.discard(image)  # removed since we checked: the next attempt pulls it
+            raise
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # The name is taken by a leftover of an attempt a restart interrupted.
+            self.client.api.remove_container(kwargs["name"], force=True)
+            container = self.client.containers.create(image, **kwargs)
         container.start()
         return container
 
@@ -245,7 +272,7 @@ class DockerBackend(Backend):
         folder = JobDir(Path(self.parent.jobs_dir) / str(job.id)) if self.parent else None
         pump = self._pumps.get(cid)
         if pump is None and folder is not None:  # found again after a restart
-            pump = self._pumps[cid] = LogPump(self.client, cid, folder)
+            pump = self._pumps[cid] = self._pump(job, cid, folder)
         daemon_lost = False
         while True:
             try:
@@ -260,7 +287,7 @@ class DockerBackend(Backend):
                 await asyncio.sleep(1.0)
         if pump is not None and folder is not None and pump.done.is_set() and pump.error is not None:
             # The stream broke (the daemon went away): catch up from the cursor, no gap.
-            pump = LogPump(self.client, cid, folder)
+            pump = self._pump(job, cid, folder)
         if pump is not None:
             try:
                 await pump.finished(timeout=10)

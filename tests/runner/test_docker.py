@@ -183,13 +183,15 @@ def test_server_killed_mid_job_restarts_follows_logs_and_removes_orphans(server_
     job = server_process.request("POST", "jobs", {
         "cmd": "for i in $(seq 1 40); do echo tick $i; sleep 0.1; done; echo done > $JOB_OUTPUTS/r.txt",
         "outputs": ["r.txt"]})
+    quick = server_process.request("POST", "jobs", {"cmd": "sleep 1; echo quick; echo out > $JOB_OUTPUTS/q.txt; exit 3"})
     server_process.wait(job["id"], ("Running",), timeout=60)
-    time.sleep(1.0)  # some lines are in the log file before the crash
+    server_process.wait(quick["id"], ("Running",), timeout=60)
+    time.sleep(0.5)  # some lines are in the log file before the crash
     server_process.kill(signal.SIGKILL)
     server_id = (server_process.data / "server-id").read_text().strip()
     orphan = client.containers.create(IMAGE, ["true"], labels={
         "jupyter_jobs.server": server_id, "jupyter_jobs.job_id": "9999", "jupyter_jobs.attempt": "1"})
-    time.sleep(1.0)  # more lines are written while the server is down
+    time.sleep(1.5)  # more lines are written, and `quick` ends, while the server is down
     server_process.start()
     try:
         done = server_process.wait(job["id"], timeout=60)
@@ -197,6 +199,10 @@ def test_server_killed_mid_job_restarts_follows_logs_and_removes_orphans(server_
         log = server_process.request("GET", f"jobs/{job['id']}/logs").decode()
         ticks = [line for line in log.splitlines() if line.startswith("tick")]
         assert ticks == [f"tick {i}" for i in range(1, 41)], "no gap and no duplicate line"
+        ended = server_process.wait(quick["id"], timeout=30)
+        assert (ended["status"], ended["exit_code"]) == ("Failed", 3)
+        assert ended["outputs"] == [{"path": "q.txt", "size": 4}]
+        assert "quick" in server_process.request("GET", f"jobs/{quick['id']}/logs").decode().splitlines()
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(orphan.id)
         assert containers_of(client, job["id"], server_id) == []
