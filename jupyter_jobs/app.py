@@ -4,6 +4,7 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type
 
+from .errors import BackendUnavailable
 from .handlers import handlers
 from .manager import JobManager
 
@@ -28,8 +29,8 @@ class JobsApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
         try:
             await self.manager.start()
-        except Exception:
-            self.log.exception("jupyter-jobs: the runner pool did not start; jobs will stay Pending")
+        except BackendUnavailable as exc:  # the API answers 503 with this reason
+            self.log.error("jupyter-jobs: jobs cannot run: %s", exc.message)
             return
         self.log.info(
             "jupyter-jobs: %s backend, %d instance types, data in %s",

@@ -87,11 +87,18 @@ class JobManager(LoggingConfigurable):
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.cluster.load()
         self.store = JobStore(self.db_path)
-        self.engine = self._make_backend()
         self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
-        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify)
         self._lock_file: Any = None
         self.started = False
+        #: Why jobs cannot run now (backend down, data dir held by another runner); None when they can.
+        self.unavailable: str | None = None
+        try:
+            self.engine = self._make_backend()
+        except BackendUnavailable as exc:
+            self.log.error("jupyter-jobs: %s", exc.message)
+            self.unavailable = exc.message
+            self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id())
+        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify)
 
     def _make_backend(self) -> Backend:
         klass = self.backend_class
@@ -119,6 +126,8 @@ class JobManager(LoggingConfigurable):
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Take the runner lock of ``data_dir`` and start the pool (reconciling first)."""
+        if self.unavailable:
+            raise BackendUnavailable(self.unavailable)
         self._lock_file = open(Path(self.data_dir) / "runner.lock", "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,10 +136,11 @@ class JobManager(LoggingConfigurable):
             owner = self._lock_file.read().strip() or "another process"
             self._lock_file.close()
             self._lock_file = None
-            raise BackendUnavailable(
+            self.unavailable = (
                 f"another jupyter-jobs runner ({owner}) is using {self.data_dir}; stop it or set "
                 "JobManager.data_dir to another folder"
             )
+            raise BackendUnavailable(self.unavailable)
         self._lock_file.seek(0)
         self._lock_file.truncate()
         self._lock_file.write(f"pid {os.getpid()}")
@@ -225,6 +235,8 @@ class JobManager(LoggingConfigurable):
         return {
             "version": __version__,
             "backend": self.engine.name,
+            "available": self.unavailable is None,
+            "unavailable_reason": self.unavailable,
             "backends": ["local", "docker"],
             "backend_info": self.engine.describe(),
             "default_instance_type": self.cluster.default_type,
@@ -245,6 +257,8 @@ class JobManager(LoggingConfigurable):
         idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate and queue a job; return it and whether it was created (False: idempotent replay)."""
+        if self.unavailable:
+            raise BackendUnavailable(f"jobs cannot run here now: {self.unavailable}")
         spec = parse_spec(spec_data)
         request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir], sort_keys=True).encode()).hexdigest()
         if idempotency_key:

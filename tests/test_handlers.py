@@ -173,3 +173,4 @@ async def test_config_and_datasets(api, tmp_path):
     assert config["features"]["log_follow"] is True
     assert config["capacity"]["cpus"] == 2
     assert (await api.call("GET", "datasets")) == {"datasets": []}
+
