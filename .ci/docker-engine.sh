@@ -13,6 +13,10 @@ fi
 mkdir -p "$D"
 export DOCKER_HOST=unix://$D/docker.sock
 if ! docker info >/dev/null 2>&1; then
+    # A pidfile left by a dockerd that was killed (its pid may belong to another process now).
+    if [ -f "$D/docker.pid" ] && [ "$(ps -o comm= -p "$(cat "$D/docker.pid")" 2>/dev/null)" != dockerd ]; then
+        rm -f "$D/docker.pid"
+    fi
     setsid dockerd --host "$DOCKER_HOST" --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/docker.pid" \
         --bridge=none --iptables=false --ip6tables=false >"$D/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
