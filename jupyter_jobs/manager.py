@@ -344,7 +344,7 @@ class JobManager(LoggingConfigurable):
             raise InvalidTransition(f"job {job_id} already ended ({job.status.value}); nothing to cancel")
         who = f" by {by}" if by else ""
         if job.status is JobStatus.PENDING:
-            self.pool._end(job, JobStatus.CANCELLED, f"Cancelled{who} before it started")
+            self.pool.cancel_pending(job, f"Cancelled{who} before it started")
             return self.store.get(job_id)
         if not job.cancel_requested:
             self.store.update(job_id, cancel_requested=True, message=f"Cancelling{who}")

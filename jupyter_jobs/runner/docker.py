@@ -233,7 +233,8 @@ class DockerBackend(Backend):
             container = await asyncio.to_thread(self._create_and_start, job.image or self.image, kwargs)
         except docker.errors.DockerException as exc:
             raise BackendError(f"Docker could not start the container: {_reason(exc)}") from None
-        handle = {"container": container.id, "name": name, "command": command, "image": job.image or self.image}
+        handle = {"container": container.id, "name": name, "command": command, "image": job.image or self.image,
+                  "folder": str(folder.root)}
         self._pumps[container.id] = self._pump(job, container.id, folder)
         return handle
 
@@ -269,9 +270,9 @@ class DockerBackend(Backend):
     # -- wait / stop -------------------------------------------------------------------------
     async def wait(self, job: JobRecord, handle: dict[str, Any]) -> Exit:
         cid = handle["container"]
-        folder = JobDir(Path(self.parent.jobs_dir) / str(job.id)) if self.parent else None
+        folder = JobDir(Path(handle["folder"]))
         pump = self._pumps.get(cid)
-        if pump is None and folder is not None:  # found again after a restart
+        if pump is None:  # found again after a restart
             pump = self._pumps[cid] = self._pump(job, cid, folder)
         daemon_lost = False
         while True:
@@ -285,7 +286,7 @@ class DockerBackend(Backend):
             except (docker.errors.APIError, *_DAEMON_ERRORS):
                 daemon_lost = True  # the daemon is restarting: ask again until it answers
                 await asyncio.sleep(1.0)
-        if pump is not None and folder is not None and pump.done.is_set() and pump.error is not None:
+        if pump is not None and pump.done.is_set() and pump.error is not None:
             # The stream broke (the daemon went away): catch up from the cursor, no gap.
             pump = self._pump(job, cid, folder)
         if pump is not None:
@@ -340,7 +341,7 @@ class DockerBackend(Backend):
         if not found:
             return None
         container = found[0]
-        return {"container": container.id, "name": container.name,
+        return {"container": container.id, "name": container.name, "folder": str(folder.root),
                 "command": " ".join(container.attrs["Config"]["Cmd"][2:]), "image": container.attrs["Config"]["Image"]}
 
     async def remove_orphans(self, active: set[int]) -> list[str]:

@@ -136,6 +136,8 @@ class RunnerPool(LoggingConfigurable):
     async def _supervise(self, job: JobRecord, handle: dict[str, Any]) -> None:
         self._handles[job.id] = handle
         waiter = asyncio.ensure_future(self.backend.wait(job, handle))
+        if self.store.get(job.id).cancel_requested:  # cancelled while it was being started
+            asyncio.ensure_future(self.stop_job(job.id))
         timed_out = False
         try:
             if job.spec.max_runtime:
@@ -212,6 +214,10 @@ class RunnerPool(LoggingConfigurable):
         self.notify(job_id)
 
     # -- actions -----------------------------------------------------------------------------
+    def cancel_pending(self, job: JobRecord, message: str) -> None:
+        """Cancel a job that has not started (nothing to stop)."""
+        self._end(job, JobStatus.CANCELLED, message)
+
     async def stop_job(self, job_id: int) -> None:
         """Stop a preparing or running job; its supervisor records it as Cancelled."""
         handle = self._handles.get(job_id)
@@ -238,8 +244,6 @@ class RunnerPool(LoggingConfigurable):
             self.capacity.hold(job.id, job.allocation)
             folder.say("the server restarted; following this job again")
             self._tasks[job.id] = asyncio.create_task(self._supervise(job, handle), name=f"jupyter-jobs-{job.id}")
-            if job.cancel_requested:
-                asyncio.create_task(self.stop_job(job.id))
         with contextlib.suppress(Exception):
             known = {job.id for job in active}
             for removed in await self.backend.remove_orphans(known):

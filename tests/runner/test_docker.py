@@ -229,3 +229,29 @@ async def test_dockerd_restart_ends_running_jobs_with_a_message(api, client, ser
     assert done["status"] in ("Failed", "Unknown")
     assert any(reason in done["message"] for reason in ("Docker daemon", "is gone")), done["message"]
     assert "before" in await api.log(job["id"])
+
+
+@pytest.mark.parametrize("jobs_config", [{"JobManager": {"backend": "docker"}, "DockerBackend": {"gpu_mode": "device-request"},
+                                          "Cluster": {"gpus": 2, "instance_types": [
+                                              {"name": "gpu", "cpus": 0.5, "memory": "256MiB", "gpus": 1}]}}])
+async def test_device_request_names_exactly_the_jobs_gpus(api, manager, server_id, monkeypatch):
+    sent = []
+    real = manager.engine._create_and_start
+
+    def spy(image, kwargs):
+        sent.append(kwargs)
+        return real(image, kwargs)
+
+    monkeypatch.setattr(manager.engine, "_create_and_start", spy)
+    holder = await api.submit({"cmd": "true", "instance-type": "gpu"})
+    await api.wait(holder["id"], timeout=60)
+    second = await api.submit({"cmd": "true", "instance-type": "gpu"})
+    done = await api.wait(second["id"], timeout=60)
+    (first_request,), (second_request,) = sent[0]["device_requests"], sent[1]["device_requests"]
+    assert first_request["DeviceIDs"] == ["0"] and first_request["Capabilities"] == [["gpu"]]
+    assert second_request["DeviceIDs"] == ["0"]  # GPU 0 was free again
+    assert sent[0]["environment"]["CUDA_VISIBLE_DEVICES"] == "0"  # numbered from 0 inside
+    assert sent[0]["environment"]["JOB_GPUS"] == "0"
+    # This host has no NVIDIA toolkit: the real engine refuses the request, and the job says so.
+    assert done["status"] == "Failed"
+    assert "Docker could not start the container" in done["message"] and "device driver" in done["message"]
