@@ -4,6 +4,7 @@ Errors are mapped to HTTP statuses in one place, :meth:`JobsAPIHandler.write_err
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import time
@@ -23,7 +24,7 @@ from .spec import load_spec_text
 
 API = "jupyter-jobs/api"
 #: Largest request body accepted (a spec or a set of overrides).
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -115,9 +116,15 @@ class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        spec = self.body(allow_yaml=True)
+        body = self.body(allow_yaml=True)
+        files, base_dir = None, self.get_argument("base_dir", None)
+        if isinstance(body, dict) and "spec" in body:  # {spec, files, base_dir}: files by content hash
+            unknown = set(body) - {"spec", "files", "base_dir"}
+            if unknown:
+                raise SpecError(f"unknown key {sorted(unknown)[0]!r}; the envelope has spec, files, base_dir", "body")
+            body, files, base_dir = body["spec"], body.get("files"), body.get("base_dir", base_dir)
         job, created = await self.manager.submit(
-            spec, owner=self.username, base_dir=self.get_argument("base_dir", None),
+            body, owner=self.username, base_dir=base_dir, files=files,
             idempotency_key=self.request.headers.get("Idempotency-Key") or None,
         )
         self.set_status(201 if created else 200)
@@ -231,6 +238,33 @@ class OutputFileHandler(JobsAPIHandler):
         self.finish()
 
 
+class BlobsMissingHandler(JobsAPIHandler):
+    """Which of these file hashes does the server lack? Upload only those."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.body()
+        hashes = body.get("hashes") if isinstance(body, dict) else None
+        if not isinstance(hashes, list):
+            raise SpecError('expected {"hashes": ["<sha256>", ...]}', "hashes")
+        self.write_json({"missing": self.manager.blobs.missing(hashes)})
+
+
+class BlobHandler(JobsAPIHandler):
+    """PUT one file's bytes under its SHA-256."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, digest: str) -> None:
+        data = self.request.body or b""
+        if len(data) > self.manager.max_input_bytes:
+            raise TooLarge(f"{len(data)} bytes is over the {self.manager.max_input_bytes} byte limit; use a dataset")
+        created = await asyncio.to_thread(self.manager.blobs.put, digest, data)
+        self.set_status(201 if created else 200)
+        self.write_json({"sha256": digest, "size": len(data), "created": created})
+
+
 class InstanceTypesHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
@@ -266,6 +300,8 @@ ROUTES = [
     (_JOB + r"/logs", JobLogsHandler),
     (_JOB + r"/outputs/?", OutputsHandler),
     (_JOB + r"/outputs/(.+)", OutputFileHandler),
+    (r"/blobs/missing", BlobsMissingHandler),
+    (r"/blobs/([^/]+)", BlobHandler),
     (r"/instance-types", InstanceTypesHandler),
     (r"/datasets", DatasetsHandler),
     (r"/config", ConfigHandler),

@@ -20,6 +20,7 @@ from traitlets import CaselessStrEnum, Instance, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import __version__
+from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import JobDir, copy_inputs, measure_inputs
@@ -87,6 +88,7 @@ class JobManager(LoggingConfigurable):
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.cluster.load()
         self.store = JobStore(self.db_path)
+        self.blobs = BlobStore(Path(self.data_dir) / "blobs")
         self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
         self._lock_file: Any = None
         self.started = False
@@ -255,12 +257,17 @@ class JobManager(LoggingConfigurable):
     async def submit(
         self, spec_data: Any, *, owner: str, base_dir: str | None = None,
         idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Validate and queue a job; return it and whether it was created (False: idempotent replay)."""
+        """Validate and queue a job; return it and whether it was created (False: idempotent replay).
+
+        The job's files come from ``files`` (a manifest ``{path: sha256}`` of uploaded blobs), else
+        from the spec's ``inputs`` read under ``base_dir``, else (a rerun) from the job it reruns.
+        """
         if self.unavailable:
             raise BackendUnavailable(f"jobs cannot run here now: {self.unavailable}")
         spec = parse_spec(spec_data)
-        request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir], sort_keys=True).encode()).hexdigest()
+        request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir, files], sort_keys=True).encode()).hexdigest()
         if idempotency_key:
             found = self.store.find_idempotent(idempotency_key)
             if found is not None:
@@ -274,7 +281,7 @@ class JobManager(LoggingConfigurable):
         itype = self._check_resources(spec)
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.jobs_dir))
         try:
-            await self._stage_files(spec, stage, base_dir, rerun_of)
+            await self._stage_files(spec, stage, base_dir, rerun_of, files)
             record = self.store.create(
                 JobRecord(
                     id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
@@ -308,9 +315,19 @@ class JobManager(LoggingConfigurable):
             raise Unschedulable(f"instance type {itype.name!r} {reason}, so the job could never run", "instance-type")
         return itype.name
 
-    async def _stage_files(self, spec: JobSpec, stage: Path, base_dir: str | None, rerun_of: JobRecord | None) -> None:
+    async def _stage_files(self, spec: JobSpec, stage: Path, base_dir: str | None, rerun_of: JobRecord | None,
+                           files: Mapping[str, str] | None = None) -> None:
         folder = JobDir(stage)
         folder.create()
+        if files is not None:
+            if not isinstance(files, Mapping):
+                raise SpecError("expected a mapping of relative paths to SHA-256 digests", "files")
+            names = {str(p).lstrip("./") for p in files}
+            for index, item in enumerate(spec.inputs):
+                if item.path not in names and not any(n.startswith(item.path + "/") for n in names):
+                    raise SpecError(f"{item.path!r} is not among the uploaded files", f"inputs[{index}].path")
+            await asyncio.to_thread(self.blobs.materialise, files, folder.code, self.max_input_bytes)
+            return
         if rerun_of is not None:
             source = JobDir(self.jobs_dir / str(rerun_of.id)).code
             if not source.is_dir():

@@ -10,6 +10,7 @@ ROUTES = [
     ("GET", "jobs"), ("POST", "jobs"), ("GET", "jobs/1"), ("DELETE", "jobs/1"),
     ("POST", "jobs/1/cancel"), ("POST", "jobs/1/rerun"), ("GET", "jobs/1/logs"),
     ("GET", "jobs/1/outputs"), ("GET", "jobs/1/outputs/a.txt"),
+    ("POST", "blobs/missing"), ("PUT", "blobs/" + "0" * 64),
     ("GET", "instance-types"), ("GET", "datasets"), ("GET", "config"),
 ]
 
@@ -23,7 +24,7 @@ async def error_of(api, method, *path, **kwargs):
 @pytest.mark.parametrize("method, path", ROUTES)
 async def test_every_route_requires_auth(jp_fetch, method, path):
     kwargs = {"method": method, "headers": {"Authorization": ""}}
-    if method == "POST":
+    if method in ("POST", "PUT"):
         kwargs["body"] = b"{}"
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch("jupyter-jobs", "api", *path.split("/"), **kwargs)
@@ -81,7 +82,7 @@ async def test_job_that_could_never_fit_is_refused_at_submit(api):
 
 
 async def test_too_large_body_is_413(api):
-    code, body = await error_of(api, "POST", "jobs", body=json.dumps({"cmd": "x" * (1024 * 1024 + 1)}))
+    code, body = await error_of(api, "POST", "jobs", body=json.dumps({"cmd": "x" * (4 * 1024 * 1024 + 1)}))
     assert code == 413 and "limit" in body["message"]
 
 
@@ -174,3 +175,37 @@ async def test_config_and_datasets(api, tmp_path):
     assert config["capacity"]["cpus"] == 2
     assert (await api.call("GET", "datasets")) == {"datasets": []}
 
+
+
+async def test_blobs_upload_once_and_submit_by_manifest(api):
+    import hashlib
+
+    data = b"print('from a blob')\n"
+    digest = hashlib.sha256(data).hexdigest()
+    assert (await api.call("POST", "blobs", "missing", body={"hashes": [digest]}))["missing"] == [digest]
+    first = await api.call("PUT", "blobs", digest, body=data, raw=True)
+    again = await api.call("PUT", "blobs", digest, body=data, raw=True)
+    assert (first.code, again.code) == (201, 200)
+    assert (await api.call("POST", "blobs", "missing", body={"hashes": [digest]}))["missing"] == []
+    job = await api.submit({"spec": {"cmd": "python src/run.py", "inputs": ["src/run.py"]}, "files": {"src/run.py": digest}})
+    done = await api.wait(job["id"])
+    assert done["status"] == "Succeeded", done["message"]
+    assert "from a blob" in await api.log(job["id"])
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"spec": {"cmd": "x"}, "files": {"a.py": "0" * 64}}, "files['a.py']"),
+    ({"spec": {"cmd": "x"}, "files": {"../a.py": "0" * 64}}, "files['../a.py']"),
+    ({"spec": {"cmd": "x", "inputs": ["b.py"]}, "files": {}}, "inputs[0].path"),
+    ({"spec": {"cmd": "x"}, "extra": 1}, "body"),
+])
+async def test_bad_manifests_are_400(api, body, field):
+    code, error = await error_of(api, "POST", "jobs", body=body)
+    assert code == 400 and error["errors"][0]["field"] == field
+
+
+async def test_blob_whose_bytes_do_not_match_is_400(api):
+    code, error = await error_of(api, "PUT", "blobs", "0" * 64, body=b"abc")
+    assert code == 400 and "upload the file again" in error["message"]
+    code, error = await error_of(api, "PUT", "blobs", "nothex", body=b"abc")
+    assert code == 400

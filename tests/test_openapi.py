@@ -11,8 +11,8 @@ SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "api" / "o
 
 def openapi_path(pattern: str, handler) -> set[tuple[str, str]]:
     path = pattern.rstrip("/?").replace("/?", "")
-    path = path.replace("([^/]+)", "{id}").replace("(cancel|rerun)", "ACTION").replace("(.+)", "{path}")
-    methods = {m for m in ("get", "post", "delete") if m.upper() in handler.__dict__ or m in handler.__dict__}
+    path = path.replace("/blobs/([^/]+)", "/blobs/{sha256}").replace("([^/]+)", "{id}").replace("(cancel|rerun)", "ACTION").replace("(.+)", "{path}")
+    methods = {m for m in ("get", "post", "put", "delete") if m.upper() in handler.__dict__ or m in handler.__dict__}
     paths = [path.replace("ACTION", a) for a in ("cancel", "rerun")] if "ACTION" in path else [path]
     return {(p, m) for p in paths for m in methods}
 
