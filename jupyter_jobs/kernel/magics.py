@@ -1,0 +1,293 @@
+"""``%%job`` and ``%job``: run a cell, a project or a notebook as a job, and manage jobs."""
+from __future__ import annotations
+
+import argparse
+import pickle
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Int
+
+from ..errors import JobsError
+from ..spec import apply_overrides, load_spec_text, parse_set_option
+from .client import TERMINAL, JobsClient
+from .packaging import check_size, collect_project, local_modules
+
+RUNNER = Path(__file__).with_name("cell_runner.py")
+OUT_FILE = "_jj_out.pkl"
+
+
+class JobFailed(RuntimeError):
+    """A job run with --wait did not succeed."""
+
+    def __init__(self, job: dict) -> None:
+        super().__init__(f"job {job['id']} {job['name']!r} {job['status']}: {job.get('message') or ''}")
+        self.job = job
+
+
+def _names(value: str | None) -> list[str]:
+    return [n.strip() for n in (value or "").split(",") if n.strip()]
+
+
+@magics_class
+class JobMagics(Magics):
+    """Send a cell, a project or a notebook to a GPU machine as a job, and follow it inline."""
+
+    max_package_bytes = Int(
+        100 * 2**20, help="Most bytes a cell or project job may ship (its error lists the largest files)."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self._client: JobsClient | None = None
+        #: The widgets of this session's jobs, by job id.
+        self.widgets: dict[int, Any] = {}
+
+    @property
+    def client(self) -> JobsClient:
+        if self._client is None:
+            try:
+                self._client = JobsClient.from_environment()
+            except JobsError as exc:
+                raise UsageError(exc.message) from None
+        return self._client
+
+    # -- %%job -------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--name", help="job name (default: cell)")
+    @argument("--instance-type", dest="instance_type", help="instance type (`%%job list` ... see GET /instance-types)")
+    @argument("--dataset", action="append", default=[], metavar="NAME[:VAR]", help="a dataset, with the variable holding its path")
+    @argument("--image", help="container image (Docker backend)")
+    @argument("--env", action="append", default=[], metavar="K=V", help="an environment variable of the job")
+    @argument("--max-runtime", dest="max_runtime", help="e.g. 90s, 2h; past it the job is stopped and fails")
+    @argument("--in", dest="inputs", metavar="a,b", help="notebook variables to ship to the job (pickled)")
+    @argument("--out", dest="outputs", metavar="c,d", help="job variables to bring back into the notebook")
+    @argument("--project", metavar="DIR", help="ship this folder (ignore rules apply) and run the cell in it")
+    @argument("--config", metavar="job.yaml", help="run this spec with its folder (the cell, if any, is ignored)")
+    @argument("--wait", action="store_true", help="block until the job ends; raise JobFailed if it fails")
+    @cell_magic("job")
+    def job(self, line: str, cell: str) -> Any:
+        """Run this cell as a job on the Jupyter server's runner pool.
+
+        Without --wait the cell returns at once and a widget follows the job; --out variables
+        arrive when it succeeds. Local modules the cell imports from the notebook's folder are
+        shipped with it; files are uploaded by content hash, so unchanged ones are never re-sent.
+        """
+        args = parse_argstring(self.job, line)
+        if args.config:
+            config = Path(args.config)
+            if not config.is_file():
+                raise UsageError(f"--config {args.config}: no such file")
+            spec = load_spec_text(config.read_text(), args.config) or {}
+            files = collect_project(Path(args.project or config.parent), self.max_package_bytes)
+            return self._submit(self._apply_flags(spec, args), files, args.wait, [])
+        outputs = _names(args.outputs)
+        spec = self._apply_flags({"name": args.name or "cell", "cmd": "python _jj_run.py",
+                                  "env": {"vars": {"JJ_OUT": ",".join(outputs)}}}, args)
+        if outputs:
+            spec["outputs"] = [OUT_FILE]
+        if args.project:
+            files = collect_project(Path(args.project), self.max_package_bytes)
+        else:
+            files = local_modules(cell, Path.cwd())
+        files.update(self._cell_files(cell, _names(args.inputs)))
+        check_size(files, self.max_package_bytes, Path(args.project or "."))
+        return self._submit(spec, files, args.wait, outputs)
+
+    def _apply_flags(self, spec: dict, args: argparse.Namespace) -> dict:
+        if args.name:
+            spec["name"] = args.name
+        if args.instance_type:
+            spec["instance-type"] = args.instance_type
+        if args.image:
+            spec["image"] = args.image
+        if args.max_runtime:
+            spec["max-runtime"] = args.max_runtime
+        for item in args.dataset:
+            name, _, var = item.partition(":")
+            spec.setdefault("datasets", []).append({"name": name, "var": var} if var else name)
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"--env {item}: write it as NAME=value")
+            spec.setdefault("env", {}).setdefault("vars", {})[key] = value
+        return spec
+
+    def _cell_files(self, cell: str, inputs: list[str]) -> dict[str, Path]:
+        staging = Path(tempfile.mkdtemp(prefix="jj-cell-"))
+        (staging / "_jj_cell.py").write_text(cell)
+        (staging / "_jj_run.py").write_bytes(RUNNER.read_bytes())
+        files = {"_jj_cell.py": staging / "_jj_cell.py", "_jj_run.py": staging / "_jj_run.py"}
+        if inputs:
+            namespace = self.shell.user_ns
+            missing = [n for n in inputs if n not in namespace]
+            if missing:
+                raise UsageError(f"--in: {', '.join(missing)} not defined in the notebook")
+            try:
+                data = pickle.dumps({n: namespace[n] for n in inputs})
+            except Exception as exc:
+                raise UsageError(f"--in: cannot pickle {', '.join(inputs)}: {exc}") from None
+            (staging / "_jj_in.pkl").write_bytes(data)
+            files["_jj_in.pkl"] = staging / "_jj_in.pkl"
+        return files
+
+    def _submit(self, spec: dict, files: dict[str, Path], wait: bool, outputs: list[str],
+                on_done: Any = None) -> Any:
+        client = self.client
+        try:
+            manifest = client.upload(files)
+            job = client.submit(spec, manifest)
+        except JobsError as exc:
+            raise UsageError(exc.message) from None
+
+        def finished(done: dict) -> None:
+            if done["status"] == "Succeeded" and outputs:
+                self.shell.user_ns.update(pickle.loads(client.output(done["id"], OUT_FILE)))
+            if on_done is not None:
+                on_done(done)
+
+        if wait:
+            done = client.follow(job["id"], lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+            finished(done)
+            if done["status"] != "Succeeded":
+                raise JobFailed(done)
+            return None
+        from .widgets import JobWidget
+
+        widget = JobWidget(client, job, on_done=finished)
+        self.widgets[job["id"]] = widget
+        display(widget)
+        widget.start()
+        return None
+
+    # -- %job --------------------------------------------------------------------------------
+    @line_magic("job")
+    def job_line(self, line: str) -> Any:
+        """Manage jobs: %job run FILE | list | logs ID [-f] | attach ID | cancel ID | rerun ID | form
+
+        %job run job.yaml [--set k=v] [--wait]          a project: the spec's folder is shipped
+        %job run notebook.ipynb [--param x=1] [--wait]   a notebook, run headless (nbclient); the
+                                                          executed notebook comes back as an output
+        %job list [--status S] [--mine]
+        %job logs ID [-f]        %job attach ID (replay the log, then follow)
+        %job cancel ID           %job rerun ID [--set args.epochs=20] [--wait]
+        %job form                a form with the server's instance types and datasets
+        """
+        parser = _LineParser(prog="%job", add_help=False)
+        sub = parser.add_subparsers(dest="action", required=True)
+        run = sub.add_parser("run", add_help=False)
+        run.add_argument("target")
+        run.add_argument("--param", "-p", action="append", default=[])
+        run.add_argument("--set", action="append", default=[])
+        run.add_argument("--name")
+        run.add_argument("--wait", action="store_true")
+        lst = sub.add_parser("list", add_help=False)
+        lst.add_argument("--status")
+        lst.add_argument("--mine", action="store_true")
+        for action in ("logs", "attach", "cancel"):
+            p = sub.add_parser(action, add_help=False)
+            p.add_argument("id", type=int)
+            p.add_argument("-f", "--follow", action="store_true")
+        rerun = sub.add_parser("rerun", add_help=False)
+        rerun.add_argument("id", type=int)
+        rerun.add_argument("--set", action="append", default=[])
+        rerun.add_argument("--wait", action="store_true")
+        sub.add_parser("form", add_help=False)
+        args = parser.parse_args(shlex.split(line))
+        try:
+            return getattr(self, f"_do_{args.action}")(args)
+        except JobsError as exc:
+            raise UsageError(exc.message) from None
+
+    def _do_run(self, args: argparse.Namespace) -> Any:
+        target = Path(args.target)
+        if not target.is_file():
+            raise UsageError(f"%job run {args.target}: no such file")
+        overrides = dict(parse_set_option(s) for s in args.set)
+        files = collect_project(target.parent, self.max_package_bytes)
+        if target.suffix == ".ipynb":
+            return self._run_notebook(target, args, files, overrides)
+        if args.param:
+            raise UsageError("--param is for notebooks; use --set args.NAME=VALUE for a spec")
+        spec = apply_overrides(load_spec_text(target.read_text(), args.target) or {}, overrides)
+        if args.name:
+            spec["name"] = args.name
+        return self._submit(spec, files, args.wait, [])
+
+    def _run_notebook(self, target: Path, args: argparse.Namespace, files: dict[str, Path], overrides: dict) -> Any:
+        name = target.name
+        executed = f"{target.stem}.executed.ipynb"
+        params = " ".join(f"-p {shlex.quote(p)}" for p in args.param)
+        spec = apply_overrides({
+            "name": args.name or target.stem,
+            "cmd": f"python -m jupyter_jobs.kernel.notebook_runner {shlex.quote(name)} \"$JOB_OUTPUTS/{executed}\" {params}".strip(),
+            "outputs": [executed],
+        }, overrides)
+
+        def save(done: dict) -> None:  # the executed notebook, beside the original
+            try:
+                data = self.client.output(done["id"], executed)
+            except JobsError:
+                return
+            (target.parent / f"{target.stem}.job{done['id']}.ipynb").write_bytes(data)
+
+        return self._submit(spec, files, args.wait, [], on_done=save)
+
+    def _do_list(self, args: argparse.Namespace) -> None:
+        jobs = self.client.list(status=args.status, owner="me" if args.mine else None, limit=50)["jobs"]
+        rows = [f"{j['id']:>5}  {j['status']:<10} {j['name'][:24]:<24} {j['instance_type']:<10} {j['message'][:60]}"
+                for j in jobs]
+        print("\n".join(["   ID  STATUS     NAME                     TYPE       MESSAGE", *rows]))
+
+    def _do_logs(self, args: argparse.Namespace) -> None:
+        if args.follow:
+            self.client.follow(args.id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        else:
+            sys.stdout.write(self.client.log(args.id).decode("utf-8", "replace"))
+
+    def _do_attach(self, args: argparse.Namespace) -> Any:
+        from .widgets import JobWidget
+
+        widget = JobWidget(self.client, self.client.get(args.id))
+        self.widgets[args.id] = widget
+        display(widget)
+        widget.start()
+
+    def _do_cancel(self, args: argparse.Namespace) -> None:
+        job = self.client.cancel(args.id)
+        print(f"job {job['id']}: {job['status']} ({job['message']})")
+
+    def _do_rerun(self, args: argparse.Namespace) -> Any:
+        job = self.client.rerun(args.id, dict(parse_set_option(s) for s in args.set))
+        if args.wait:
+            done = self.client.follow(job["id"], lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+            if done["status"] != "Succeeded":
+                raise JobFailed(done)
+            return None
+        from .widgets import JobWidget
+
+        widget = JobWidget(self.client, job).start()
+        self.widgets[job["id"]] = widget
+        display(widget)
+
+    def _do_form(self, args: argparse.Namespace) -> Any:
+        from .widgets import JobForm
+
+        display(JobForm(self.client))
+
+
+class _LineParser(argparse.ArgumentParser):
+    """argparse that reports a one-line UsageError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"%job: {message}; see %job?")
+
+
+__all__ = ["JobMagics", "JobFailed", "TERMINAL"]
