@@ -70,7 +70,7 @@ class JobMagics(Magics):
     @argument("--in", dest="inputs", metavar="a,b", help="notebook variables to ship to the job (pickled)")
     @argument("--out", dest="outputs", metavar="c,d", help="job variables to bring back into the notebook")
     @argument("--project", metavar="DIR", help="ship this folder (ignore rules apply) and run the cell in it")
-    @argument("--config", metavar="job.yaml", help="run this spec with its folder (the cell, if any, is ignored)")
+    @argument("--config", metavar="job.yaml", help="run this spec with its folder (the cell body is not used)")
     @argument("--wait", action="store_true", help="block until the job ends; raise JobFailed if it fails")
     @cell_magic("job")
     def job(self, line: str, cell: str) -> Any:

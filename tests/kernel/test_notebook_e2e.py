@@ -31,6 +31,7 @@ def notebook_env(server_process, monkeypatch):
     (root / "helpers.py").write_text("def double(v):\n    return 2 * v\n")
     (root / "proj").mkdir()
     (root / "proj" / "main.py").write_text("import sys\nprint('project says', sys.argv[1])\n")
+    (root / "proj" / "lib.py").write_text("WORD = 'from lib'\n")
     (root / "proj" / "job.yaml").write_text("name: proj\ncmd: python main.py ${word}\nargs: {word: hello}\n")
     (root / "proj" / ".jobignore").write_text("big.bin\n")
     (root / "proj" / "big.bin").write_bytes(b"x" * 1000)
@@ -66,6 +67,23 @@ def test_notebook_drives_jobs_end_to_end(notebook_env):
         "widget = list(magics.widgets.values())[-1]\njob = await widget.wait()\n"
         "print('WIDGET', job['status'], widget.cancel_button.disabled, 'tick 2' in widget.log_text, "
         "'Succeeded' in widget.header.value)",
+        "%%job --project proj --wait\nimport lib\nprint('cell in project', lib.WORD)",
+        "%%job --config proj/job.yaml --wait\n# the spec runs; this body is not used",
+        "%job list",
+        "%job logs 1",
+        "%job rerun 1 --wait",
+        "%job attach 1",
+        "attached = magics.widgets[1]\njob = await attached.wait()\n"
+        "print('ATTACHED', job['status'], 'computed 42' in attached.log_text)",
+        "%%job --name sleeper\nimport time\ntime.sleep(120)",
+        "sleeper = list(magics.widgets.values())[-1]\nimport asyncio\n"
+        "while sleeper.job['status'] != 'Running':\n    await asyncio.sleep(0.1)\n"
+        "sleeper.cancel_button.click()\njob = await sleeper.wait()\nprint('CANCEL BUTTON', job['status'])",
+        "form = jupyter_jobs.JobForm()\nprint('FORM TYPES', [value for _, value in form.instance_type.options])\n"
+        "form.command.value = 'echo from the form'\nform.max_runtime.value = 'soon'\n"
+        "print('FORM REFUSED', form.submit() is None, 'max-runtime' in form.error.value)\n"
+        "form.max_runtime.value = '5m'\nsubmitted = form.submit()\n"
+        "done = await form.result.children[0].wait()\nprint('FORM JOB', done['status'], form.error.value == '')",
     ]]
     run(nb, server.root)
     text = cells_text(nb)
@@ -79,6 +97,13 @@ def test_notebook_drives_jobs_end_to_end(notebook_env):
     assert "n is 3" in outputs
     assert "RESUBMIT UPLOADED 0 BYTES 0 FILES" in text
     assert "WIDGET Succeeded True True True" in text
+    assert "cell in project from lib" in text
+    assert "project says hello" in text  # --config ran the spec
+    assert "   ID  STATUS" in text and "widgeted" in text  # %job list
+    assert text.count("computed 42") >= 4  # cell 2, resubmit, %job logs 1, rerun of job 1
+    assert "ATTACHED Succeeded True" in text
+    assert "CANCEL BUTTON Cancelled" in text
+    assert "FORM TYPES ['cpu']" in text and "FORM REFUSED True True" in text and "FORM JOB Succeeded True" in text
     assert "ERROR" not in text
     # The project job shipped its folder minus what .jobignore excludes.
     proj = [j for j in server.request("GET", "jobs")["jobs"] if j["name"] == "proj"][0]

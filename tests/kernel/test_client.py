@@ -1,0 +1,35 @@
+"""How a kernel finds the Jupyter server that started it."""
+import json
+
+import pytest
+
+from jupyter_jobs.errors import JobsError
+from jupyter_jobs.kernel.client import find_kernel_server
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    monkeypatch.delenv("JUPYTER_JOBS_URL", raising=False)
+    monkeypatch.delenv("JUPYTER_JOBS_TOKEN", raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    (tmp_path / "runtime").mkdir()
+    return tmp_path / "runtime"
+
+
+def test_environment_wins(runtime, monkeypatch):
+    monkeypatch.setenv("JUPYTER_JOBS_URL", "http://127.0.0.1:1/")
+    monkeypatch.setenv("JUPYTER_JOBS_TOKEN", "t")
+    assert find_kernel_server() == {"url": "http://127.0.0.1:1/", "token": "t"}
+
+
+def test_the_server_that_started_the_kernel(runtime, monkeypatch):
+    monkeypatch.setattr("os.getppid", lambda: 4321)
+    (runtime / "jpserver-4321.json").write_text(json.dumps({"url": "http://127.0.0.1:8888/lab/", "token": "abc"}))
+    assert find_kernel_server() == {"url": "http://127.0.0.1:8888/lab/", "token": "abc"}
+
+
+def test_no_server_says_what_to_do(runtime, monkeypatch):
+    monkeypatch.setattr("os.getppid", lambda: 4321)
+    monkeypatch.chdir(runtime)
+    with pytest.raises(JobsError, match="set JUPYTER_JOBS_URL and JUPYTER_JOBS_TOKEN"):
+        find_kernel_server()
