@@ -168,6 +168,14 @@ class ServerProcess:
             is_json = response.headers.get("Content-Type", "").startswith("application/json")
         return json.loads(text) if is_json and text else text
 
+    def request_raw(self, method: str, path: str, body=None) -> bytes:
+        """Any route of the server (not only the jobs API)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read()
+
     def wait(self, job_id: int, statuses=("Succeeded", "Failed", "Cancelled", "Unknown"), timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
         while True:

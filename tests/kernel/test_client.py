@@ -33,3 +33,26 @@ def test_no_server_says_what_to_do(runtime, monkeypatch):
     monkeypatch.chdir(runtime)
     with pytest.raises(JobsError, match="set JUPYTER_JOBS_URL and JUPYTER_JOBS_TOKEN"):
         find_kernel_server()
+
+
+@pytest.mark.integration
+def test_a_kernel_started_by_the_server_finds_it(server_process, monkeypatch):
+    from jupyter_client import BlockingKernelClient
+
+    printed: list = []
+    kernel = json.loads(server_process.request_raw("POST", "api/kernels", {"name": "python3"}))
+    client = BlockingKernelClient()
+    client.load_connection_file(server_process.home / "runtime" / f"kernel-{kernel['id']}.json")
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        code = ("import os\nfor k in ('JUPYTER_JOBS_URL', 'JUPYTER_JOBS_TOKEN'): os.environ.pop(k, None)\n"
+                "from jupyter_jobs.kernel.client import JobsClient\n"
+                "c = JobsClient.from_environment()\nprint('FOUND', c.url, c.request('GET', 'config')['backend'])")
+        reply = client.execute_interactive(code, timeout=60, output_hook=lambda msg: printed.append(msg))
+    finally:
+        client.stop_channels()
+        server_process.request_raw("DELETE", f"api/kernels/{kernel['id']}")
+    assert reply["content"]["status"] == "ok"
+    text = "".join(m["content"].get("text", "") for m in printed if m["msg_type"] == "stream")
+    assert f"FOUND {server_process.url}jupyter-jobs/api/ local" in text
