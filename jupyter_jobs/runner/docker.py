@@ -34,6 +34,7 @@ from .environment import job_command, job_environment
 
 LABEL = "jupyter_jobs"
 _CURSOR_FILE = "log-cursor"
+_CURSOR_SIZE = 128
 _DAEMON_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout, BrokenPipeError)
 
 
@@ -64,6 +65,13 @@ def _ts_seconds(stamp: str) -> float:
     return base + (nanos // 1000) / 1e6
 
 
+def _write_cursor(fd: int, stamp: str, count: int) -> None:
+    """Overwrite the cursor in one fixed-size write: a crash never leaves it empty or torn
+    (truncating and rewriting would, and an empty cursor means "replay from the start")."""
+    record = json.dumps({"ts": stamp, "count": count}).encode().ljust(_CURSOR_SIZE)
+    os.pwrite(fd, record, 0)
+
+
 class LogPump:
     """Copies a container's log stream into the job's log file, resumably."""
 
@@ -90,22 +98,25 @@ class LogPump:
         stream = self.client.api.logs(self.container, stream=True, follow=True, timestamps=True, since=since)
         last_key = _ts_key(self.last.encode()) if self.last else None
         skip = self.same
-        cursor_path = self.folder.run / _CURSOR_FILE
-        with open(self.folder.log, "ab", buffering=0) as log:
-            for message in stream:
-                stamp, _, text = message.partition(b" ")
-                key = _ts_key(stamp)
-                if last_key is not None and key < last_key:
-                    continue
-                if last_key is not None and key == last_key and skip > 0:
-                    skip -= 1  # written before the restart
-                    continue
-                log.write(text)
-                # After the line: a crash in between repeats at most one line, never loses one.
-                self.same = self.same + 1 if key == last_key else 1
-                last_key, self.last, skip = key, stamp.decode(), 0
-                cursor_path.write_text(json.dumps({"ts": self.last, "count": self.same}))
-                self.wrote()
+        cursor = os.open(self.folder.run / _CURSOR_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            with open(self.folder.log, "ab", buffering=0) as log:
+                for message in stream:
+                    stamp, _, text = message.partition(b" ")
+                    key = _ts_key(stamp)
+                    if last_key is not None and key < last_key:
+                        continue
+                    if last_key is not None and key == last_key and skip > 0:
+                        skip -= 1  # written before the restart
+                        continue
+                    log.write(text)
+                    # After the line: a crash in between repeats at most one line, never loses one.
+                    self.same = self.same + 1 if key == last_key else 1
+                    last_key, self.last, skip = key, stamp.decode(), 0
+                    _write_cursor(cursor, self.last, self.same)
+                    self.wrote()
+        finally:
+            os.close(cursor)
 
     async def finished(self, timeout: float) -> None:
         await asyncio.wait_for(in_thread(self.done.wait), timeout)
