@@ -8,6 +8,10 @@ def _jupyter_server_extension_points() -> list[dict]:
     return [{"module": "jupyter_jobs", "app": JobsApp}]
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    return [{"src": "labextension", "dest": "jupyter-jobs"}]
+
+
 def load_ipython_extension(ipython) -> None:  # type: ignore[no-untyped-def]
     """``%load_ext jupyter_jobs``: the %%job and %job magics."""
     from .kernel.magics import JobMagics

@@ -1,0 +1,199 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { Poll } from '@lumino/polling';
+import { Widget } from '@lumino/widgets';
+
+import { JobsAPI, JobsAPIError } from './handler';
+import { IJob, TERMINAL } from './tokens';
+import { badge, formatDuration, formatTime, h } from './util';
+
+/** Parse "key=value" lines into rerun overrides (numbers and true/false typed). */
+export function parseOverrides(text: string): { [key: string]: any } {
+  const overrides: { [key: string]: any } = {};
+  for (const line of text.split('\n').map(l => l.trim()).filter(l => l)) {
+    const at = line.indexOf('=');
+    if (at <= 0) {
+      throw new Error(`"${line}": write overrides as key=value, e.g. args.epochs=20`);
+    }
+    const raw = line.slice(at + 1).trim();
+    overrides[line.slice(0, at).trim()] = /^-?\d+(\.\d+)?$/.test(raw)
+      ? Number(raw)
+      : raw === 'true' || raw === 'false'
+        ? raw === 'true'
+        : raw;
+  }
+  return overrides;
+}
+
+/** One job, as PrimeHub shows it: fields, live log, Cancel and Rerun, outputs. */
+export class JobDetail extends Widget {
+  constructor(
+    private api: JobsAPI,
+    private trans: TranslationBundle,
+    readonly jobId: number,
+    private actions: { changed: () => void; open: (job: IJob) => void }
+  ) {
+    super();
+    this.addClass('jp-JobDetail');
+    this.id = `jupyter-jobs-detail-${jobId}`;
+    this.title.label = trans.__('Job %1', jobId);
+    this.title.closable = true;
+    this._header = h('div', 'jp-JobDetail-header');
+    this._message = h('div', 'jp-JobDetail-message');
+    this._fields = h('table', 'jp-JobDetail-fields');
+    const bar = h('div', 'jp-JobDetail-actions');
+    this._cancel = h('button', 'jp-Button jp-mod-styled jp-mod-warn jp-JobDetail-cancel', trans.__('Cancel'));
+    this._cancel.onclick = () => void this.cancel();
+    this._rerun = h('button', 'jp-Button jp-mod-styled jp-mod-accept jp-JobDetail-rerun', trans.__('Rerun…'));
+    this._rerun.onclick = () => void this.rerun();
+    this._error = h('div', 'jp-JobDetail-error');
+    bar.append(this._cancel, this._rerun, this._error);
+    this._log = h('pre', 'jp-JobDetail-log');
+    this._outputs = h('div', 'jp-JobDetail-outputs');
+    this.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')), this._log,
+      this._outputs);
+    this._poll = new Poll({
+      factory: () => this._refresh(),
+      frequency: { interval: 1000, backoff: true, max: 15000 },
+      standby: 'when-hidden',
+      name: `jupyter-jobs:job-${jobId}`
+    });
+    void this.api.follow(jobId, 0, text => this._append(text), this._abort.signal);
+  }
+
+  get job(): IJob | null {
+    return this._job;
+  }
+
+  async cancel(): Promise<void> {
+    this._cancel.disabled = true;
+    try {
+      this._show(await this.api.cancel(this.jobId));
+      this.actions.changed();
+    } catch (error) {
+      this._fail(error);
+    }
+  }
+
+  async rerun(): Promise<void> {
+    const trans = this.trans;
+    const body = new Widget();
+    const help = h('p', '', trans.__('Overrides, one key=value a line (e.g. args.epochs=20, max-runtime=2h). Empty: the same job again.'));
+    const area = h('textarea', 'jp-mod-styled jp-JobDetail-overrides');
+    area.rows = 5;
+    body.node.append(help, area);
+    const result = await showDialog({
+      title: trans.__('Rerun job %1', this.jobId),
+      body,
+      buttons: [Dialog.cancelButton({ label: trans.__('Cancel') }), Dialog.okButton({ label: trans.__('Rerun') })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      const job = await this.api.rerun(this.jobId, parseOverrides(area.value));
+      this.actions.changed();
+      this.actions.open(job);
+    } catch (error) {
+      this._fail(error);
+    }
+  }
+
+  private async _refresh(): Promise<void> {
+    const job = await this.api.get(this.jobId);
+    this._show(job);
+    if (TERMINAL.includes(job.status)) {
+      if (!this._outputsShown) {
+        this._outputsShown = true;
+        await this._showOutputs();
+      }
+      void this._poll.stop();
+    }
+  }
+
+  private _show(job: IJob): void {
+    const trans = this.trans;
+    this._job = job;
+    this.node.dataset.status = job.status;
+    this._header.replaceChildren(h('span', 'jp-JobDetail-name', job.name), badge(job));
+    const waiting = job.status === 'Pending' ? trans.__('Waiting: ') : '';
+    this._message.textContent = job.message && job.message !== job.status ? waiting + job.message : '';
+    this._cancel.disabled = TERMINAL.includes(job.status);
+    this._cancel.style.display = TERMINAL.includes(job.status) ? 'none' : '';
+    const rows: [string, string][] = [
+      [trans.__('Job id'), String(job.id)],
+      [trans.__('Name'), job.name],
+      [trans.__('User'), job.owner],
+      [trans.__('Status'), job.status + (job.exit_code !== null ? ` (exit ${job.exit_code})` : '')],
+      [trans.__('Start time'), formatTime(job.started_at)],
+      [trans.__('Finished time'), formatTime(job.finished_at)],
+      [trans.__('Duration'), formatDuration(job.durations.running)],
+      [trans.__('Queued for'), formatDuration(job.durations.queued)],
+      [trans.__('Instance type'), job.instance_type + (job.gpus.length ? ` · GPUs ${job.gpus.join(',')}` : '')],
+      [trans.__('Image'), job.image || '—'],
+      [trans.__('Command'), job.command],
+      [trans.__('Datasets'), job.datasets.join(', ') || '—'],
+      [trans.__('Attempt'), `${job.attempt} / ${job.max_attempts}`],
+      [trans.__('Rerun of'), job.rerun_of ? `#${job.rerun_of}` : '—']
+    ];
+    this._fields.replaceChildren(
+      ...rows.map(([label, value]) => {
+        const row = h('tr');
+        row.append(h('th', '', label), h('td', '', value));
+        return row;
+      })
+    );
+  }
+
+  private async _showOutputs(): Promise<void> {
+    const { outputs, missing } = await this.api.outputs(this.jobId);
+    const trans = this.trans;
+    const children: HTMLElement[] = [h('h3', '', trans.__('Outputs'))];
+    const list = h('ul');
+    for (const output of outputs) {
+      const item = h('li');
+      const link = h('a', 'jp-JobDetail-output', output.path);
+      link.href = output.url;
+      link.download = output.path.split('/').pop() || output.path;
+      item.append(link, ` (${output.size} B)`);
+      list.append(item);
+    }
+    children.push(outputs.length ? list : h('p', '', trans.__('No outputs.')));
+    if (missing.length) {
+      children.push(h('p', 'jp-JobDetail-error', trans.__('Missing: %1', missing.join(', '))));
+    }
+    this._outputs.replaceChildren(...children);
+  }
+
+  private _append(text: string): void {
+    const stick = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
+    this._log.append(text);
+    if (stick) {
+      this._log.scrollTop = this._log.scrollHeight;
+    }
+  }
+
+  private _fail(error: unknown): void {
+    this._error.textContent = error instanceof JobsAPIError || error instanceof Error ? error.message : String(error);
+    this._cancel.disabled = this._job ? TERMINAL.includes(this._job.status) : false;
+  }
+
+  dispose(): void {
+    this._abort.abort();
+    this._poll.dispose();
+    super.dispose();
+  }
+
+  private _job: IJob | null = null;
+  private _outputsShown = false;
+  private _abort = new AbortController();
+  private _poll: Poll;
+  private _header: HTMLDivElement;
+  private _message: HTMLDivElement;
+  private _fields: HTMLTableElement;
+  private _cancel: HTMLButtonElement;
+  private _rerun: HTMLButtonElement;
+  private _error: HTMLDivElement;
+  private _log: HTMLPreElement;
+  private _outputs: HTMLDivElement;
+}

@@ -1,0 +1,156 @@
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput } from './tokens';
+
+/** An error answered by the server; `message` is the server's own words. */
+export class JobsAPIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly errors: { field: string; message: string }[] = []
+  ) {
+    super(message);
+  }
+}
+
+/** Call the jobs API; throws JobsAPIError carrying the server's message (never swallowed). */
+export async function requestAPI<T>(
+  path: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, 'jupyter-jobs', 'api', path);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new JobsAPIError(
+      'The jupyter-jobs server extension cannot be reached. Is it installed and enabled? ' +
+        '(pip install jupyter_jobs, then restart Jupyter)',
+      0
+    );
+  }
+  const text = await response.text();
+  let data: any = text;
+  if (text.length > 0) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      // a log or a file: returned as text
+    }
+  }
+  if (!response.ok) {
+    const message = (data && data.message) || response.statusText;
+    throw new JobsAPIError(message, response.status, (data && data.errors) || []);
+  }
+  return data as T;
+}
+
+/** The jobs API, one method per route. */
+export class JobsAPI {
+  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  list(filter: IJobFilter, cursor: string | null = null, limit = 50): Promise<IJobPage> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (filter.status) {
+      query.set('status', filter.status);
+    }
+    if (filter.mine) {
+      query.set('owner', 'me');
+    }
+    if (filter.text) {
+      query.set('text', filter.text);
+    }
+    if (cursor) {
+      query.set('cursor', cursor);
+    }
+    return requestAPI<IJobPage>(`jobs?${query}`, {}, this.settings);
+  }
+
+  get(id: number): Promise<IJob> {
+    return requestAPI<IJob>(`jobs/${id}`, {}, this.settings);
+  }
+
+  submit(spec: { [key: string]: any }, baseDir?: string): Promise<IJob> {
+    const query = baseDir ? `?base_dir=${encodeURIComponent(baseDir)}` : '';
+    return requestAPI<IJob>(`jobs${query}`, { method: 'POST', body: JSON.stringify(spec) }, this.settings);
+  }
+
+  cancel(id: number): Promise<IJob> {
+    return requestAPI<IJob>(`jobs/${id}/cancel`, { method: 'POST' }, this.settings);
+  }
+
+  rerun(id: number, overrides: { [key: string]: any }): Promise<IJob> {
+    return requestAPI<IJob>(
+      `jobs/${id}/rerun`,
+      { method: 'POST', body: JSON.stringify({ overrides }) },
+      this.settings
+    );
+  }
+
+  outputs(id: number): Promise<{ outputs: IOutput[]; missing: string[] }> {
+    return requestAPI(`jobs/${id}/outputs`, {}, this.settings);
+  }
+
+  instanceTypes(): Promise<IInstanceType[]> {
+    return requestAPI<{ instance_types: IInstanceType[] }>('instance-types', {}, this.settings).then(
+      r => r.instance_types
+    );
+  }
+
+  datasets(): Promise<IDataset[]> {
+    return requestAPI<{ datasets: IDataset[] }>('datasets', {}, this.settings).then(r => r.datasets);
+  }
+
+  /** A URL the browser can open (downloads use the session cookie). */
+  absolute(path: string): string {
+    return URLExt.join(this.settings.baseUrl, path.replace(this.settings.baseUrl, ''));
+  }
+
+  /**
+   * Stream a job's log from `offset` until the job ends, calling `onText` as bytes arrive.
+   * Reconnects from the last byte received, so there is no gap and no duplicate.
+   * Resolves with the offset reached; stops early when `signal` aborts.
+   */
+  async follow(
+    id: number,
+    offset: number,
+    onText: (text: string) => void,
+    signal: AbortSignal
+  ): Promise<number> {
+    let failures = 0;
+    while (!signal.aborted) {
+      const url = URLExt.join(this.settings.baseUrl, 'jupyter-jobs', 'api', 'jobs', String(id), 'logs');
+      try {
+        const response = await ServerConnection.makeRequest(
+          `${url}?offset=${offset}&follow=1`,
+          { signal },
+          this.settings
+        );
+        if (!response.ok || !response.body) {
+          throw new JobsAPIError(response.statusText, response.status);
+        }
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            onText(decoder.decode());
+            return offset;
+          }
+          offset += value.byteLength;
+          failures = 0;
+          onText(decoder.decode(value, { stream: true }));
+        }
+      } catch (error) {
+        if (signal.aborted || (error instanceof JobsAPIError && error.status === 404)) {
+          return offset;
+        }
+        failures += 1;
+        await new Promise(resolve => setTimeout(resolve, Math.min(10000, 250 * 2 ** failures)));
+      }
+    }
+    return offset;
+  }
+}

@@ -1,0 +1,172 @@
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, ToolbarButton, showErrorMessage } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import { LabIcon, runIcon } from '@jupyterlab/ui-components';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
+import { Widget } from '@lumino/widgets';
+
+import { JobDetail } from './detail';
+import { CreateJobForm } from './form';
+import { JobsAPI } from './handler';
+import { JobsModel } from './model';
+import { JobsPanel } from './panel';
+import { IJob } from './tokens';
+
+const jobsIcon = new LabIcon({
+  name: 'jupyter-jobs:jobs',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" ' +
+    'd="M4 4h16v4H4zm0 6h16v4H4zm0 6h10v4H4zm13 0h3v4h-3z"/></svg>'
+});
+
+namespace CommandIDs {
+  export const open = 'jupyter-jobs:open';
+  export const create = 'jupyter-jobs:create';
+  export const runNotebook = 'jupyter-jobs:run-notebook';
+}
+
+/** The spec of a notebook job: run it headless, bring the executed notebook back. */
+export function notebookSpec(path: string): { spec: { [key: string]: any }; baseDir: string } {
+  const name = PathExt.basename(path);
+  const stem = PathExt.basename(path, '.ipynb');
+  const executed = `${stem}.executed.ipynb`;
+  const quoted = `'${name.replace(/'/g, "'\\''")}'`;
+  return {
+    baseDir: PathExt.dirname(path),
+    spec: {
+      name: stem,
+      cmd: `python -m jupyter_jobs.kernel.notebook_runner ${quoted} "$JOB_OUTPUTS/${executed}"`,
+      inputs: [name],
+      outputs: [executed]
+    }
+  };
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-jobs:plugin',
+  description: 'A sidebar to list, create, follow, cancel and rerun jobs.',
+  autoStart: true,
+  optional: [ITranslator, ILayoutRestorer, ICommandPalette, IFileBrowserFactory],
+  activate: (
+    app: JupyterFrontEnd,
+    translator: ITranslator | null,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null,
+    browserFactory: IFileBrowserFactory | null
+  ) => {
+    const trans = (translator ?? nullTranslator).load('jupyter_jobs');
+    const api = new JobsAPI(app.serviceManager.serverSettings);
+    const model = new JobsModel(api);
+    const details = new Map<number, MainAreaWidget<JobDetail>>();
+
+    const open = (job: Pick<IJob, 'id'>) => {
+      let widget = details.get(job.id);
+      if (!widget || widget.isDisposed) {
+        const content = new JobDetail(api, trans, job.id, { changed: () => model.poke(), open });
+        widget = new MainAreaWidget({ content });
+        widget.id = `jupyter-jobs-job-${job.id}`;
+        widget.title.label = content.title.label;
+        widget.title.icon = jobsIcon;
+        details.set(job.id, widget);
+        app.shell.add(widget, 'main');
+      }
+      app.shell.activateById(widget.id);
+    };
+
+    const panel = new JobsPanel(model, trans, {
+      open,
+      create: () => void app.commands.execute(CommandIDs.create)
+    });
+    panel.title.icon = jobsIcon;
+    app.shell.add(panel, 'left', { rank: 600 });
+    restorer?.add(panel, 'jupyter-jobs-panel');
+
+    let form: MainAreaWidget<CreateJobForm> | null = null;
+    app.commands.addCommand(CommandIDs.create, {
+      label: trans.__('New Job…'),
+      caption: trans.__('Create a job'),
+      icon: jobsIcon,
+      execute: () => {
+        if (!form || form.isDisposed) {
+          const content = new CreateJobForm(api, trans, job => {
+            model.poke();
+            form?.dispose();
+            open(job);
+          });
+          form = new MainAreaWidget({ content });
+          form.id = 'jupyter-jobs-create-main';
+          form.title.label = content.title.label;
+          form.title.icon = jobsIcon;
+          app.shell.add(form, 'main');
+        }
+        app.shell.activateById(form.id);
+      }
+    });
+    app.commands.addCommand(CommandIDs.open, {
+      label: trans.__('Show Jobs'),
+      execute: () => app.shell.activateById(panel.id)
+    });
+
+    const runNotebook = async (path: string) => {
+      const { spec, baseDir } = notebookSpec(path);
+      try {
+        const job = await api.submit(spec, baseDir);
+        model.poke();
+        open(job);
+      } catch (error) {
+        await showErrorMessage(trans.__('Could not run %1 as a job', path), (error as Error).message);
+      }
+    };
+    app.commands.addCommand(CommandIDs.runNotebook, {
+      label: trans.__('Run as Job'),
+      caption: trans.__('Run this notebook headless as a job'),
+      icon: runIcon,
+      execute: args => {
+        let path = args.path as string | undefined;
+        if (!path && browserFactory) {
+          const selected = browserFactory.tracker.currentWidget?.selectedItems().next();
+          path = selected && !selected.done ? selected.value.path : undefined;
+        }
+        if (path) {
+          return runNotebook(path);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.runNotebook,
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      rank: 10
+    });
+    app.docRegistry.addWidgetExtension('Notebook', new RunAsJobButton(app, trans.__('Run as Job')));
+    palette?.addItem({ command: CommandIDs.create, category: trans.__('Jobs') });
+    palette?.addItem({ command: CommandIDs.open, category: trans.__('Jobs') });
+  }
+};
+
+/** A "Run as Job" button in every notebook's toolbar. */
+class RunAsJobButton implements DocumentRegistry.IWidgetExtension<NotebookPanel, any> {
+  constructor(private app: JupyterFrontEnd, private label: string) {}
+
+  createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<any>): IDisposable {
+    const button = new ToolbarButton({
+      className: 'jp-JobsRunAsJob',
+      icon: jobsIcon,
+      label: this.label,
+      tooltip: this.label,
+      onClick: () => {
+        void context.save().then(() =>
+          this.app.commands.execute(CommandIDs.runNotebook, { path: context.path })
+        );
+      }
+    });
+    panel.toolbar.insertItem(10, 'runAsJob', button);
+    return new DisposableDelegate(() => button.dispose());
+  }
+}
+
+export default plugin;
+export { Widget };

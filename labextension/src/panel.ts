@@ -1,0 +1,111 @@
+import { TranslationBundle } from '@jupyterlab/translation';
+import { addIcon, refreshIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { JobsModel } from './model';
+import { IJob } from './tokens';
+import { badge, elapsed, formatDuration, formatTime, h } from './util';
+
+const STATUSES = ['', 'Pending', 'Preparing', 'Running', 'Succeeded', 'Failed', 'Cancelled', 'Unknown'];
+
+/** The "Jobs" sidebar: filters, a live list that pages, and buttons to create or open jobs. */
+export class JobsPanel extends Widget {
+  constructor(
+    readonly model: JobsModel,
+    private trans: TranslationBundle,
+    private actions: { open: (job: IJob) => void; create: () => void }
+  ) {
+    super();
+    this.id = 'jupyter-jobs-panel';
+    this.addClass('jp-JobsPanel');
+    this.title.caption = trans.__('Jobs');
+
+    const header = h('div', 'jp-JobsPanel-header');
+    header.append(h('span', 'jp-JobsPanel-title', trans.__('Jobs')));
+    const create = h('button', 'jp-Button jp-mod-styled jp-mod-accept jp-JobsPanel-new');
+    addIcon.element({ container: create, tag: 'span', elementPosition: 'left' });
+    create.append(trans.__('New job'));
+    create.onclick = () => this.actions.create();
+    const refresh = h('button', 'jp-Button jp-mod-styled jp-mod-minimal jp-JobsPanel-refresh');
+    refresh.title = trans.__('Refresh');
+    refreshIcon.element({ container: refresh, tag: 'span' });
+    refresh.onclick = () => this.model.poke();
+    header.append(create, refresh);
+
+    const filters = h('div', 'jp-JobsPanel-filters');
+    this._status = h('select', 'jp-mod-styled jp-JobsPanel-status');
+    for (const status of STATUSES) {
+      const option = h('option', '', status ? trans.__(status) : trans.__('All statuses'));
+      option.value = status;
+      this._status.append(option);
+    }
+    this._mine = h('input');
+    this._mine.type = 'checkbox';
+    this._mine.className = 'jp-JobsPanel-mine';
+    const mineLabel = h('label', 'jp-JobsPanel-mineLabel');
+    mineLabel.append(this._mine, trans.__('Submitted by me'));
+    this._search = h('input', 'jp-mod-styled jp-JobsPanel-search');
+    this._search.placeholder = trans.__('Search name, command or id');
+    const update = () =>
+      (this.model.filter = { status: this._status.value, mine: this._mine.checked, text: this._search.value.trim() });
+    this._status.onchange = update;
+    this._mine.onchange = update;
+    let timer = 0;
+    this._search.oninput = () => {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(update, 300);
+    };
+    filters.append(this._status, mineLabel, this._search);
+
+    this._error = h('div', 'jp-JobsPanel-error');
+    this._list = h('ul', 'jp-JobsPanel-list');
+    this._more = h('button', 'jp-Button jp-mod-styled jp-JobsPanel-more', trans.__('Load more'));
+    this._more.onclick = () => void this.model.more();
+    this.node.append(header, filters, this._error, this._list, this._more);
+    model.changed.connect(this._render, this);
+    this._render();
+  }
+
+  private _render(): void {
+    const trans = this.trans;
+    this._error.textContent = this.model.error ? trans.__('Cannot list jobs: %1', this.model.error) : '';
+    // jp-Button sets `display`, which beats the `hidden` attribute.
+    this._more.style.display = this.model.hasMore ? '' : 'none';
+    const items = this.model.jobs.map(job => {
+      const item = h('li', 'jp-JobsPanel-item');
+      item.dataset.jobId = String(job.id);
+      item.dataset.status = job.status;
+      item.tabIndex = 0;
+      const top = h('div', 'jp-JobsPanel-itemTop');
+      top.append(badge(job), h('span', 'jp-JobsPanel-name', job.name), h('span', 'jp-JobsPanel-id', `#${job.id}`));
+      const meta = h(
+        'div',
+        'jp-JobsPanel-meta',
+        `${job.instance_type} · ${job.owner} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
+      );
+      item.append(top, meta);
+      if (job.status === 'Pending' && job.message) {
+        item.append(h('div', 'jp-JobsPanel-reason', job.message));
+      }
+      item.onclick = () => this.actions.open(job);
+      item.onkeydown = event => event.key === 'Enter' && this.actions.open(job);
+      return item;
+    });
+    if (!items.length && !this.model.error) {
+      items.push(h('li', 'jp-JobsPanel-empty', trans.__('No jobs yet. Create one, or run a notebook as a job.')) as any);
+    }
+    this._list.replaceChildren(...items);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    super.dispose();
+  }
+
+  private _status: HTMLSelectElement;
+  private _mine: HTMLInputElement;
+  private _search: HTMLInputElement;
+  private _error: HTMLDivElement;
+  private _list: HTMLUListElement;
+  private _more: HTMLButtonElement;
+}

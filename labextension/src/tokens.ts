@@ -1,0 +1,76 @@
+/** Shapes of the jupyter-jobs REST API (docs/api/openapi.yaml). */
+
+/** Status of a job, as the server names it. */
+export type JobStatus =
+  | 'Pending'
+  | 'Preparing'
+  | 'Running'
+  | 'Succeeded'
+  | 'Failed'
+  | 'Cancelled'
+  | 'Unknown';
+
+/** Statuses after which nothing changes any more. */
+export const TERMINAL: ReadonlyArray<JobStatus> = ['Succeeded', 'Failed', 'Cancelled', 'Unknown'];
+
+/** A job record. */
+export interface IJob {
+  id: number;
+  name: string;
+  owner: string;
+  status: JobStatus;
+  /** Why it failed, or why it is still pending. */
+  message: string;
+  instance_type: string;
+  image: string | null;
+  command: string;
+  exit_code: number | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  durations: { queued: number | null; preparing: number | null; running: number | null };
+  attempt: number;
+  max_attempts: number;
+  rerun_of: number | null;
+  gpus: number[];
+  datasets: string[];
+  spec: { [key: string]: any };
+  url: string;
+}
+
+/** One page of jobs. */
+export interface IJobPage {
+  jobs: IJob[];
+  next_cursor: string | null;
+}
+
+/** An instance type jobs may ask for. */
+export interface IInstanceType {
+  name: string;
+  cpus: number;
+  memory_mib: number;
+  gpus: number;
+  description: string;
+  default: boolean;
+}
+
+/** A dataset jobs may read. */
+export interface IDataset {
+  name: string;
+  path: string;
+  description: string;
+}
+
+/** An output file of a job. */
+export interface IOutput {
+  path: string;
+  size: number;
+  url: string;
+}
+
+/** Filters of the job list. */
+export interface IJobFilter {
+  status: string;
+  mine: boolean;
+  text: string;
+}
