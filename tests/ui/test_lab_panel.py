@@ -1,6 +1,7 @@
 """The Jobs sidebar in a real JupyterLab and a real Chromium: create, follow, cancel, rerun, validate,
 run a notebook as a job, and screenshots in the light and dark themes."""
 import re
+import time
 
 import nbformat
 import pytest
@@ -107,4 +108,30 @@ def test_run_a_notebook_as_a_job_from_the_file_browser(page, lab, shots):
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("cell 1/1 done")
     expect(detail.locator(".jp-JobDetail-output", has_text="report.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     page.screenshot(path=str(shots / "notebook-job-light.png"))
+    assert not page.errors, page.errors
+
+
+def test_run_as_job_from_the_notebook_toolbar(page, lab):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('from the toolbar')")]
+    nbformat.write(nb, lab["root"] / "toolbar.ipynb")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:open')",
+                           timeout=TIMEOUT)
+    # Open only once the saved layout is restored, or the restore replaces the new tab.
+    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:open', "
+                  "{path: 'toolbar.ipynb', kernel: {name: 'python3'}})")
+    button = page.locator(".jp-NotebookPanel .jp-JobsRunAsJob:visible")
+    kernel_dialog = page.locator(".jp-Dialog")
+    deadline = time.monotonic() + 60
+    while not button.count() and time.monotonic() < deadline:
+        if kernel_dialog.count():  # "Select Kernel", whenever JupyterLab asks: take its default
+            kernel_dialog.locator(".jp-mod-accept").click()
+        page.wait_for_timeout(200)
+    expect(button).to_have_count(1)
+    expect(kernel_dialog).to_have_count(0, timeout=TIMEOUT)
+    button.locator("button").click()
+    detail = current_detail(page)
+    expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobDetail-output", has_text="toolbar.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     assert not page.errors, page.errors
