@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, work: Path, backend: str = "local") -> None:
+    def __init__(self, work: Path, backend: str = "local", extra: list[str] | None = None) -> None:
         self.port, self.token = free_port(), secrets.token_hex(8)
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "rt"), "JUPYTER_CONFIG_DIR": str(work / "cfg")}
         (work / "root").mkdir(exist_ok=True)
@@ -51,7 +51,7 @@ class Server:
             [sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}", "--allow-root",
              f"--ServerApp.root_dir={work / 'root'}", f"--JobManager.data_dir={work / 'data'}",
-             "--Cluster.gpus=0", f"--JobManager.backend={backend}", "--ServerApp.log_level=WARN"],
+             "--Cluster.gpus=0", f"--JobManager.backend={backend}", "--ServerApp.log_level=WARN", *(extra or [])],
             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"), start_new_session=True)
         for _ in range(300):
             try:
@@ -194,6 +194,10 @@ def main() -> None:
                         help="also measure the Docker backend (auto: when a daemon answers)")
     parser.add_argument("--docker-jobs", type=int, default=20, help="container jobs for the latency figures")
     parser.add_argument("--docker-throughput-jobs", type=int, default=50)
+    parser.add_argument("--slurm", choices=["auto", "yes", "no"], default="auto",
+                        help="also measure the Slurm backend (auto: when SLURM_CONF is set and sinfo answers)")
+    parser.add_argument("--slurm-jobs", type=int, default=20)
+    parser.add_argument("--slurm-throughput-jobs", type=int, default=100)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     concurrency = len(os.sched_getaffinity(0))
@@ -227,6 +231,16 @@ def main() -> None:
     print(f"written to {out}")
     if args.docker == "yes" or (args.docker == "auto" and _docker_answers()):
         run_docker(args, out)
+    if args.slurm == "yes" or (args.slurm == "auto" and os.environ.get("SLURM_CONF")):
+        run_slurm(args, out)
+
+
+def run_slurm(args: argparse.Namespace, out: Path) -> None:
+    from slurm_bench import POLL, bench_slurm, plot
+
+    extra = [f"--SlurmBackend.poll_seconds={POLL}", "--Cluster.cpus=2", "--Cluster.memory_mib=200"]
+    _engine(out, "slurm", extra, lambda server: bench_slurm(server, args.slurm_jobs, args.slurm_throughput_jobs),
+            plot, "jupyter-jobs Slurm backend vs sbatch --wrap, same run")
 
 
 def _docker_answers() -> bool:
@@ -234,28 +248,33 @@ def _docker_answers() -> bool:
 
 
 def run_docker(args: argparse.Namespace, out: Path) -> None:
+    from docker_bench import bench_docker, plot
+
+    _engine(out, "docker", [], lambda server: bench_docker(server, args.docker_jobs, args.docker_throughput_jobs),
+            plot, "jupyter-jobs Docker backend vs docker run --rm, same run")
+
+
+def _engine(out: Path, backend: str, extra: list[str], measure, plot, title: str) -> None:
+    """Measure one backend through a real server; write <backend>.json and <backend>.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from docker_bench import bench_docker, plot as plot_docker
-
-    work = Path(tempfile.mkdtemp(prefix="jj-bench-docker-"))
-    server = Server(work, backend="docker")
+    work = Path(tempfile.mkdtemp(prefix=f"jj-bench-{backend}-"))
+    server = Server(work, backend=backend, extra=extra)
     try:
-        result = bench_docker(server, args.docker_jobs, args.docker_throughput_jobs)
+        result = measure(server)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    (out / "docker.json").write_text(json.dumps(result, indent=2))
+    (out / f"{backend}.json").write_text(json.dumps(result, indent=2))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    plot_docker(axes[0], axes[1], result)
-    fig.suptitle("jupyter-jobs Docker backend vs docker run --rm, same run")
+    plot(axes[0], axes[1], result)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out / "docker.png", dpi=110)
+    fig.savefig(out / f"{backend}.png", dpi=110)
     print(json.dumps(result["summary"], indent=2))
-
 
 if __name__ == "__main__":
     main()

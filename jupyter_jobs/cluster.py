@@ -189,7 +189,7 @@ def parse_memory(value: Any) -> int:
 def _instance_type(field: str, raw: Any) -> InstanceType:
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError("expected a mapping with at least 'name'", f"Cluster.{field}")
-    known = {"name", "cpus", "memory", "memory_mib", "gpus", "gpu_type", "image", "description", "network"}
+    known = {"name", "cpus", "memory", "memory_mib", "gpus", "gpu_type", "image", "description", "network", "partition"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown key; known: {', '.join(sorted(known))}", f"Cluster.{field}.{sorted(unknown)[0]}")
@@ -199,6 +199,7 @@ def _instance_type(field: str, raw: Any) -> InstanceType:
             name=str(raw["name"]), cpus=float(raw.get("cpus", 1)), memory_mib=memory,
             gpus=int(raw.get("gpus", 0)), gpu_type=raw.get("gpu_type"), image=raw.get("image"),
             description=str(raw.get("description", "")), network=bool(raw.get("network", False)),
+            partition=raw.get("partition"),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value: {exc}", f"Cluster.{field}") from None

@@ -51,9 +51,10 @@ class JobManager(LoggingConfigurable):
     )
     db_path = Unicode(config=True, help="SQLite file of job records (default: <data_dir>/jobs.sqlite).")
     backend = CaselessStrEnum(
-        ["auto", "local", "docker"], "auto", config=True,
-        help="Where jobs run: 'docker' (containers), 'local' (processes on this host), or 'auto': "
-        "Docker when a daemon answers (DOCKER_HOST or the default socket), else local.",
+        ["auto", "local", "docker", "slurm"], "auto", config=True,
+        help="Where jobs run: 'docker' (containers), 'local' (processes on this host), 'slurm' (a Slurm "
+        "cluster, through sbatch/squeue/scancel), or 'auto': Docker when a daemon answers (DOCKER_HOST "
+        "or the default socket), else local.",
     )
     backend_class = Type(
         default_value=None, klass=Backend, allow_none=True, config=True,
@@ -114,6 +115,10 @@ class JobManager(LoggingConfigurable):
                 from .runner.docker import DockerBackend
 
                 klass = DockerBackend
+            elif choice == "slurm":
+                from .runner.slurm import SlurmBackend
+
+                klass = SlurmBackend
             else:
                 klass = LocalBackend
         return klass(parent=self, log=self.log, server_id=self._server_id())
@@ -239,7 +244,7 @@ class JobManager(LoggingConfigurable):
             "backend": self.engine.name,
             "available": self.unavailable is None,
             "unavailable_reason": self.unavailable,
-            "backends": ["local", "docker"],
+            "backends": ["local", "docker", "slurm"],
             "backend_info": self.engine.describe(),
             "default_instance_type": self.cluster.default_type,
             "max_concurrent": self.pool.max_concurrent,
@@ -306,8 +311,13 @@ class JobManager(LoggingConfigurable):
 
     def _check_resources(self, spec: JobSpec) -> str:
         itype = self.cluster.instance_type(spec.instance_type or self.cluster.default_type)
+        if spec.replicas > 1 and not self.engine.schedules_itself:
+            raise SpecError(f"{spec.replicas} replicas need a cluster backend (JobManager.backend = 'slurm'); "
+                            f"this server runs jobs on {self.engine.name}", "replicas")
         for index, ref in enumerate(spec.datasets):
             self.cluster.dataset(ref.name, f"datasets[{index}].name")
+        if self.engine.schedules_itself:
+            return itype.name  # the cluster's scheduler decides, and refuses at submission
         reason = self.pool.capacity.never_fits(Request.of(itype))
         if reason:
             from .errors import Unschedulable
@@ -360,7 +370,7 @@ class JobManager(LoggingConfigurable):
         if job.status.is_terminal():
             raise InvalidTransition(f"job {job_id} already ended ({job.status.value}); nothing to cancel")
         who = f" by {by}" if by else ""
-        if job.status is JobStatus.PENDING:
+        if job.status is JobStatus.PENDING and not job.handle:
             self.pool.cancel_pending(job, f"Cancelled{who} before it started")
             return self.store.get(job_id)
         if not job.cancel_requested:

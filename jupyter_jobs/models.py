@@ -54,6 +54,8 @@ class JobSpec:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     working_dir: str = "."
+    #: Tasks on as many nodes (Slurm), with RANK/WORLD_SIZE/MASTER_ADDR for torch.distributed.
+    replicas: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -81,6 +83,8 @@ class JobSpec:
             out["labels"] = dict(self.labels)
         if self.working_dir != ".":
             out["working-dir"] = self.working_dir
+        if self.replicas != 1:
+            out["replicas"] = self.replicas
         return out
 
 
@@ -120,6 +124,8 @@ class InstanceType:
     description: str = ""
     #: Docker backend: let containers of this type use the host network.
     network: bool = False
+    #: Slurm backend: the partition jobs of this type go to.
+    partition: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

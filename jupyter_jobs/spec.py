@@ -20,7 +20,7 @@ from .models import DatasetRef, InputSpec, JobSpec, OutputSpec
 #: Keys a spec may have, in their documented (hyphenated) spelling.
 SPEC_KEYS = (
     "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
-    "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir",
+    "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
 BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT")
@@ -275,6 +275,7 @@ def parse_spec(data: Any) -> JobSpec:
     priority = check.integer("priority", spec.get("priority", 0), -1000, 1000) or 0
     labels = check.scalar_map("labels", spec.get("labels", {}), check.string)
     working_dir = check.relative_path("working-dir", spec.get("working-dir", ".")) or "."
+    replicas = check.integer("replicas", spec.get("replicas", 1), 1, 1024) or 1
 
     if cmd:
         defined = set(args) | set(env) | set(BUILTIN_VARS)
@@ -293,7 +294,7 @@ def parse_spec(data: Any) -> JobSpec:
     return JobSpec(
         cmd=cmd, name=name, desc=desc, args=args, inputs=inputs, outputs=outputs, datasets=datasets,
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
-        priority=priority, labels=labels, working_dir=working_dir,
+        priority=priority, labels=labels, working_dir=working_dir, replicas=replicas,
     )
 
 

@@ -39,7 +39,8 @@ TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 
 #: Allowed moves. Back to PENDING is a retry (or a preparation interrupted by a restart).
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.PREPARING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # Unknown from Pending: a job queued in an external scheduler (Slurm) that it forgot.
+    JobStatus.PENDING: frozenset({JobStatus.PREPARING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.UNKNOWN}),
     JobStatus.PREPARING: frozenset(
         {JobStatus.RUNNING, JobStatus.PENDING, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.UNKNOWN}
     ),

@@ -155,6 +155,7 @@ class ServerProcess:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"jupyter server exited: {(self.home / 'server.log').read_text()[-2000:]}")
                 time.sleep(0.1)
+        self.stop()  # never leave a server behind
         raise RuntimeError("jupyter server did not answer in 30s")
 
     def request(self, method: str, path: str, body=None, params: str = "") -> dict:
@@ -193,7 +194,12 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # wedged in shutdown: it must not outlive the test
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -208,6 +214,8 @@ def server_process(tmp_path: Path, server_args: list[str]):
     for path in (root, data, home):
         path.mkdir()
     server = ServerProcess(root, data, home, server_args)
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -13,6 +13,9 @@ from ..jobdir import JobDir
 from ..models import Dataset, InstanceType, JobRecord
 
 
+StateCallback = Callable[[str, str], None]
+
+
 @dataclass(frozen=True)
 class Exit:
     """How a job's command ended."""
@@ -42,6 +45,9 @@ class Backend(LoggingConfigurable):
 
     #: Short name shown in job records and GET /config.
     name = "backend"
+    #: True for cluster schedulers (Slurm): they queue jobs and own capacity, so the pool submits
+    #: every job at once and keeps it Pending, with the scheduler's reason, until it runs.
+    schedules_itself = False
     #: Identifies this server's jobs among those of other servers sharing an engine.
     server_id = Unicode("")
 
@@ -52,8 +58,12 @@ class Backend(LoggingConfigurable):
         """Start the job detached from the server; return a JSON-able handle to find it again."""
         raise NotImplementedError
 
-    async def wait(self, job: JobRecord, handle: dict[str, Any]) -> Exit:
-        """Return when the job's command has ended (also for a handle from before a restart)."""
+    async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: StateCallback | None = None) -> Exit:
+        """Return when the job's command has ended (also for a handle from before a restart).
+
+        Backends that schedule jobs themselves call ``on_state("pending", reason)`` while the job
+        waits and ``on_state("running", "")`` once it runs.
+        """
         raise NotImplementedError
 
     async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:

@@ -279,7 +279,7 @@ class DockerBackend(Backend):
         return container
 
     # -- wait / stop -------------------------------------------------------------------------
-    async def wait(self, job: JobRecord, handle: dict[str, Any]) -> Exit:
+    async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         cid = handle["container"]
         folder = JobDir(Path(handle["folder"]))
         pump = self._pumps.get(cid)

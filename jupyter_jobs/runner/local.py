@@ -157,7 +157,7 @@ class LocalBackend(Backend):
         folder.write_json(_HANDLE_FILE, handle)
         return handle
 
-    async def wait(self, job: JobRecord, handle: dict[str, Any]) -> Exit:
+    async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         pid = handle["pid"]
         proc = self._children.get(pid)
         if proc is not None or _is_running(handle):

@@ -50,6 +50,17 @@ class RunnerPool(LoggingConfigurable):
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
 
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        """A task whose failure is logged, never lost silently."""
+        task = asyncio.create_task(coro, name=name)
+
+        def done(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("jupyter-jobs: %s failed", name, exc_info=task.exception())
+
+        task.add_done_callback(done)
+        return task
+
     def folder(self, job_id: int) -> JobDir:
         return JobDir(self.jobs_dir / str(job_id))
 
@@ -81,6 +92,11 @@ class RunnerPool(LoggingConfigurable):
                 self.log.exception("jupyter-jobs: scheduling pass failed")
 
     def _schedule(self) -> None:
+        if self.backend.schedules_itself:
+            for entry in self.store.pending(self.queue_scan):
+                if entry.id not in self._tasks:
+                    self._tasks[entry.id] = self._spawn(self._submit(self.store.get(entry.id)), f"job {entry.id}")
+            return
         queue, jobs = [], {}
         for entry in self.store.pending(self.queue_scan):
             try:
@@ -96,7 +112,7 @@ class RunnerPool(LoggingConfigurable):
                 backend=self.backend.name, message=f"Preparing on {self.backend.name}",
             )
             self.notify(job_id)
-            self._tasks[job_id] = asyncio.create_task(self._run(job), name=f"jupyter-jobs-{job_id}")
+            self._tasks[job_id] = self._spawn(self._run(job), f"job {job_id}")
         changed = {job_id: reason for job_id, reason in plan.reasons.items() if jobs[job_id].message != reason}
         self.store.set_messages(changed)
         for job_id in changed:
@@ -133,20 +149,60 @@ class RunnerPool(LoggingConfigurable):
             return
         await self._supervise(job, handle)
 
+    async def _submit(self, job: JobRecord) -> None:
+        """Hand a job to a scheduler that queues it itself; it stays Pending until it runs."""
+        if job.handle:  # submitted before a restart: follow it
+            await self._supervise(job, job.handle)
+            return
+        try:
+            launch = Launch(
+                job, self.folder(job.id), [self.cluster.dataset(d.name) for d in job.spec.datasets],
+                self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
+            )
+            await self.backend.prepare(launch)
+            handle = await self.backend.start(launch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = exc.message if isinstance(exc, JobsError) else f"{type(exc).__name__}: {exc}"
+            self._fail_or_retry(self.store.get(job.id), f"could not start: {message}", None)
+            return
+        self.store.update(job.id, handle=handle, backend=self.backend.name, command=handle.get("command", job.command),
+                          message=f"submitted to {self.backend.name}")
+        self.notify(job.id)
+        await self._supervise(self.store.get(job.id), handle)
+
+    def _on_state(self, job_id: int, state: str, detail: str) -> None:
+        job = self.store.get(job_id)
+        if state == "pending" and job.status is JobStatus.PENDING and job.message != detail:
+            self._report(job_id, detail)
+        elif state == "running" and job.status is JobStatus.PENDING:
+            now = time.time()
+            self.store.transition(job_id, JobStatus.PREPARING, preparing_at=now, backend=self.backend.name)
+            self.store.transition(job_id, JobStatus.RUNNING, started_at=now, message=f"Running{detail}")
+            self.folder(job_id).say(f"Running attempt {job.attempt} on {self.backend.name}{detail}: {job.command}")
+            self.notify(job_id)
+
     async def _supervise(self, job: JobRecord, handle: dict[str, Any]) -> None:
         self._handles[job.id] = handle
-        waiter = asyncio.ensure_future(self.backend.wait(job, handle))
+        on_state = (lambda state, detail: self._on_state(job.id, state, detail)) if self.backend.schedules_itself else None
+        waiter = asyncio.ensure_future(self.backend.wait(job, handle, on_state=on_state))
         if self.store.get(job.id).cancel_requested:  # cancelled while it was being started
             asyncio.ensure_future(self.stop_job(job.id))
         timed_out = False
         try:
-            if job.spec.max_runtime:
-                remaining = (job.started_at or time.time()) + job.spec.max_runtime - time.time()
+            limit = job.spec.max_runtime
+            while limit and not waiter.done():
+                started = self.store.get(job.id).started_at  # None while a scheduler still queues it
+                remaining = (started + limit - time.time()) if started else 1.0
                 done, _ = await asyncio.wait({waiter}, timeout=max(0.0, remaining))
-                if not done and not self.store.get(job.id).cancel_requested:
+                if done or not started or time.time() < started + limit:
+                    continue
+                if not self.store.get(job.id).cancel_requested:
                     timed_out = True
-                    self.folder(job.id).say(f"max-runtime of {format_duration(job.spec.max_runtime)} reached; stopping the job")
+                    self.folder(job.id).say(f"max-runtime of {format_duration(limit)} reached; stopping the job")
                     await self.backend.stop(job, handle, self.stop_grace_seconds)
+                break
             exit = await waiter
         except asyncio.CancelledError:
             waiter.cancel()
@@ -169,10 +225,15 @@ class RunnerPool(LoggingConfigurable):
         outputs = await asyncio.to_thread(folder.list_outputs)
         self.store.update(job_id, outputs=outputs, exit_code=exit.code)
         job = self.store.get(job_id)
+        if job.status is JobStatus.PENDING and exit.code is not None and not job.cancel_requested:
+            self._on_state(job_id, "running", "")  # it ran between two looks at the scheduler
+            job = self.store.get(job_id)
         if job.cancel_requested:
             self._end(job, JobStatus.CANCELLED, "Cancelled")
         elif exit.lost:
             self._end(job, JobStatus.UNKNOWN, f"Unknown: {exit.detail}")
+        elif exit.code is None:  # refused by the backend before it ran
+            self._fail_or_retry(job, exit.detail, None)
         elif timed_out:
             limit = format_duration(job.spec.max_runtime or 0)
             self._fail_or_retry(job, f"ran past its max-runtime of {limit} and was stopped", exit.code)
@@ -191,11 +252,16 @@ class RunnerPool(LoggingConfigurable):
             total = job.spec.retries + 1
             self.folder(job.id).say(f"attempt {job.attempt} of {total} failed: {message}; retrying")
             self.capacity.release(job.id)
-            self.store.transition(
-                job.id, JobStatus.PENDING, attempt=job.attempt + 1, exit_code=exit_code,
+            fields = dict(
+                attempt=job.attempt + 1, exit_code=exit_code, handle={},
                 message=f"retrying (attempt {job.attempt + 1} of {total}) after: {message}",
-                preparing_at=None, started_at=None, allocation=Allocation(), handle={},
             )
+            self._tasks.pop(job.id, None)
+            if job.status is JobStatus.PENDING:  # it never ran (a scheduler refused or dropped it)
+                self.store.update(job.id, **fields)
+            else:
+                self.store.transition(job.id, JobStatus.PENDING, preparing_at=None, started_at=None,
+                                      allocation=Allocation(), **fields)
             self.notify(job.id)
             self.wake()
             return
@@ -229,6 +295,8 @@ class RunnerPool(LoggingConfigurable):
         active = self.store.active()
         for job in active:
             if job.status is JobStatus.PENDING:
+                if job.handle and self.backend.schedules_itself:  # queued in the scheduler
+                    self._tasks[job.id] = self._spawn(self._supervise(job, job.handle), f"job {job.id}")
                 continue
             folder = self.folder(job.id)
             handle = job.handle
@@ -243,7 +311,7 @@ class RunnerPool(LoggingConfigurable):
                 job = self.store.transition(job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle)
             self.capacity.hold(job.id, job.allocation)
             folder.say("the server restarted; following this job again")
-            self._tasks[job.id] = asyncio.create_task(self._supervise(job, handle), name=f"jupyter-jobs-{job.id}")
+            self._tasks[job.id] = self._spawn(self._supervise(job, handle), f"job {job.id}")
         with contextlib.suppress(Exception):
             known = {job.id for job in active}
             for removed in await self.backend.remove_orphans(known):

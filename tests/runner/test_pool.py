@@ -26,7 +26,7 @@ class GatedBackend(Backend):
         self.exits[launch.job.id] = asyncio.get_running_loop().create_future()
         return {"id": launch.job.id, "command": launch.job.spec.cmd}
 
-    async def wait(self, job, handle):
+    async def wait(self, job, handle, on_state=None):
         return await self.exits[handle["id"]]
 
     async def stop(self, job, handle, grace):

@@ -1,0 +1,251 @@
+"""The Slurm backend: jobs go to an existing cluster through sbatch, squeue --json and scancel.
+
+Queueing is Slurm's: every job is submitted at once and stays Pending here, with Slurm's reason
+in plain words, until Slurm runs it. Job folders (code, outputs, log) must be on a filesystem the
+nodes share (``JobManager.data_dir``); the batch script appends the job's output to its log file
+and records its exit status beside it. pyslurm does not build against Debian's Slurm, and the
+REST schema changes every release, so the CLIs are the stable interface.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import posixpath
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Float, List, Unicode
+
+from ..errors import BackendError, BackendUnavailable
+from ..jobdir import JobDir
+from ..models import JobRecord
+from .backend import Backend, Exit, Launch, StateCallback
+from .environment import job_command, job_environment
+
+_EXIT_FILE = "exit-status"
+_HANDLE_FILE = "handle.json"
+FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+            "BOOT_FAIL", "DEADLINE"}
+RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING"}
+#: Slurm's pending reasons (squeue's state_reason), in plain words.
+REASONS = {
+    "Resources": "waiting for resources: the CPUs, memory or GPUs it asks for are in use on the cluster",
+    "Priority": "waiting behind jobs with a higher priority in the cluster's queue",
+    "Dependency": "waiting for the jobs it depends on",
+    "ReqNodeNotAvail": "waiting: the nodes it needs are down, drained or reserved",
+    "PartitionTimeLimit": "its max-runtime is longer than the partition allows; shorten it",
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
+    "QOSMaxJobsPerUserLimit": "waiting: you have as many jobs running as your QOS allows",
+    "AssocGrpGRES": "waiting: your group's GPU quota is in use",
+    "BeginTime": "waiting for its start time",
+    "JobHeldUser": "held by its user (scontrol release)",
+    "JobHeldAdmin": "held by an administrator",
+    "None": "queued in Slurm",
+}
+
+
+#: Pending reasons that mean Slurm will never run the job as asked.
+NEVER = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "AccountNotAllowed",
+         "QOSNotAllowed", "PartitionDown", "InvalidAccount", "InvalidQOS"}
+REASONS.update({
+    "PartitionConfig": "Slurm cannot run it: no partition has nodes that match what it asks for (nodes, CPUs, GPUs)",
+    "BadConstraints": "Slurm cannot run it: its constraints match no node",
+    "PartitionDown": "Slurm cannot run it: the partition is down",
+})
+
+
+def plain_reason(reason: str, slurm_id: str) -> str:
+    words = REASONS.get(reason, f"waiting in Slurm ({reason})")
+    return f"{words} [Slurm job {slurm_id}: {reason}]"
+
+
+def decode_exit(raw: int) -> int:
+    """squeue's exit_code is a wait status: 768 is exit 3; 15 is SIGTERM (128 + 15)."""
+    if raw & 0x7F:
+        return 128 + (raw & 0x7F)
+    return raw >> 8
+
+
+class SlurmBackend(Backend):
+    """Submits jobs to a Slurm cluster."""
+
+    name = "slurm"
+    schedules_itself = True
+    partition = Unicode("", config=True, help="Default partition; an instance type's `partition` wins. Empty: Slurm's default.")
+    partitions = Unicode(
+        "", config=True, help="Instance type to partition, as 'gpu=a100,cpu=batch' (instance types may also say it).")
+    sbatch_args = List(Unicode(), config=True, help="Extra sbatch arguments for every job (e.g. ['--account=ml']).")
+    poll_seconds = Float(1.0, config=True, help="How often squeue is asked about each job.")
+    container = Bool(
+        False, config=True,
+        help="Run each job in its image (`docker run --rm --init` on the node; cancel ends it) instead of directly.")
+    image = Unicode("jupyter-jobs/base:bookworm", config=True, help="Image of container jobs that name none.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        try:
+            out = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, timeout=15, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackendUnavailable(f"Slurm does not answer (sinfo --version: {exc}); is SLURM_CONF set?") from None
+        self.version = out.stdout.strip()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "isolation": "cluster", "version": self.version, "container": self.container}
+
+    def default_image(self) -> str | None:
+        return self.image if self.container else None
+
+    def _partition(self, launch: Launch) -> str:
+        mapping = dict(item.split("=", 1) for item in self.partitions.split(",") if "=" in item)
+        return launch.instance_type.partition or mapping.get(launch.instance_type.name) or self.partition
+
+    # -- the batch script ----------------------------------------------------------------------
+    def script(self, launch: Launch) -> tuple[str, str]:
+        """The sbatch script of a job, and its command."""
+        job, folder, itype = launch.job, launch.folder, launch.instance_type
+        replicas = job.spec.replicas
+        env = job_environment(job, code=str(folder.code), outputs=str(folder.outputs),
+                              datasets={d.name: d.path for d in launch.datasets}, gpus=())
+        for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            env.pop(name)  # Slurm sets the GPUs it gives the job
+        command = job_command(job, env)
+        lines = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=jj-{job.id}",
+            f"#SBATCH --output={folder.log}",
+            "#SBATCH --open-mode=append",
+            f"#SBATCH --chdir={folder.code / job.spec.working_dir}",
+            f"#SBATCH --nodes={replicas}",
+            f"#SBATCH --ntasks={replicas}",
+            "#SBATCH --ntasks-per-node=1",
+            f"#SBATCH --cpus-per-task={max(1, math.ceil(itype.cpus))}",
+            f"#SBATCH --mem={itype.memory_mib}M",
+        ]
+        if itype.gpus:
+            lines.append(f"#SBATCH --gpus-per-task={itype.gpus}")
+        if job.spec.max_runtime:  # a backstop: the pool stops it on time
+            lines.append(f"#SBATCH --time={math.ceil(job.spec.max_runtime / 60) + 1}")
+        if self._partition(launch):
+            lines.append(f"#SBATCH --partition={self._partition(launch)}")
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        run = f"/bin/sh -c {shlex.quote(command)}"
+        if self.container:
+            run, command = self._docker(launch)
+        exit_file = shlex.quote(str(folder.run / _EXIT_FILE))
+        if replicas == 1:
+            lines += [f"{run}", "rc=$?"]
+        else:  # one task per node, with the variables torch.distributed expects
+            lines += [
+                'export MASTER_ADDR=$(scontrol show node "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"'
+                " | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)",
+                "export MASTER_PORT=$((29500 + SLURM_JOB_ID % 1000))",
+                "export WORLD_SIZE=$SLURM_NTASKS",
+                f"export JJ_RUN={shlex.quote(run)}",
+                "srun --kill-on-bad-exit=1 bash -c "
+                "'export RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID NODE_RANK=$SLURM_NODEID; eval \"$JJ_RUN\"'",
+                "rc=$?",
+            ]
+        lines += [f'printf "%s" "$rc" > {exit_file}', 'exit "$rc"']
+        return "\n".join(lines) + "\n", command
+
+    def _docker(self, launch: Launch) -> tuple[str, str]:
+        """`docker run` of the job with the container contract (/code, /outputs, /data/<owner>/<name>)."""
+        job, folder = launch.job, launch.folder
+        env = job_environment(job, code="/code", outputs="/outputs",
+                              datasets={d.name: f"/data/{job.owner}/{d.name}" for d in launch.datasets}, gpus=())
+        for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            env.pop(name)
+        command = job_command(job, env)
+        mounts = [f"-v {shlex.quote(str(folder.code))}:/code:ro", f"-v {shlex.quote(str(folder.outputs))}:/outputs"]
+        mounts += [f"-v {shlex.quote(d.path)}:/data/{job.owner}/{d.name}:ro" for d in launch.datasets]
+        variables = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
+        # --init: docker-init forwards Slurm's SIGTERM, so scancel ends the container too.
+        run = (f"docker run --rm --init --network none --cap-drop ALL --name jj-$SLURM_JOB_ID-$SLURM_PROCID "
+               f"-w {shlex.quote(posixpath.join('/code', job.spec.working_dir))} {' '.join(mounts)} {variables} "
+               f"-e CUDA_VISIBLE_DEVICES {shlex.quote(job.image or self.image)} /bin/sh -c {shlex.quote(command)}")
+        return run, command
+
+    # -- the protocol --------------------------------------------------------------------------
+    async def start(self, launch: Launch) -> dict[str, Any]:
+        script, command = self.script(launch)
+        path = launch.folder.run / "job.sbatch"
+        path.write_text(script)
+        (launch.folder.run / _EXIT_FILE).unlink(missing_ok=True)
+        result = await asyncio.to_thread(
+            subprocess.run, ["sbatch", "--parsable", *self.sbatch_args, str(path)],
+            capture_output=True, text=True, timeout=60,
+        )
+        if result.returncode != 0:
+            raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")
+        slurm_id = result.stdout.strip().split(";")[0]
+        handle = {"slurm_id": slurm_id, "command": command, "exit_file": str(launch.folder.run / _EXIT_FILE)}
+        launch.folder.write_json(_HANDLE_FILE, handle)
+        launch.folder.say(f"submitted to Slurm as job {slurm_id}")
+        return handle
+
+    async def _query(self, slurm_id: str) -> dict[str, Any] | None:
+        """squeue's record of the job; None when Slurm no longer knows it. Raises when it does not answer."""
+        result = await asyncio.to_thread(
+            subprocess.run, ["squeue", "--json", "-t", "all", "-j", slurm_id], capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            if "Invalid job id" in result.stderr:
+                return None
+            raise BackendUnavailable(result.stderr.strip() or "squeue failed")
+        # Slurm 22.05's `squeue --json` ignores -j and lists every job: pick ours out.
+        wanted = int(slurm_id)
+        return next((j for j in json.loads(result.stdout).get("jobs", []) if j.get("job_id") == wanted), None)
+
+    async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: StateCallback | None = None) -> Exit:
+        slurm_id = handle["slurm_id"]
+        while True:
+            try:
+                record = await self._query(slurm_id)
+            except (BackendUnavailable, OSError, subprocess.SubprocessError, ValueError):
+                await asyncio.sleep(max(self.poll_seconds, 2.0))  # slurmctld restarting: ask again
+                continue
+            if record is None:
+                return self._forgotten(handle)
+            state = record.get("job_state", "")
+            reason = record.get("state_reason", "None")
+            if state == "PENDING" and reason in NEVER:  # it would wait forever: say so and end it
+                await self.stop(job, handle, 0)
+                return Exit(None, plain_reason(reason, slurm_id))
+            if state == "PENDING" and on_state:
+                on_state("pending", plain_reason(reason, slurm_id))
+            elif state in RUNNING and on_state:
+                on_state("running", f" (Slurm job {slurm_id} on {record.get('nodes', '?')})")
+            elif state in FINISHED:
+                return self._exit(handle, state, record)
+            await asyncio.sleep(self.poll_seconds)
+
+    def _exit(self, handle: dict[str, Any], state: str, record: dict[str, Any]) -> Exit:
+        code = self._status(handle)
+        if code is None:
+            code = decode_exit(int(record.get("exit_code") or 0))
+        detail = {"TIMEOUT": "Slurm's time limit ended it", "OUT_OF_MEMORY": "out of memory",
+                  "NODE_FAIL": "its node failed", "PREEMPTED": "preempted by Slurm",
+                  "CANCELLED": "cancelled in Slurm"}.get(state, "")
+        return Exit(code, detail)
+
+    def _forgotten(self, handle: dict[str, Any]) -> Exit:
+        code = self._status(handle)
+        if code is not None:
+            return Exit(code)
+        return Exit(None, f"Slurm no longer knows job {handle['slurm_id']} and it left no exit status", lost=True)
+
+    @staticmethod
+    def _status(handle: dict[str, Any]) -> int | None:
+        try:
+            return int(Path(handle["exit_file"]).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:
+        # Slurm sends SIGTERM, then SIGKILL after its KillWait.
+        await asyncio.to_thread(subprocess.run, ["scancel", handle["slurm_id"]], capture_output=True, timeout=30)
+
+    async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
+        return folder.read_json(_HANDLE_FILE)
