@@ -151,8 +151,11 @@ class RunnerPool(LoggingConfigurable):
 
     async def _submit(self, job: JobRecord) -> None:
         """Hand a job to a scheduler that queues it itself; it stays Pending until it runs."""
-        if job.handle:  # submitted before a restart: follow it
-            await self._supervise(job, job.handle)
+        # Submitted before a restart (perhaps just before its handle reached the database): follow it.
+        handle = job.handle or await self.backend.recover(job, self.folder(job.id))
+        if handle:
+            self.store.update(job.id, handle=handle)
+            await self._supervise(self.store.get(job.id), handle)
             return
         try:
             launch = Launch(
@@ -252,6 +255,8 @@ class RunnerPool(LoggingConfigurable):
             total = job.spec.retries + 1
             self.folder(job.id).say(f"attempt {job.attempt} of {total} failed: {message}; retrying")
             self.capacity.release(job.id)
+            # The next attempt must not be mistaken for this one after a restart.
+            (self.folder(job.id).run / "handle.json").unlink(missing_ok=True)
             fields = dict(
                 attempt=job.attempt + 1, exit_code=exit_code, handle={},
                 message=f"retrying (attempt {job.attempt + 1} of {total}) after: {message}",

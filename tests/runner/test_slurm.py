@@ -139,6 +139,12 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
     handle = server_process.data / "jobs" / str(forgotten["id"]) / "run" / "handle.json"
     slurm_id = __import__("json").loads(handle.read_text())["slurm_id"]
     subprocess.run(["scancel", slurm_id], check=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and subprocess.run(
+            ["squeue", "-h", "-t", "running,completing", "-j", slurm_id], capture_output=True, text=True).stdout.strip():
+        time.sleep(0.2)
+    # The scenario: the job vanished (a node crash, a purged record) without leaving an exit status.
+    (handle.parent / "exit-status").unlink(missing_ok=True)
     import sqlite3
 
     db = sqlite3.connect(server_process.data / "jobs.sqlite")
