@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path

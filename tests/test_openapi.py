@@ -1,5 +1,4 @@
 """docs/api/openapi.yaml documents every route and method the extension serves."""
-import re
 from pathlib import Path
 
 import yaml
