@@ -99,6 +99,25 @@ class BackendUnavailable(JobsError):
     status_code = 503
 
 
+class InsufficientStorage(JobsError):
+    """The server's disk (or the job database's) is full: nothing was changed; try again later."""
+
+    status_code = 507
+
+
+def storage_error(exc: BaseException) -> InsufficientStorage | None:
+    """The :class:`InsufficientStorage` that ``exc`` means (a full disk or quota), or None."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return InsufficientStorage(f"the server's disk is full{where}; nothing was changed. Free space and try again")
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return InsufficientStorage(f"the job database cannot grow ({exc}); nothing was changed. Free space and try again")
+    return None
+
+
 class BackendError(JobsError):
     """A backend failed to run a job for a reason that is not the client's."""
 

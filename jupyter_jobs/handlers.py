@@ -18,9 +18,12 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .errors import JobNotFound, JobsError, SpecError, TooLarge
+from .access import Access, is_admin
+from .errors import JobNotFound, JobsError, SpecError, TooLarge, storage_error
 from .manager import JobManager, server_user
-from .spec import load_spec_text
+from .models import JobRecord
+from .spec import load_json, load_spec_text
+from .store import parse_id
 
 API = "jupyter-jobs/api"
 #: Largest request body accepted (a spec or a set of overrides).
@@ -47,6 +50,7 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        exc = storage_error(exc) or exc if exc is not None else None
         if isinstance(exc, JobsError):
             self.set_status(exc.status_code)
             self.set_header("Content-Type", "application/json")
@@ -55,6 +59,10 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
         super().write_error(status_code, **kwargs)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        full = storage_error(value) if value is not None else None
+        if full is not None:
+            self.log.warning("jupyter-jobs %s %s -> 507: %s", self.request.method, self.request.uri, value)
+            return
         if isinstance(value, JobsError) and value.status_code < 500:
             self.log.info("jupyter-jobs %s %s -> %s: %s", self.request.method, self.request.uri,
                           value.status_code, value.message.splitlines()[0])
@@ -62,14 +70,29 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
         super().log_exception(typ, value, tb)
 
     def job_id(self, raw: str) -> int:
-        if not raw.isdigit():
-            raise JobNotFound(raw)
-        return int(raw)
+        job_id = parse_id(raw)
+        if job_id is None:
+            raise JobNotFound(raw[:40])
+        return job_id
+
+    async def access(self) -> Access:
+        """What the requesting user may see and do (``access.py`` decides)."""
+        if not hasattr(self, "_access"):
+            name = self.username
+            admin = await is_admin(self, self.current_user, name, self.manager.admin_users)
+            self._access = Access(name, admin)
+        return self._access
+
+    async def visible_job(self, raw_id: str) -> JobRecord:
+        """The job at ``raw_id`` if the user may see it; 404 otherwise (existence never leaks)."""
+        access = await self.access()
+        return access.visible(self.manager.get(self.job_id(raw_id)))
 
     def job_url(self, job_id: int) -> str:
         return url_path_join(self.base_url, API, "jobs", str(job_id))
 
-    def body(self, *, allow_yaml: bool = False, default: Any = None) -> Any:
+    async def body(self, *, allow_yaml: bool = False, default: Any = None) -> Any:
+        """The request body as JSON (or YAML), parsed within the spec limits off the event loop."""
         raw = self.request.body or b""
         if len(raw) > MAX_BODY_BYTES:
             raise TooLarge(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
@@ -79,12 +102,9 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
             raise SpecError("request body is empty; send the job spec as JSON or YAML", "body")
         kind = self.request.headers.get("Content-Type", "")
         if allow_yaml and ("yaml" in kind or "text/plain" in kind):
-            return load_spec_text(raw.decode("utf-8", "replace"), "body")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            hint = " (send YAML with Content-Type: application/yaml)" if allow_yaml else ""
-            raise SpecError(f"not valid JSON: {exc}{hint}", "body") from None
+            return await asyncio.to_thread(load_spec_text, raw.decode("utf-8", "replace"), "body")
+        hint = " (send YAML with Content-Type: application/yaml)" if allow_yaml else ""
+        return await asyncio.to_thread(load_json, raw, "body", hint)
 
     def job_json(self, job: Any) -> dict[str, Any]:
         data = job.to_json(time.time())
@@ -101,12 +121,12 @@ class JobsHandler(JobsAPIHandler):
     @authorized
     async def get(self) -> None:
         limit = self.get_argument("limit", "50")
-        if not limit.isdigit():
-            raise SpecError(f"{limit!r} is not a number", "limit")
-        owner = self.get_argument("owner", None)
+        if parse_id(limit) is None:
+            raise SpecError(f"{limit[:40]!r} is not a number; use 1 to 500", "limit")
+        access = await self.access()
         jobs, cursor = self.manager.list(
             status=self.get_argument("status", None),
-            owner=self.username if owner == "me" else owner,
+            owner=access.list_owner(self.get_argument("owner", None)),
             text=self.get_argument("text", None) or None,
             cursor=self.get_argument("cursor", None) or None,
             limit=int(limit),
@@ -116,7 +136,7 @@ class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.body(allow_yaml=True)
+        body = await self.body(allow_yaml=True)
         files, base_dir = None, self.get_argument("base_dir", None)
         if isinstance(body, dict) and "spec" in body:  # {spec, files, base_dir}: files by content hash
             unknown = set(body) - {"spec", "files", "base_dir"}
@@ -138,12 +158,12 @@ class JobHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        self.write_json(self.job_json(self.manager.get(self.job_id(job_id))))
+        self.write_json(self.job_json(await self.visible_job(job_id)))
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.manager.delete(self.job_id(job_id))
+        await self.manager.delete((await self.visible_job(job_id)).id)
         self.set_status(204)
         self.finish()
 
@@ -152,11 +172,11 @@ class JobActionHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str, action: str) -> None:
-        job_id_int = self.job_id(job_id)
+        job_id_int = (await self.visible_job(job_id)).id
         if action == "cancel":
             self.write_json(self.job_json(await self.manager.cancel(job_id_int, by=self.username)))
             return
-        body = self.body(default={})
+        body = await self.body(default={})
         overrides = body.get("overrides", body) if isinstance(body, dict) else None
         if not isinstance(overrides, dict):
             raise SpecError("expected {\"overrides\": {\"key\": value}}", "body")
@@ -179,12 +199,12 @@ class JobLogsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        job = self.manager.get(self.job_id(job_id))
+        job = await self.visible_job(job_id)
         folder = self.manager.folder(job.id)
         raw_offset = self.get_argument("offset", "0")
-        if not raw_offset.isdigit():
-            raise SpecError(f"{raw_offset!r} is not a byte offset (a whole number >= 0)", "offset")
-        offset = int(raw_offset)
+        offset = parse_id(raw_offset)
+        if offset is None:
+            raise SpecError(f"{raw_offset[:40]!r} is not a byte offset (a whole number >= 0)", "offset")
         follow = self.get_argument("follow", "0").lower() in ("1", "true", "yes")
         size = folder.log_size()
         if offset > size and job.status.is_terminal():
@@ -207,7 +227,7 @@ class OutputsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        job = self.manager.get(self.job_id(job_id))
+        job = await self.visible_job(job_id)
         files = self.manager.folder(job.id).list_outputs()
         for item in files:
             item["url"] = url_path_join(self.job_url(job.id), "outputs", item["path"])
@@ -223,7 +243,7 @@ class OutputFileHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str, path: str) -> None:
-        folder = self.manager.folder(self.job_id(job_id))
+        folder = self.manager.folder((await self.visible_job(job_id)).id)
         target = folder.output_file(path)
         if target.is_dir():
             raise SpecError(f"{path!r} is a folder; download the files in it one by one", "path")
@@ -244,7 +264,7 @@ class BlobsMissingHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.body()
+        body = await self.body()
         hashes = body.get("hashes") if isinstance(body, dict) else None
         if not isinstance(hashes, list):
             raise SpecError('expected {"hashes": ["<sha256>", ...]}', "hashes")
@@ -289,7 +309,8 @@ class ConfigHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({**self.manager.describe(), "user": self.username})
+        access = await self.access()
+        self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin})
 
 
 _JOB = r"/jobs/([^/]+)"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -45,8 +46,11 @@ class JobDir:
     def say(self, text: str) -> None:
         """Append a line of our own to the job's log (O_APPEND, so safe beside the job's writes)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.log, "a", encoding="utf-8") as log:
-            log.write(f"{SYSTEM_PREFIX} {stamp} {text}\n")
+        try:
+            with open(self.log, "a", encoding="utf-8", errors="replace") as log:
+                log.write(f"{SYSTEM_PREFIX} {stamp} {text}\n")
+        except OSError as exc:  # folder deleted, disk full: the record still says what happened
+            logging.getLogger("jupyter_jobs").warning("jupyter-jobs: cannot write to %s (%s): %s", self.log, exc, text)
 
     def read_log(self, offset: int, size: int) -> bytes:
         try:

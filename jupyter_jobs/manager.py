@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import CaselessStrEnum, Instance, Int, Type, Unicode, default
+from traitlets import CaselessStrEnum, Instance, Int, Set, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import __version__
@@ -28,7 +28,8 @@ from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
-from .spec import apply_overrides, parse_spec
+from .spec import apply_overrides, check_manifest, parse_spec
+from .spec.limits import MAX_KEY, text_problem
 from .states import JobStatus, parse_status
 from .store import JobStore
 
@@ -63,6 +64,10 @@ class JobManager(LoggingConfigurable):
         1024**3, config=True, help="Most bytes of inputs one job may ship (413 past it)."
     )
     root_dir = Unicode(".", config=True, help="Folder that inputs are relative to (the server's root_dir).")
+    admin_users = Set(
+        Unicode(), config=True,
+        help="Users who may see and act on every job (others see only their own); see docs/operators.md.",
+    )
     cluster = Instance(Cluster)
     pool = Instance(RunnerPool)
 
@@ -151,8 +156,28 @@ class JobManager(LoggingConfigurable):
         self._lock_file.truncate()
         self._lock_file.write(f"pid {os.getpid()}")
         self._lock_file.flush()
-        await self.pool.start()
+        await asyncio.to_thread(self._tidy_jobs_dir)
+        try:
+            await self.pool.start()
+        except Exception as exc:  # never "available" with no pool behind it
+            self.log.exception("jupyter-jobs: the runner pool could not start")
+            self.unavailable = f"the runner pool could not start ({type(exc).__name__}: {exc}); see the server log"
+            raise BackendUnavailable(self.unavailable) from exc
         self.started = True
+
+    def _tidy_jobs_dir(self) -> None:
+        """Remove staging folders a killed server left, and make sure new job ids never name a
+        folder that exists (a damaged or replaced database must not hand out an old job's id)."""
+        highest = 0
+        for entry in os.scandir(self.jobs_dir):
+            if entry.name.startswith(".staging-"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                self.log.info("jupyter-jobs: removed %s, left by a submission that was interrupted", entry.path)
+            elif entry.name.isascii() and entry.name.isdigit():
+                highest = max(highest, int(entry.name))
+        if self.store.reserve_ids_through(highest):
+            self.log.warning("jupyter-jobs: job folders up to %d exist beyond the database's ids; new jobs start "
+                             "after them", highest)
 
     async def stop(self) -> None:
         await self.pool.stop()
@@ -270,7 +295,12 @@ class JobManager(LoggingConfigurable):
         """
         if self.unavailable:
             raise BackendUnavailable(f"jobs cannot run here now: {self.unavailable}")
-        spec = parse_spec(spec_data)
+        spec = await asyncio.to_thread(parse_spec, spec_data)
+        if files is not None:
+            files = check_manifest(files)
+        for field, value in (("base_dir", base_dir), ("Idempotency-Key", idempotency_key)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_KEY or text_problem(value, field)):
+                raise SpecError(f"expected a short string without control characters (at most {MAX_KEY})", field)
         request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir, files], sort_keys=True).encode()).hexdigest()
         if idempotency_key:
             found = self.store.find_idempotent(idempotency_key)
@@ -286,6 +316,9 @@ class JobManager(LoggingConfigurable):
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.jobs_dir))
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)
+            # Everything that needs disk space is written before the record exists: a full disk
+            # refuses the submission whole (507), never leaves a job without its files.
+            (stage / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             record = self.store.create(
                 JobRecord(
                     id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
@@ -300,9 +333,12 @@ class JobManager(LoggingConfigurable):
             shutil.rmtree(stage, ignore_errors=True)
             raise
         folder = JobDir(self.jobs_dir / str(record.id))
-        shutil.rmtree(folder.root, ignore_errors=True)  # never reuse another job's leftovers
+        if folder.root.exists():  # another job's leftovers (a replaced database): keep them aside
+            aside = self.jobs_dir / f".orphaned-{record.id}-{uuid.uuid4().hex[:8]}"
+            os.replace(folder.root, aside)
+            self.log.warning("jupyter-jobs: job folder %s existed before job %d; moved it to %s",
+                             folder.root, record.id, aside)
         os.replace(stage, folder.root)
-        (folder.root / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
         origin = f" (rerun of job {rerun_of.id})" if rerun_of else ""
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
         self.pool.wake()
@@ -329,9 +365,7 @@ class JobManager(LoggingConfigurable):
         folder = JobDir(stage)
         folder.create()
         if files is not None:
-            if not isinstance(files, Mapping):
-                raise SpecError("expected a mapping of relative paths to SHA-256 digests", "files")
-            names = {str(p).lstrip("./") for p in files}
+            names = set(files)
             for index, item in enumerate(spec.inputs):
                 if item.path not in names and not any(n.startswith(item.path + "/") for n in names):
                     raise SpecError(f"{item.path!r} is not among the uploaded files", f"inputs[{index}].path")
@@ -383,6 +417,8 @@ class JobManager(LoggingConfigurable):
                     idempotency_key: str | None = None) -> JobRecord:
         """A new job from ``job_id``'s spec and files, with ``overrides`` applied."""
         old = self.store.get(job_id)
+        if old.damaged:
+            raise Conflict(f"job {job_id}'s stored record is damaged ({old.damaged}), so it cannot be rerun; submit it again")
         if "inputs" in overrides:
             raise SpecError("a rerun reuses the files of the job it reruns; submit a new job to ship others", "overrides.inputs")
         spec = apply_overrides(old.spec.to_dict(), overrides)

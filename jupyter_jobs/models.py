@@ -74,7 +74,7 @@ class JobSpec:
         if self.instance_type:
             out["instance-type"] = self.instance_type
         if self.max_runtime is not None:
-            out["max-runtime"] = format_duration(self.max_runtime)
+            out["max-runtime"] = duration_value(self.max_runtime)
         if self.retries:
             out["retries"] = self.retries
         if self.priority:
@@ -89,7 +89,9 @@ class JobSpec:
 
 
 def format_duration(seconds: float) -> str:
-    """``5400`` -> ``"1h30m"``; the inverse of ``spec.parse_duration`` for whole seconds."""
+    """``5400`` -> ``"1h30m"``, ``0.4`` -> ``"400ms"``: words for messages (rounded)."""
+    if 0 < seconds < 1:
+        return f"{round(seconds * 1000)}ms"
     seconds = int(round(seconds))
     if seconds == 0:
         return "0s"
@@ -99,6 +101,13 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def duration_value(seconds: float) -> str | float:
+    """How a stored spec writes a duration: ``"1h30m"`` when that says it exactly, else the
+    number of seconds, so that reading it back gives the same value (never ``"0s"`` for 400 ms)."""
+    text = format_duration(seconds)
+    return text if float(seconds).is_integer() and seconds >= 1 else float(seconds)
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,8 @@ class JobRecord:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     idempotency_key: str | None = None
     updated_at: float = 0.0
+    #: Why the stored record could not be read whole (it is shown, but never run again).
+    damaged: str = ""
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -226,4 +237,5 @@ class JobRecord:
             "outputs": self.outputs,
             "cancel_requested": self.cancel_requested,
             "spec": self.spec.to_dict(),
+            "damaged": self.damaged or None,
         }

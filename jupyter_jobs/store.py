@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
 import sqlite3
 import time
 from dataclasses import asdict
@@ -11,7 +13,7 @@ from typing import Any, Iterable, NamedTuple
 
 from .errors import InvalidTransition, JobNotFound, SpecError
 from .migrations import migrate
-from .models import Allocation, JobRecord
+from .models import Allocation, JobRecord, JobSpec
 from .spec import parse_spec
 from .states import TERMINAL, JobStatus, check_transition
 
@@ -24,6 +26,18 @@ _ENCODERS: dict[str, Any] = {
     "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps,
 }
 MAX_PAGE = 500
+#: Largest job id (SQLite's INTEGER is 64-bit); anything past it cannot name a job.
+MAX_ID = 2**63 - 1
+_ID_TEXT = re.compile(r"^[0-9]{1,19}$")
+log = logging.getLogger("jupyter_jobs.store")
+
+
+def parse_id(text: str) -> int | None:
+    """A job id from user text (ASCII digits, within 64 bits), or None."""
+    if not _ID_TEXT.match(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 class QueueEntry(NamedTuple):
@@ -41,9 +55,10 @@ def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "id":
+        job_id = parse_id(value)
+        if kind != "id" or job_id is None:
             raise ValueError(kind)
-        return int(value)
+        return job_id
     except (ValueError, UnicodeDecodeError):
         raise SpecError("not a cursor from this server; pass the next_cursor of a previous page", "cursor")
 
@@ -189,6 +204,19 @@ class JobStore:
             raise InvalidTransition(f"job {job_id} is {latest.status.value} and cannot become {new.value}")
         return self.get(job_id)
 
+    def reserve_ids_through(self, highest: int) -> bool:
+        """Make the next new job's id larger than ``highest``; True when that changed anything."""
+        row = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
+        seq = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
+        current = max(int(row[0]), int(seq[0]) if seq else 0)
+        if highest <= current:
+            return False
+        if seq:
+            self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'jobs'", (highest,))
+        else:
+            self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (highest,))
+        return True
+
     def delete(self, job_id: int) -> None:
         self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
@@ -203,6 +231,38 @@ class JobStore:
 
 
 def _to_record(row: sqlite3.Row) -> JobRecord:
+    """The record of a row; a row that cannot be read whole still gives a record (marked damaged),
+    so one bad row never takes down the list, the scheduler or a restart."""
+    try:
+        return _decode(row)
+    except Exception as exc:  # any damage: a spec an older version accepted, a hand-edited row
+        log.warning("jupyter-jobs: job %s has a damaged record: %s", row["id"], exc)
+        return _damaged(row, f"{type(exc).__name__}: {exc}")
+
+
+def _damaged(row: sqlite3.Row, problem: str) -> JobRecord:
+    def column(name: str, default: Any) -> Any:
+        try:
+            value = row[name]
+        except (IndexError, KeyError):
+            return default
+        return default if value is None else value
+
+    try:
+        status = JobStatus(column("status", "Unknown"))
+    except ValueError:
+        status = JobStatus.UNKNOWN
+    command = str(column("command", ""))
+    return JobRecord(
+        id=row["id"], name=str(column("name", "job")), owner=str(column("owner", "")),
+        spec=JobSpec(cmd=command or "true", name=str(column("name", "job"))), status=status,
+        message=str(column("message", "")), instance_type=str(column("instance_type", "")),
+        command=command, created_at=float(column("created_at", 0.0)), attempt=int(column("attempt", 1)),
+        updated_at=float(column("updated_at", 0.0)), damaged=problem,
+    )
+
+
+def _decode(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         name=row["name"],

@@ -11,13 +11,16 @@ from ..spec import substitute
 def job_environment(
     job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...]
 ) -> dict[str, str]:
-    """Variables of a job: JOB_*, GPUs, the vars of inputs, outputs and datasets, then env.vars.
+    """Variables of a job: env.vars, then JOB_*, GPUs and the vars of inputs, outputs and datasets.
 
     ``code``, ``outputs`` and ``datasets`` are paths as the job sees them (host paths for
     the local backend, ``/code`` ... in a container).
     """
     visible = ",".join(str(i) for i in gpus)
-    env = {
+    # The spec's own variables first: what the product sets below always wins (the parser
+    # refuses the reserved names; this keeps a record stored before that from overriding them).
+    env = dict(job.spec.env)
+    env.update({
         "JOB_ID": str(job.id),
         "JOB_NAME": job.name,
         "JOB_ATTEMPT": str(job.attempt),
@@ -27,7 +30,7 @@ def job_environment(
         "CUDA_VISIBLE_DEVICES": visible,
         "NVIDIA_VISIBLE_DEVICES": visible if visible else "void",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-    }
+    })
     for item in job.spec.inputs:
         if item.var:
             env[item.var] = posixpath.join(code, item.path)
@@ -37,7 +40,6 @@ def job_environment(
     for ref in job.spec.datasets:
         if ref.var:
             env[ref.var] = datasets[ref.name]
-    env.update(job.spec.env)
     return env
 
 

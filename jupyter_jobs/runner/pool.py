@@ -16,7 +16,7 @@ from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from ..cluster import Cluster
-from ..errors import JobsError, SpecError
+from ..errors import JobNotFound, JobsError, SpecError, storage_error
 from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
 from ..states import JobStatus
@@ -112,6 +112,9 @@ class RunnerPool(LoggingConfigurable):
                 backend=self.backend.name, message=f"Preparing on {self.backend.name}",
             )
             self.notify(job_id)
+            if job.damaged:
+                self._end(job, JobStatus.FAILED, f"Failed: its stored record is damaged ({job.damaged}); submit it again")
+                continue
             self._tasks[job_id] = self._spawn(self._run(job), f"job {job_id}")
         changed = {job_id: reason for job_id, reason in plan.reasons.items() if jobs[job_id].message != reason}
         self.store.set_messages(changed)
@@ -215,7 +218,38 @@ class RunnerPool(LoggingConfigurable):
             exit = Exit(None, f"the backend lost track of it: {exc}", lost=True)
         finally:
             self._handles.pop(job.id, None)
-        await self._finish(job.id, exit, timed_out)
+        await self._settle(job.id, exit, timed_out)
+
+    async def _settle(self, job_id: int, exit: Exit, timed_out: bool) -> None:
+        """Record how a job ended. A full disk or database is waited out (the job stays Running
+        with its exit known, and is recorded once space is back); any other failure is retried,
+        then the job ends as Unknown saying why. A supervisor never dies silently."""
+        delay, failures = 0.5, 0
+        while True:
+            try:
+                await self._finish(job_id, exit, timed_out)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                try:
+                    if self.store.get(job_id).status.is_terminal():
+                        return
+                except JobNotFound:
+                    return
+                except Exception:  # the database itself is refusing: wait below
+                    pass
+                full = storage_error(exc) is not None
+                self.log.error("jupyter-jobs: could not record the end of job %s (try %d, exit %s): %s",
+                               job_id, failures, exit.code, exc, exc_info=not full)
+                if not full and failures >= 3:
+                    with contextlib.suppress(Exception):
+                        self._end(self.store.get(job_id), JobStatus.UNKNOWN,
+                                  f"Unknown: it ended (exit {exit.code}) but its end could not be recorded: {exc}")
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _finish(self, job_id: int, exit: Exit, timed_out: bool) -> None:
         job = self.store.get(job_id)
@@ -299,25 +333,37 @@ class RunnerPool(LoggingConfigurable):
     async def _reconcile(self) -> None:
         active = self.store.active()
         for job in active:
-            if job.status is JobStatus.PENDING:
-                if job.handle and self.backend.schedules_itself:  # queued in the scheduler
-                    self._tasks[job.id] = self._spawn(self._supervise(job, job.handle), f"job {job.id}")
-                continue
-            folder = self.folder(job.id)
-            handle = job.handle
-            if job.status is JobStatus.PREPARING:
-                handle = await self.backend.recover(job, folder)
-                if not handle:
-                    self.store.transition(
-                        job.id, JobStatus.PENDING, preparing_at=None, allocation=Allocation(),
-                        message="queued again: the server restarted while it was being prepared",
-                    )
-                    continue
-                job = self.store.transition(job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle)
-            self.capacity.hold(job.id, job.allocation)
-            folder.say("the server restarted; following this job again")
-            self._tasks[job.id] = self._spawn(self._supervise(job, handle), f"job {job.id}")
+            try:
+                await self._adopt(job)
+            except Exception as exc:  # one job that cannot be followed never stops the others
+                self.log.exception("jupyter-jobs: job %s could not be followed after the restart", job.id)
+                with contextlib.suppress(Exception):
+                    self._end(self.store.get(job.id), JobStatus.UNKNOWN,
+                              f"Unknown: the server restarted and could not follow it again ({type(exc).__name__}: {exc})")
         with contextlib.suppress(Exception):
             known = {job.id for job in active}
             for removed in await self.backend.remove_orphans(known):
                 self.log.info("jupyter-jobs: removed %s", removed)
+
+    async def _adopt(self, job: JobRecord) -> None:
+        """Follow again one job a previous server left unfinished."""
+        if job.damaged:
+            raise ValueError(f"its stored record is damaged: {job.damaged}")
+        if job.status is JobStatus.PENDING:
+            if job.handle and self.backend.schedules_itself:  # queued in the scheduler
+                self._tasks[job.id] = self._spawn(self._supervise(job, job.handle), f"job {job.id}")
+            return
+        folder = self.folder(job.id)
+        handle = job.handle
+        if job.status is JobStatus.PREPARING:
+            handle = await self.backend.recover(job, folder)
+            if not handle:
+                self.store.transition(
+                    job.id, JobStatus.PENDING, preparing_at=None, allocation=Allocation(),
+                    message="queued again: the server restarted while it was being prepared",
+                )
+                return
+            job = self.store.transition(job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle)
+        self.capacity.hold(job.id, job.allocation)
+        folder.say("the server restarted; following this job again")
+        self._tasks[job.id] = self._spawn(self._supervise(job, handle), f"job {job.id}")

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import posixpath
 import re
 import shlex
 from typing import Any, Callable, Mapping
 
-import yaml
-
-from .errors import FieldProblem, SpecError
-from .models import DatasetRef, InputSpec, JobSpec, OutputSpec
+from ..errors import FieldProblem, SpecError
+from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec
+from .limits import check_document, check_override_key, load_yaml
 
 #: Keys a spec may have, in their documented (hyphenated) spelling.
 SPEC_KEYS = (
@@ -24,6 +24,16 @@ SPEC_KEYS = (
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
 BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT")
+#: Variables the product sets and a job may not override (GPU confinement, the job contract,
+#: how programs are found and loaded); names starting with a prefix in RESERVED_PREFIXES too.
+RESERVED_VARS = frozenset({
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_DRIVER_CAPABILITIES",
+    "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "PATH", "LD_PRELOAD", "LD_AUDIT",
+    "LD_LIBRARY_PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+})
+RESERVED_PREFIXES = ("JOB_", "SLURM_")
+#: Longest max-runtime a spec may ask for (an admin ceiling may be lower).
+MAX_DURATION = 366 * 86400.0
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VAR_REF = re.compile(r"\$(\$|\{([^}]*)\})")
@@ -46,24 +56,20 @@ def parse_duration(value: Any) -> float:
         seconds = float(value)
     else:
         text = str(value).strip().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
+        parts = _DURATION_PART.findall(text) if len(text) <= 64 and text.isascii() else []
         if not text or "".join(n + u for n, u in parts).lower() != text.lower():
-            raise ValueError(f"{value!r} is not a duration; write it like 90s, 15m, 2h or 1h30m")
+            raise ValueError(f"{str(value)[:64]!r} is not a duration; write it like 90s, 15m, 2h or 1h30m")
         seconds = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"{value!r} must be longer than 0s")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError(f"{str(value)[:64]!r} is too long; the longest max-runtime is {MAX_DURATION / 86400:.0f}d")
+    if seconds < 0.001:
+        raise ValueError(f"{str(value)[:64]!r} must be at least 1ms")
     return seconds
 
 
 def load_spec_text(text: str, field: str = "") -> Any:
-    """``yaml.safe_load`` with the YAML error turned into a :class:`SpecError`."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"not valid YAML{where}: {problem}", field) from None
+    """Load YAML within the spec limits (aliases, depth, size); errors become a :class:`SpecError`."""
+    return load_yaml(text, field)
 
 
 class _Checker:
@@ -98,6 +104,15 @@ class _Checker:
         name = self.string(field, value)
         if name is not None and not _VAR_NAME.match(name):
             self.add(field, f"{name!r} is not a valid variable name; use letters, digits and _ (e.g. DATA_DIR)")
+            return None
+        return name
+
+    def job_var(self, field: str, value: Any) -> str | None:
+        """A variable the job's environment will hold: not one the product sets itself."""
+        name = self.var_name(field, value)
+        if name is not None and (name in RESERVED_VARS or name.startswith(RESERVED_PREFIXES)):
+            self.add(field, f"{name} is set by jupyter-jobs (it confines the job to its GPUs, files and "
+                            "programs) and cannot be set by a spec; choose another name")
             return None
         return name
 
@@ -193,7 +208,7 @@ def _named_entries(check: _Checker, field: str, value: Any, key: str) -> list[tu
             text = check.relative_path(f"{where}.{key}", raw)
         else:
             text = check.string(f"{where}.{key}", raw)
-        var = None if raw_var is None else check.var_name(f"{where}.var", raw_var)
+        var = None if raw_var is None else check.job_var(f"{where}.var", raw_var)
         if text is not None and (raw_var is None or var is not None):
             out.append((text, var))
     return out
@@ -218,7 +233,7 @@ def _parse_env(check: _Checker, value: Any) -> dict[str, str]:
             else:
                 check.add(f"env.vars[{index}]", "expected NAME=value or {NAME: value}")
         raw = merged
-    return check.scalar_map("env.vars", raw, check.var_name)
+    return check.scalar_map("env.vars", raw, check.job_var)
 
 
 def parse_spec(data: Any) -> JobSpec:
@@ -230,10 +245,11 @@ def parse_spec(data: Any) -> JobSpec:
         Listing every problem, each with its field path and what to do.
     """
     if isinstance(data, (str, bytes)):
-        data = load_spec_text(data.decode() if isinstance(data, bytes) else data)
+        data = load_spec_text(data.decode("utf-8", "replace") if isinstance(data, bytes) else data)
     check = _Checker()
     if not isinstance(data, Mapping):
         raise SpecError(f"a job spec is a mapping with at least 'cmd', got {_type_name(data)}")
+    check_document(data)
     spec = _normalise_keys(data, check)
 
     cmd = spec.get("cmd")
@@ -320,22 +336,23 @@ def apply_overrides(spec: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     Keys may be dotted (``args.epochs``, ``env.vars.SEED``); nested mappings are merged and
     any other value replaces what was there. ``None`` removes a key.
     """
+    check_document(dict(overrides), "overrides")
     result = copy.deepcopy(dict(spec))
     for key, value in overrides.items():
-        path = [part.replace("_", "-") if i == 0 else part for i, part in enumerate(str(key).split("."))]
-        _set_path(result, path, value)
+        parts = check_override_key(str(key))
+        _set_path(result, [parts[0].replace("_", "-"), *parts[1:]], value)
     return result
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
-    head, rest = path[0], path[1:]
-    if rest:
-        child = target.get(head)
+    *parents, head = path
+    for part in parents:
+        child = target.get(part)
         if not isinstance(child, dict):
             child = {}
-            target[head] = child
-        _set_path(child, rest, value)
-    elif value is None:
+            target[part] = child
+        target = child
+    if value is None:
         target.pop(head, None)
     elif isinstance(value, Mapping) and isinstance(target.get(head), dict):
         for sub_key, sub_value in value.items():
