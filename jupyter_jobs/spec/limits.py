@@ -77,8 +77,9 @@ def load_yaml(text: str, field: str = "") -> Any:
     """Load one YAML document within the limits; YAML errors become a :class:`SpecError`."""
     if len(text) > MAX_SPEC_BYTES:
         raise _limit_error(f"is {len(text)} characters long; a spec may have at most {MAX_SPEC_BYTES}", field or "body")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses unprintable characters right here
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -90,7 +91,8 @@ def load_yaml(text: str, field: str = "") -> Any:
     except ValueError as exc:  # a constructor's refusal, e.g. an integer with 5,000 digits
         raise SpecError(f"not valid YAML: {exc}", field) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_json(raw: bytes | str, field: str = "body", hint: str = "") -> Any:

@@ -1,0 +1,37 @@
+"""Hooks of the schemathesis run (tests/test_schemathesis.py).
+
+Everything a generated request carries is fuzzed as generated, except what a job would
+execute: a generated ``cmd`` becomes ``echo <it, quoted>`` (so the parser and the store still
+see every string schemathesis makes up, while the CI machine only ever runs ``echo``), and
+overrides of ``cmd`` in reruns are dropped.
+"""
+import shlex
+
+import schemathesis
+import yaml
+
+
+def _harmless(spec):
+    if isinstance(spec, dict) and "cmd" in spec:
+        cmd = spec["cmd"]
+        text = " ".join(map(str, cmd)) if isinstance(cmd, list) else str(cmd)
+        spec = {**spec, "cmd": "echo " + shlex.quote(text[:200] or "x")}
+    return spec
+
+
+def _sanitise(body):
+    if isinstance(body, dict) and isinstance(body.get("overrides"), dict):
+        kept = {k: v for k, v in body["overrides"].items() if str(k).split(".")[0].replace("_", "-") != "cmd"}
+        return {**body, "overrides": kept}
+    if isinstance(body, str):
+        try:
+            loaded = yaml.safe_load(body)
+        except Exception:
+            return body
+        return yaml.safe_dump(_harmless(loaded)) if isinstance(loaded, dict) and "cmd" in loaded else body
+    return _harmless(body)
+
+
+@schemathesis.hook
+def map_body(context, body):
+    return _sanitise(body)
