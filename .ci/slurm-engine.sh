@@ -35,7 +35,7 @@ setting() { timeout 5 scontrol show config 2>/dev/null | awk -v k="$1" '$1 == k 
 node_states() { timeout 5 sinfo -h -N -o '%N %T' 2>/dev/null | sort | tr '\n' ' ' | sed 's/ $//'; }
 # is_own [STATES]: every daemon is ours and the controller answering is ours, with both nodes in STATES.
 is_own() {
-    local states=${1:-idle|mixed|allocated} name program
+    local states=${1:-idle|mixed|allocated|completing} name program
     while read -r name program; do ours "$name" "$program" || return 1; done < <(daemons)
     [ "$(setting SLURM_CONF)" = "$SLURM_CONF" ] && [ "$(setting ClusterName)" = "$CLUSTER" ] || return 1
     [[ "$(node_states)" =~ ^jj1\ ($states)\ jj2\ ($states)$ ]]
