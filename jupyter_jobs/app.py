@@ -1,6 +1,8 @@
 """The jupyter-server extension: wires routes, configuration and the JobManager's life cycle."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type
 
@@ -22,6 +24,10 @@ class JobsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         self.manager = self.manager_class(parent=self, log=self.log, root_dir=self.serverapp.root_dir)
         self.settings["jupyter_jobs_manager"] = self.manager
+        if not (Path(__file__).parent / "labextension" / "package.json").exists():
+            self.log.warning(
+                "jupyter-jobs: the JupyterLab panel was not built (Node.js was missing at install); the "
+                "API, the CLI and %%job work. For the panel, install Node.js and run pip again.")
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())

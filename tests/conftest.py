@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +20,57 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+
+# -- engines ---------------------------------------------------------------------------------------
+# A test marked `docker` or `slurm` needs that engine. When it is missing the test skips with the
+# reason, or fails where CI promised the engine (JUPYTER_JOBS_TEST_DOCKER=1 / _SLURM=1). This runs
+# before any fixture, so a test that replaces a fixture (a parametrized `jobs_config`) cannot bypass
+# it and error instead.
+DOCKER_IMAGE = "jupyter-jobs/base:bookworm"
+
+
+@functools.cache
+def docker_missing() -> str | None:
+    """Why the Docker tests cannot run here; None when a daemon with the base image answers."""
+    import docker
+
+    try:
+        with contextlib.closing(docker.from_env(timeout=30)) as client:  # from_env asks the daemon already
+            client.images.get(DOCKER_IMAGE)
+    except Exception as exc:
+        return f"no Docker daemon with {DOCKER_IMAGE} (export DOCKER_HOST=$(bash .ci/docker-engine.sh)): {exc}"
+    return None
+
+
+@functools.cache
+def slurm_missing() -> str | None:
+    """Why the Slurm tests cannot run here; None when the cluster of SLURM_CONF has a node up."""
+    hint = "(export SLURM_CONF=$(bash .ci/slurm-engine.sh))"
+    if not shutil.which("sinfo") or not os.environ.get("SLURM_CONF"):
+        return f"no Slurm: sinfo or SLURM_CONF is missing {hint}"
+    try:
+        result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return f"no Slurm answers: sinfo timed out {hint}"
+    if result.returncode != 0 or not any(s in result.stdout for s in ("idle", "mixed", "allocated")):
+        return f"no Slurm node is up: sinfo said {(result.stdout + result.stderr).strip()!r} {hint}"
+    return None
+
+
+ENGINES = {"docker": ("JUPYTER_JOBS_TEST_DOCKER", docker_missing), "slurm": ("JUPYTER_JOBS_TEST_SLURM", slurm_missing)}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, (required, missing) in ENGINES.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = missing()
+        if reason and os.environ.get(required) == "1":
+            pytest.fail(f"{required}=1 (CI) runs the {marker} tests, but {reason}", pytrace=False)
+        if reason:
+            pytest.skip(reason)
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ def test_cli_against_a_running_server(server_process):
     result = jobs("run", str(project / "job.yaml"), "--follow", env=env, check=0)
     assert "saying hi" in result.stdout
     job_id = result.stderr.split()[1]
-    assert server_process.request("GET", f"jobs/{job_id}")["owner"]
+    job = server_process.request("GET", f"jobs/{job_id}")  # the server has it: it was not run embedded
+    assert (job["name"], job["command"], job["status"]) == ("say", "sh say.sh hi", "Succeeded")
 
     shown = jobs("show", job_id, env=env, check=0).stdout
     assert "status: Succeeded" in shown and "command: sh say.sh hi" in shown
@@ -87,8 +88,12 @@ def test_cli_finds_the_server_from_its_runtime_file(server_process):
     env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}
     result = jobs("run", str(server_process.root / "job.yaml"), "--follow", env=env, check=0)
     assert "found the server" in result.stdout
-    # It went through the server (whose data dir is not the default one), not embedded.
-    assert (server_process.data / "jobs.sqlite").exists()
+    # It went through the server: the server lists the job the CLI named, with its log (an embedded
+    # run would have kept both in the default data dir, which stays empty).
+    job_id = int(result.stderr.split()[1])
+    assert [(j["id"], j["status"]) for j in server_process.request("GET", "jobs")["jobs"]] == [(job_id, "Succeeded")]
+    assert "found the server" in server_process.request("GET", f"jobs/{job_id}/logs").decode()
+    assert not (Path(env["JUPYTER_DATA_DIR"]) / "jupyter_jobs").exists()
 
 
 def test_spec_outside_the_server_root_is_explained(server_process, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Mapping
 
 from ..models import JobRecord
@@ -46,3 +47,11 @@ def job_environment(
 def job_command(job: JobRecord, env: Mapping[str, str]) -> str:
     """The spec's ``cmd`` with ``${VAR}`` replaced by args and the job's variables."""
     return substitute(job.spec.cmd, {**env, **job.spec.args})
+
+
+def owner_folder(owner: str) -> str:
+    """The owner as one folder name a job sees (``/data/<owner>/<dataset>``): letters, digits and
+    ``._-`` kept, anything else ``_``, never ``.``/``..`` nor empty, so no owner name can reach
+    another path or be read by a shell as more than a word."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", owner)
+    return name if name.strip(".") else name.replace(".", "_") or "user"

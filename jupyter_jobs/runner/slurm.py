@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import posixpath
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..errors import BackendError, BackendUnavailable
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
-from .environment import job_command, job_environment
+from .environment import job_command, job_environment, owner_folder
 
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
@@ -55,6 +56,47 @@ REASONS.update({
     "BadConstraints": "Slurm cannot run it: its constraints match no node",
     "PartitionDown": "Slurm cannot run it: the partition is down",
 })
+
+
+#: What a directive may not carry: a control character could end its line and start another
+#: (NUL, CR, LF, the other C0 controls, DEL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What no value in the script may carry: a shell variable cannot hold NUL, and a lone surrogate
+#: cannot be written as UTF-8.
+_UNWRITABLE = re.compile(r"[\x00\ud800-\udfff]")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Characters an #SBATCH value may carry without quotes.
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:=,+@%-]+$")
+
+
+def _refuse(pattern: re.Pattern[str], what: str, value: str) -> str:
+    found = pattern.search(value)
+    if found:
+        raise BackendError(f"{what} contains the character {found.group()!r}, which cannot go into a Slurm batch "
+                           f"script: {value!r}; remove it")
+    return value
+
+
+def directive(option: str, value: object) -> str:
+    r"""One ``#SBATCH --option=value`` line, quoted as sbatch (not the shell) reads it.
+
+    sbatch splits a directive at blanks and stops at ``#``; inside single quotes both are plain
+    characters and a backslash escapes the next one (``'a\\b'`` is ``a\b``, ``'it\'s'`` is ``it's``).
+    A value that could end the line is refused.
+    """
+    text = _refuse(_CONTROL, f"the Slurm option --{option}", _refuse(_UNWRITABLE, f"--{option}", str(value)))
+    if not _PLAIN.match(text):
+        text = "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"#SBATCH --{option}={text}"
+
+
+def _log_pattern(path: Path) -> str:
+    """The log's path as sbatch's --output pattern, which reads ``%j``... and drops backslashes."""
+    text = str(path)
+    if "\\" in text:
+        raise BackendError(f"the job's log {text!r} has a backslash, which Slurm's --output cannot name (it "
+                           "drops backslashes); choose a JobManager.data_dir without one")
+    return text.replace("%", "%%")
 
 
 def plain_reason(reason: str, slurm_id: str) -> str:
@@ -112,29 +154,36 @@ class SlurmBackend(Backend):
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)  # Slurm sets the GPUs it gives the job
         command = job_command(job, env)
+        # Only values of our own make directives (the job's id, the admin's paths and sizes); every
+        # value a user wrote goes into the body, quoted for the shell.
         lines = [
             "#!/bin/bash",
-            f"#SBATCH --job-name=jj-{job.id}",
-            f"#SBATCH --output={folder.log}",
+            directive("job-name", f"jj-{job.id}"),
+            directive("output", _log_pattern(folder.log)),
             "#SBATCH --open-mode=append",
-            f"#SBATCH --chdir={folder.code / job.spec.working_dir}",
-            f"#SBATCH --nodes={replicas}",
-            f"#SBATCH --ntasks={replicas}",
+            directive("chdir", folder.code),
+            directive("nodes", replicas),
+            directive("ntasks", replicas),
             "#SBATCH --ntasks-per-node=1",
-            f"#SBATCH --cpus-per-task={max(1, math.ceil(itype.cpus))}",
-            f"#SBATCH --mem={itype.memory_mib}M",
+            directive("cpus-per-task", max(1, math.ceil(itype.cpus))),
+            directive("mem", f"{itype.memory_mib}M"),
         ]
         if itype.gpus:
-            lines.append(f"#SBATCH --gpus-per-task={itype.gpus}")
+            lines.append(directive("gpus-per-task", itype.gpus))
         if job.spec.max_runtime:  # a backstop: the pool stops it on time
-            lines.append(f"#SBATCH --time={math.ceil(job.spec.max_runtime / 60) + 1}")
+            lines.append(directive("time", math.ceil(job.spec.max_runtime / 60) + 1))
         if self._partition(launch):
-            lines.append(f"#SBATCH --partition={self._partition(launch)}")
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-        run = f"/bin/sh -c {shlex.quote(command)}"
+            lines.append(directive("partition", self._partition(launch)))
+        lines += [self._export(name, value) for name, value in env.items()]
+        run = f"/bin/sh -c {shlex.quote(_refuse(_UNWRITABLE, 'the command', command))}"
         if self.container:
             run, command = self._docker(launch)
         exit_file = shlex.quote(str(folder.run / _EXIT_FILE))
+        # The working-dir is the user's: a `cd` in the body, never a directive (a newline in it
+        # would start an #SBATCH line of the user's own). A missing one fails the job, in its log.
+        workdir = _refuse(_UNWRITABLE, "working-dir", str(folder.code / job.spec.working_dir))
+        lines.append(f"cd -- {shlex.quote(workdir)} || "
+                     f'{{ rc=$?; printf "%s" "$rc" > {exit_file}; exit "$rc"; }}')
         if replicas == 1:
             lines += [f"{run}", "rc=$?"]
         else:  # one task per node, with the variables torch.distributed expects
@@ -151,21 +200,41 @@ class SlurmBackend(Backend):
         lines += [f'printf "%s" "$rc" > {exit_file}', 'exit "$rc"']
         return "\n".join(lines) + "\n", command
 
+    @staticmethod
+    def _export(name: str, value: str) -> str:
+        """``export NAME='value'``, refusing a name that is not a shell variable's and a value no shell holds.
+
+        A newline in the value is harmless: sbatch reads directives only above the first command.
+        """
+        if not _VAR_NAME.match(name):
+            raise BackendError(f"the variable name {name!r} is not one a shell accepts (letters, digits and _, "
+                               "not first a digit); rename it")
+        return f"export {name}={shlex.quote(_refuse(_UNWRITABLE, f'the value of {name}', value))}"
+
     def _docker(self, launch: Launch) -> tuple[str, str]:
         """`docker run` of the job with the container contract (/code, /outputs, /data/<owner>/<name>)."""
         job, folder = launch.job, launch.folder
-        env = job_environment(job, code="/code", outputs="/outputs",
-                              datasets={d.name: f"/data/{job.owner}/{d.name}" for d in launch.datasets}, gpus=())
+        # The owner names a folder in the container: never a path or shell word of the user's choosing.
+        data = {d.name: posixpath.join("/data", owner_folder(job.owner), d.name) for d in launch.datasets}
+        env = job_environment(job, code="/code", outputs="/outputs", datasets=data, gpus=())
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)
         command = job_command(job, env)
-        mounts = [f"-v {shlex.quote(str(folder.code))}:/code:ro", f"-v {shlex.quote(str(folder.outputs))}:/outputs"]
-        mounts += [f"-v {shlex.quote(d.path)}:/data/{job.owner}/{d.name}:ro" for d in launch.datasets]
+        volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs")]
+        volumes += [(d.path, f"{data[d.name]}:ro") for d in launch.datasets]
+        for source, target in volumes:
+            if ":" in source or ":" in target.removesuffix(":ro"):  # docker -v splits at colons
+                raise BackendError(f"{source!r} -> {target!r}: `docker run -v` cannot mount a path with a ':'; "
+                                   "rename the folder or the dataset")
+        mounts = [f"-v {shlex.quote(f'{source}:{target}')}" for source, target in volumes]
+        for name, value in env.items():
+            self._export(name, value)  # the names and values a shell can hold, as in the direct mode
         variables = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
         # --init: docker-init forwards Slurm's SIGTERM, so scancel ends the container too.
         run = (f"docker run --rm --init --network none --cap-drop ALL --name jj-$SLURM_JOB_ID-$SLURM_PROCID "
                f"-w {shlex.quote(posixpath.join('/code', job.spec.working_dir))} {' '.join(mounts)} {variables} "
-               f"-e CUDA_VISIBLE_DEVICES {shlex.quote(job.image or self.image)} /bin/sh -c {shlex.quote(command)}")
+               f"-e CUDA_VISIBLE_DEVICES {shlex.quote(job.image or self.image)} "
+               f"/bin/sh -c {shlex.quote(_refuse(_UNWRITABLE, 'the command', command))}")
         return run, command
 
     # -- the protocol --------------------------------------------------------------------------

@@ -1,37 +1,29 @@
 """The Slurm backend against real Slurm daemons (slurmctld and two slurmd nodes with one fake GPU each,
-started by .ci/slurm-engine.sh; with JUPYTER_JOBS_TEST_SLURM=1, as in CI, these fail rather than skip
-when Slurm is missing)."""
+started by .ci/slurm-engine.sh). The `slurm` marker skips these when Slurm is missing, or fails them
+with JUPYTER_JOBS_TEST_SLURM=1, as in CI (tests/conftest.py)."""
 import asyncio
 import os
-import shutil
+import secrets
 import signal
 import subprocess
 import time
 
 import pytest
 
-REQUIRED = os.environ.get("JUPYTER_JOBS_TEST_SLURM") == "1"
+from jupyter_jobs.jobdir import JobDir
+from jupyter_jobs.models import Dataset, DatasetRef, InstanceType, JobRecord, JobSpec
+from jupyter_jobs.runner.backend import Launch
+from jupyter_jobs.runner.slurm import SlurmBackend
+
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 
-def _slurm_answers() -> bool:
-    if not shutil.which("sinfo") or not os.environ.get("SLURM_CONF"):
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
-    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mixed", "allocated"))
+def squeue(*args: str) -> str:
+    return subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=30).stdout
 
 
 @pytest.fixture
-def slurm():
-    if not _slurm_answers():
-        message = "no Slurm answers (export SLURM_CONF=$(bash .ci/slurm-engine.sh))"
-        if REQUIRED:
-            pytest.fail("CI runs the Slurm tests but " + message)
-        pytest.skip(message)
-
-
-@pytest.fixture
-def jobs_config(slurm):
+def jobs_config():
     return {"JobManager": {"backend": "slurm"}, "SlurmBackend": {"poll_seconds": 0.3}, "Cluster": {"instance_types": [
         {"name": "cpu", "cpus": 1, "memory": 100},
         {"name": "gpu", "cpus": 1, "memory": 100, "gpus": 1},
@@ -58,6 +50,7 @@ async def test_gpus_are_exclusive_and_a_third_job_waits_with_slurms_reason(api):
     waiting = await api.wait(jobs[2]["id"], ("Pending",), timeout=5)
     deadline = time.monotonic() + 10
     while "Resources" not in waiting["message"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
         waiting = await api.job(jobs[2]["id"])
     assert waiting["status"] == "Pending"
     assert waiting["message"].startswith("waiting for resources: the CPUs, memory or GPUs it asks for are in use")
@@ -75,12 +68,15 @@ async def test_gpus_are_exclusive_and_a_third_job_waits_with_slurms_reason(api):
 
 async def test_cancel_running_and_slurm_pending_jobs(api, manager):
     blockers = [await api.submit({"cmd": "sleep 300", "instance-type": "gpu"}) for _ in range(2)]
-    queued = await api.submit({"cmd": "echo never", "instance-type": "gpu"})
-    for job in blockers:
+    for job in blockers:  # both GPUs taken before the third job reaches Slurm (submissions run concurrently)
         await api.wait(job["id"], ("Running",), timeout=60)
+    queued = await api.submit({"cmd": "echo never", "instance-type": "gpu"})
     pending = await api.wait(queued["id"], ("Pending",), timeout=10)
-    while "Slurm job" not in pending["message"]:
+    deadline = time.monotonic() + 10
+    while "Slurm job" not in pending["message"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
         pending = await api.job(queued["id"])
+    assert "Slurm job" in pending["message"], pending["message"]
     cancelled = await api.call("POST", "jobs", str(queued["id"]), "cancel")
     assert cancelled["status"] == "Cancelled" and cancelled["started_at"] is None
     started = time.monotonic()
@@ -88,8 +84,8 @@ async def test_cancel_running_and_slurm_pending_jobs(api, manager):
         assert (await api.call("POST", "jobs", str(job["id"]), "cancel"))["status"] == "Cancelled"
     assert time.monotonic() - started < 20
     slurm_ids = {manager.get(j["id"]).handle["slurm_id"] for j in [*blockers, queued]}
-    squeue = subprocess.run(["squeue", "-h", "-t", "running,pending", "-o", "%i"], capture_output=True, text=True)
-    assert not slurm_ids & set(squeue.stdout.split()), "cancelled jobs must be gone from Slurm"
+    left = await asyncio.to_thread(squeue, "-t", "running,pending", "-o", "%i")
+    assert not slurm_ids & set(left.split()), "cancelled jobs must be gone from Slurm"
 
 
 async def test_max_runtime(api):
@@ -117,7 +113,7 @@ async def test_replicas_need_a_cluster_backend_and_slurm_refusals_are_explained(
 
 
 @pytest.fixture
-def server_args(slurm):
+def server_args():
     return ["--JobManager.backend=slurm", "--SlurmBackend.poll_seconds=0.3", "--Cluster.cpus=2",
             "--Cluster.memory_mib=400"]
 
@@ -140,8 +136,7 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
     slurm_id = __import__("json").loads(handle.read_text())["slurm_id"]
     subprocess.run(["scancel", slurm_id], check=True)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and subprocess.run(
-            ["squeue", "-h", "-t", "running,completing", "-j", slurm_id], capture_output=True, text=True).stdout.strip():
+    while time.monotonic() < deadline and squeue("-t", "running,completing", "-j", slurm_id).strip():
         time.sleep(0.2)
     # The scenario: the job vanished (a node crash, a purged record) without leaving an exit status.
     (handle.parent / "exit-status").unlink(missing_ok=True)
@@ -156,11 +151,11 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
     assert lost["status"] == "Unknown" and "Slurm no longer knows job 999999" in lost["message"]
 
 
-@pytest.mark.skipif(not os.environ.get("DOCKER_HOST"), reason="container mode needs the dockerd of .ci/docker-engine.sh")
+@pytest.mark.docker  # container mode: the nodes run `docker run`
 @pytest.mark.parametrize("jobs_config", [{
     "JobManager": {"backend": "slurm"}, "SlurmBackend": {"poll_seconds": 0.3, "container": True},
     "Cluster": {"instance_types": [{"name": "cpu", "cpus": 1, "memory": 100}]}}])
-async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(api, slurm):
+async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(api):
     import docker
 
     job = await api.submit({"cmd": "echo in $(cat /proc/1/comm) as $(id -u) at $PWD; echo out > $JOB_OUTPUTS/o.txt",
@@ -175,7 +170,76 @@ async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(ap
         await asyncio.sleep(0.1)
     assert (await api.call("POST", "jobs", str(sleeper["id"]), "cancel"))["status"] == "Cancelled"
     client = docker.from_env()
+
+    def ours():
+        return [c.name for c in client.containers.list() if c.name.startswith("jj-")]
+
     deadline = time.monotonic() + 15
-    while [c for c in client.containers.list() if c.name.startswith("jj-")] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [c.name for c in client.containers.list() if c.name.startswith("jj-")] == []
+    while await asyncio.to_thread(ours) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(ours) == []
+    client.close()
+
+
+# -- the batch script takes nothing of the user's as Slurm options or shell code --------------------
+# The JobRecord is built directly, as a stored record or another client could hold it: the backend
+# must be safe on its own, whatever the spec parser lets through.
+
+def hostile_launch(tmp_path, *, owner: str, working_dir: str = ".", env=None, cmd: str, datasets=()):
+    # An admin's data dir with what sbatch reads specially: blanks, '#', quotes, %j.
+    folder = JobDir(tmp_path / "jobs data #1 'q\" %j" / "jobs" / "7")
+    folder.create()
+    (folder.code / working_dir).mkdir(parents=True, exist_ok=True)
+    spec = JobSpec(cmd=cmd, name="n$(touch /tmp/x)", working_dir=working_dir, env=dict(env or {}),
+                   datasets=tuple(DatasetRef(name, var) for name, var, _ in datasets))
+    job = JobRecord(id=7, name=spec.name, owner=owner, spec=spec)
+    return Launch(job, folder, [Dataset(name, str(path)) for name, _, path in datasets],
+                  InstanceType("cpu", cpus=1, memory_mib=100))
+
+
+async def run_to_the_end(backend, launch):
+    handle = await backend.start(launch)
+    end = await asyncio.wait_for(backend.wait(launch.job, handle), 90)
+    info = await asyncio.to_thread(
+        subprocess.run, ["scontrol", "show", "job", handle["slurm_id"]], capture_output=True, text=True, timeout=30)
+    return end, info.stdout
+
+
+async def test_owner_working_dir_and_values_cannot_inject_into_the_batch_script(tmp_path):
+    marker = f"/tmp/pwned-{secrets.token_hex(8)}"
+    elsewhere = tmp_path / "elsewhere.log"
+    working_dir = f"w\n#SBATCH --gres=gpu:2\n#SBATCH --output={elsewhere}\n$(touch {marker})"
+    launch = hostile_launch(
+        tmp_path, owner=f"x$(touch {marker})", working_dir=working_dir,
+        env={"V": f"'$(touch {marker})`touch {marker}`\n#SBATCH --gres=gpu:2"},
+        cmd='pwd; printf "V=%s|\\n" "$V"; echo "name=$JOB_NAME"')
+    backend = SlurmBackend(poll_seconds=0.3)
+    end, info = await run_to_the_end(backend, launch)
+    log = launch.folder.log.read_text()
+    assert end.code == 0, (end, log)
+    assert not os.path.exists(marker), "a value of the user's ran as a command on the node"
+    # The job ran in its working-dir, newline and all, and printed into its own log file.
+    assert f"{launch.folder.code / working_dir}\n" in log
+    assert f"V='$(touch {marker})`touch {marker}`\n#SBATCH --gres=gpu:2|" in log
+    assert "name=n$(touch /tmp/x)" in log
+    assert not elsewhere.exists()
+    # sbatch took only our directives: one CPU, 100M, no GPU; the job's name and folder are ours.
+    assert "TRES=cpu=1,mem=100M,node=1" in info, info
+    assert "gpu" not in info, info
+    assert "JobName=jj-7\n" in info and f"WorkDir={launch.folder.code}\n" in info, info
+
+
+@pytest.mark.docker  # container mode: the nodes run `docker run`
+async def test_container_mode_owner_names_one_folder_and_runs_nothing(tmp_path):
+    marker = f"/tmp/pwned-{secrets.token_hex(8)}"
+    data = tmp_path / "data set"
+    data.mkdir()
+    (data / "f.txt").write_text("dataset file\n")
+    for owner, folder in [(f"x$(touch {marker})", f"x__touch__tmp_pwned-{marker[11:]}_"), ("..", "__")]:
+        launch = hostile_launch(tmp_path / folder, owner=owner, datasets=[("mnist", "DATA", data)],
+                                cmd='echo "DATA=$DATA"; cat "$DATA/f.txt"; ls /data')
+        end, _ = await run_to_the_end(SlurmBackend(poll_seconds=0.3, container=True), launch)
+        log = launch.folder.log.read_text()
+        assert end.code == 0, (end, log)
+        assert not os.path.exists(marker), "the owner's name ran as a command on the node"
+        assert f"DATA=/data/{folder}/mnist\ndataset file\n{folder}\n" in log
