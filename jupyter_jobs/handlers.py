@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import os
 import time
+import urllib.parse
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -25,6 +27,8 @@ from .spec import load_spec_text
 API = "jupyter-jobs/api"
 #: Largest request body accepted (a spec or a set of overrides).
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Bytes of an output file read (off the event loop) and sent at a time.
+OUTPUT_CHUNK = 1024 * 1024
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -111,7 +115,7 @@ class JobsHandler(JobsAPIHandler):
             cursor=self.get_argument("cursor", None) or None,
             limit=int(limit),
         )
-        self.write_json({"jobs": [self.job_json(j) for j in jobs], "next_cursor": cursor})
+        self.write_json({"jobs": [list_row(self.job_json(j)) for j in jobs], "next_cursor": cursor})
 
     @web.authenticated
     @authorized
@@ -214,27 +218,50 @@ class OutputsHandler(JobsAPIHandler):
         self.write_json({"outputs": files, "missing": _missing(job, files)})
 
 
+def list_row(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as a row of GET /jobs: the number of its outputs instead of the list, which can
+    hold thousands of files (GET /jobs/{id} and GET /jobs/{id}/outputs have them)."""
+    job["outputs_count"] = len(job.pop("outputs"))
+    return job
+
+
 def _missing(job: Any, files: list[dict]) -> list[str]:
     present = {f["path"] for f in files}
     return [o.path for o in job.spec.outputs if o.path not in present and not any(p.startswith(o.path + "/") for p in present)]
 
 
 class OutputFileHandler(JobsAPIHandler):
+    """Download one output file, read from the very descriptor that was checked: a job that
+    swaps a folder for a symbolic link meanwhile gets a refusal, never a file of the host."""
+
     @web.authenticated
     @authorized
     async def get(self, job_id: str, path: str) -> None:
         folder = self.manager.folder(self.job_id(job_id))
-        target = folder.output_file(path)
-        if target.is_dir():
-            raise SpecError(f"{path!r} is a folder; download the files in it one by one", "path")
-        kind, _ = mimetypes.guess_type(target.name)
+        fd, info = await asyncio.to_thread(folder.open_output, path)
+        try:
+            await self._send(fd, info.st_size, path.rsplit("/", 1)[-1])
+        finally:
+            os.close(fd)
+
+    async def _send(self, fd: int, size: int, name: str) -> None:
+        kind, _ = mimetypes.guess_type(name)
         self.set_header("Content-Type", kind or "application/octet-stream")
-        self.set_header("Content-Disposition", f'attachment; filename="{target.name}"')
-        self.set_header("Content-Length", str(target.stat().st_size))
-        with open(target, "rb") as handle:
-            while chunk := handle.read(1024 * 1024):
+        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}")
+        self.set_header("Content-Length", str(size))
+        offset = 0
+        try:
+            while offset < size:
+                chunk = await asyncio.to_thread(os.pread, fd, min(OUTPUT_CHUNK, size - offset), offset)
+                if not chunk:  # the file shrank while we sent it: the client must see a cut answer
+                    self.log.warning("jupyter-jobs: %s shrank to %d bytes while being sent", self.request.path, offset)
+                    self.request.connection.close()
+                    return
                 self.write(chunk)
                 await self.flush()
+                offset += len(chunk)
+        except StreamClosedError:
+            return  # the client went away
         self.finish()
 
 
