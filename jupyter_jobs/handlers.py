@@ -5,6 +5,7 @@ Errors are mapped to HTTP statuses in one place, :meth:`JobsAPIHandler.write_err
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import mimetypes
 import os
@@ -16,10 +17,12 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_core.utils import ensure_async
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from .blobs import Upload
 from .errors import JobNotFound, JobsError, SpecError, TooLarge
 from .manager import JobManager, server_user
 from .spec import load_spec_text
@@ -278,18 +281,66 @@ class BlobsMissingHandler(JobsAPIHandler):
         self.write_json({"missing": self.manager.blobs.missing(hashes)})
 
 
+@web.stream_request_body
 class BlobHandler(JobsAPIHandler):
-    """PUT one file's bytes under its SHA-256."""
+    """PUT one file's bytes under its SHA-256.
+
+    The body is streamed to a temporary file beside the store as it arrives (never held in
+    memory), hashed on the way, and stored only when it hashes to the digest in the URL. With a
+    streamed body tornado calls ``put`` after the body arrived, so who asks, the digest and the
+    size are all checked in ``prepare``, before any byte is accepted.
+    """
+
+    _upload: Upload | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished or self.request.method != "PUT":
+            return
+        if not self.current_user:
+            raise web.HTTPError(403)
+        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", self.auth_resource)):
+            raise web.HTTPError(403, f"User is not authorized to write on resource: {self.auth_resource}.")
+        limit = self.manager.max_input_bytes
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise TooLarge(f"{length} bytes is over the {limit} byte limit (JobManager.max_input_bytes); use a dataset")
+        # Past the limit we answer 413 ourselves; tornado's own (smaller, server-wide) cap would cut in first.
+        self.request.connection.set_max_body_size(limit + OUTPUT_CHUNK)
+        self._upload = await asyncio.to_thread(self.manager.blobs.upload, self.path_args[0], limit)
+
+    async def data_received(self, chunk: bytes) -> None:
+        upload = self._upload
+        if upload is None:
+            return
+        try:
+            await asyncio.to_thread(upload.write, chunk)
+        except (TooLarge, OSError) as exc:  # answer now; tornado then closes the connection
+            self._discard()
+            if isinstance(exc, OSError):
+                exc = web.HTTPError(507 if exc.errno == errno.ENOSPC else 500, f"could not store the upload: {exc}")
+            self.send_error(exc.status_code, exc_info=(type(exc), exc, None))
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._discard()  # the client went away mid-upload
+
+    def on_finish(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            upload.discard()
 
     @web.authenticated
     @authorized
     async def put(self, digest: str) -> None:
-        data = self.request.body or b""
-        if len(data) > self.manager.max_input_bytes:
-            raise TooLarge(f"{len(data)} bytes is over the {self.manager.max_input_bytes} byte limit; use a dataset")
-        created = await asyncio.to_thread(self.manager.blobs.put, digest, data)
+        upload, self._upload = self._upload, None
+        assert upload is not None, "prepare() starts every upload"
+        created = await asyncio.to_thread(upload.commit)
         self.set_status(201 if created else 200)
-        self.write_json({"sha256": digest, "size": len(data), "created": created})
+        self.write_json({"sha256": digest, "size": upload.size, "created": created})
 
 
 class InstanceTypesHandler(JobsAPIHandler):
