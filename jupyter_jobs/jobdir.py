@@ -132,10 +132,11 @@ class JobDir:
         try:
             for path, entry in safeopen.walk_entries(base):
                 try:
+                    size = entry.stat(follow_symlinks=False).st_size
                     if entry.is_symlink():
-                        files.append({"path": path, "type": "symlink", "size": entry.stat(follow_symlinks=False).st_size})
+                        files.append({"path": path, "type": "symlink", "size": size})
                     elif entry.is_file(follow_symlinks=False):
-                        files.append({"path": path, "size": entry.stat(follow_symlinks=False).st_size})
+                        files.append({"path": path, "size": size})
                 except FileNotFoundError:  # removed while we listed
                     continue
         finally:

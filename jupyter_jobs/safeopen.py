@@ -15,7 +15,7 @@ import errno
 import os
 import platform
 import stat
-from typing import Iterator
+from collections.abc import Iterator
 
 #: openat2(2)'s number where we know it (the same on both: it postdates the unified table).
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437}.get(platform.machine())
@@ -204,7 +204,9 @@ def rename_beneath(src_dirfd: int, src: str, dst_dirfd: int, dst: str) -> None:
     src_parts, dst_parts = split(src), split(dst)
     if stat.S_ISLNK((lstat_beneath(src_dirfd, src) or _missing(src)).st_mode):
         raise Refused(errno.ELOOP, "is a symbolic link", src)
-    src_parent = open_beneath(src_dirfd, "/".join(src_parts[:-1]), os.O_PATH | os.O_DIRECTORY) if len(src_parts) > 1 else None
+    src_parent = None
+    if len(src_parts) > 1:
+        src_parent = open_beneath(src_dirfd, "/".join(src_parts[:-1]), os.O_PATH | os.O_DIRECTORY)
     try:
         dst_parent = make_dirs_beneath(dst_dirfd, dst_parts[:-1])
         try:

@@ -119,8 +119,8 @@ async def test_a_linked_input_folder_never_lets_collection_move_an_outside_file(
 
 
 async def test_list_rows_carry_the_count_of_outputs_not_the_list(api):
-    many = f"{sys.executable} -c \"import os; [open(os.environ['JOB_OUTPUTS'] + f'/o{{i}}', 'w').close() for i in range(20000)]\""
-    job = await api.submit({"cmd": many})
+    make = "import os; [open(os.environ['JOB_OUTPUTS'] + f'/o{i}', 'w').close() for i in range(20000)]"
+    job = await api.submit({"cmd": f'{sys.executable} -c "{make}"'})
     done = await api.wait(job["id"], timeout=60)
     assert done["status"] == "Succeeded", done["message"]
     assert len(done["outputs"]) == 20000

@@ -81,7 +81,7 @@ def test_hard_links_and_fifos_are_refused_without_blocking(tree, mode):
 
 
 def test_a_folder_swapped_for_a_link_never_yields_the_host_file(tree, mode):
-    base_path, host, base = tree
+    base_path, _, base = tree
     stop = threading.Event()
 
     def swap() -> None:

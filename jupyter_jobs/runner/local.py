@@ -218,7 +218,8 @@ class LocalBackend(Backend):
                 continue
             except (safeopen.Refused, ValueError, OSError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) else str(exc)
-                self.log.warning("jupyter-jobs: job %s: output %r not collected from code/%s: %s", job.id, path, source, why)
+                self.log.warning("jupyter-jobs: job %s: output %r not collected from code/%s: %s",
+                                 job.id, path, source, why)
                 folder.say(f"output {path!r} not collected: code/{source} {why}")
                 return
 
