@@ -32,6 +32,8 @@ API = "jupyter-jobs/api"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Bytes of an output file read (off the event loop) and sent at a time.
 OUTPUT_CHUNK = 1024 * 1024
+#: How far past JobManager.max_input_bytes tornado lets an upload run before cutting it itself.
+UPLOAD_SLACK = 16 * 1024 * 1024
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -215,7 +217,7 @@ class OutputsHandler(JobsAPIHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         job = self.manager.get(self.job_id(job_id))
-        files = self.manager.folder(job.id).list_outputs()
+        files = await asyncio.to_thread(self.manager.folder(job.id).list_outputs)
         for item in files:
             item["url"] = url_path_join(self.job_url(job.id), "outputs", item["path"])
         self.write_json({"outputs": files, "missing": _missing(job, files)})
@@ -305,8 +307,9 @@ class BlobHandler(JobsAPIHandler):
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > limit:
             raise TooLarge(f"{length} bytes is over the {limit} byte limit (JobManager.max_input_bytes); use a dataset")
-        # Past the limit we answer 413 ourselves; tornado's own (smaller, server-wide) cap would cut in first.
-        self.request.connection.set_max_body_size(limit + OUTPUT_CHUNK)
+        # Raise tornado's server-wide cap (ServerApp.max_body_size) for this request only, with room
+        # to spare, so that past the limit the client gets our 413, not tornado's bare 400.
+        self.request.connection.set_max_body_size(limit + UPLOAD_SLACK)
         self._upload = await asyncio.to_thread(self.manager.blobs.upload, self.path_args[0], limit)
 
     async def data_received(self, chunk: bytes) -> None:
