@@ -252,7 +252,9 @@ class OutputFileHandler(JobsAPIHandler):
     async def _send(self, fd: int, size: int, name: str) -> None:
         kind, _ = mimetypes.guess_type(name)
         self.set_header("Content-Type", kind or "application/octet-stream")
-        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}")
+        plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+        quoted = urllib.parse.quote(name)
+        self.set_header("Content-Disposition", f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quoted}")
         self.set_header("Content-Length", str(size))
         offset = 0
         try:

@@ -118,6 +118,17 @@ async def test_a_linked_input_folder_never_lets_collection_move_an_outside_file(
     assert (outside / "keep.txt").read_text() == "keep me"
 
 
+async def test_a_file_name_with_quotes_and_accents_downloads_under_its_name(api):
+    job = await api.submit({"cmd": "echo hi > \"$JOB_OUTPUTS/r\u00e9sum\u00e9 \\\"v2\\\".txt\""})
+    done = await api.wait(job["id"])
+    assert [o["path"] for o in done["outputs"]] == ['r\u00e9sum\u00e9 "v2".txt'], done["message"]
+    response = await api.call("GET", "jobs", str(job["id"]), "outputs", 'r\u00e9sum\u00e9 "v2".txt', raw=True)
+    assert response.body == b"hi\n"
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="r_sum_ _v2_.txt"; filename*=UTF-8\'\'r%C3%A9sum%C3%A9%20%22v2%22.txt'
+    )
+
+
 async def test_list_rows_carry_the_count_of_outputs_not_the_list(api):
     make = "import os; [open(os.environ['JOB_OUTPUTS'] + f'/o{i}', 'w').close() for i in range(20000)]"
     job = await api.submit({"cmd": f'{sys.executable} -c "{make}"'})

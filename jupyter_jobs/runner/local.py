@@ -217,7 +217,7 @@ class LocalBackend(Backend):
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except (safeopen.Refused, ValueError, OSError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
                 self.log.warning("jupyter-jobs: job %s: output %r not collected from code/%s: %s",
                                  job.id, path, source, why)
                 folder.say(f"output {path!r} not collected: code/{source} {why}")
