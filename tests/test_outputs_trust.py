@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import HTTPClientError
 
-pytestmark = pytest.mark.usefixtures("jobs_app")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("jobs_app")]
 
 SECRET = "host-secret-3f9a"
 
