@@ -142,3 +142,20 @@ def test_walk_lists_links_without_entering_them(tree):
     _, _, base = tree
     listed = {path: entry.is_symlink() for path, entry in safeopen.walk_entries(base)}
     assert listed == {"d": False, "d/f": False, "to-host": True, "to-secret": True}
+
+
+def test_without_proc_the_file_is_opened_again_and_compared(tree, mode, monkeypatch):
+    base_path, _, base = tree
+    real_open = os.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(safeopen.os, "open", no_proc)
+    fd, _ = safeopen.open_regular(base, "d/f")
+    assert read(fd) == b"public"
+    os.mkfifo(base_path / "fifo")
+    with pytest.raises(safeopen.Refused):
+        safeopen.open_regular(base, "fifo")
