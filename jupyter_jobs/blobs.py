@@ -5,12 +5,15 @@ lacks (``missing``) and uploads only those.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import re
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +34,7 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_stale_uploads()
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
@@ -43,19 +47,24 @@ class BlobStore:
 
     def put(self, digest: str, data: bytes) -> bool:
         """Store ``data`` under its digest; False when it was there already."""
-        check_hash(digest)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise SpecError(f"the body's SHA-256 is {actual}, not {digest}; upload the file again", "body")
-        target = self.path(digest)
-        if target.exists():
-            return False
-        target.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-        return True
+        upload = self.upload(digest, len(data))
+        upload.write(data)
+        return upload.commit()
+
+    def upload(self, digest: str, limit: int) -> Upload:
+        """Start receiving a file that must hash to ``digest`` and stay within ``limit`` bytes."""
+        return Upload(self, check_hash(digest), limit)
+
+    def remove_stale_uploads(self, older_than: float = 3600.0) -> list[str]:
+        """Delete temporary files of uploads cut short by a server that died (not ones that
+        may still be in progress); return their names."""
+        removed, now = [], time.time()
+        for leftover in self.root.glob(f"{UPLOAD_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if now - leftover.lstat().st_mtime > older_than:
+                    leftover.unlink()
+                    removed.append(leftover.name)
+        return removed
 
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
@@ -83,3 +92,75 @@ class BlobStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             # A copy, not a link: a job may change its own files without touching the store.
             shutil.copyfile(self.path(digest), target)
+
+
+#: Name prefix of files being uploaded, in the store's root folder.
+UPLOAD_PREFIX = ".upload-"
+
+
+class Upload:
+    """One file being received: written to a temporary file beside the store as it arrives,
+    hashed on the way, and moved under its digest only once it is complete and checked.
+
+    ``write`` may run on a worker thread while the event loop calls ``discard`` (the client
+    went away), so both hold a lock: the descriptor is never closed under a write.
+    """
+
+    def __init__(self, store: BlobStore, digest: str, limit: int) -> None:
+        self.store, self.digest, self.limit = store, digest, limit
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._lock = threading.Lock()
+        self._fd, self._tmp = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=store.root)
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; TooLarge (and the file discarded) once past the limit."""
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError("the upload was discarded")
+            self.size += len(chunk)
+            if self.size > self.limit:
+                self._discard()
+                raise TooLarge(
+                    f"the upload of {self.digest} passed the {self.limit} byte limit "
+                    "(JobManager.max_input_bytes); ship less, or use a dataset"
+                )
+            self._hash.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view):]
+
+    def commit(self) -> bool:
+        """Check the digest and move the file into the store; False when it was there already.
+        SpecError (and nothing stored) when the bytes hash to something else."""
+        with self._lock:
+            try:
+                actual = self._hash.hexdigest()
+                if actual != self.digest:
+                    raise SpecError(
+                        f"the body's SHA-256 is {actual}, not {self.digest}; upload the file again", "body"
+                    )
+                target = self.store.path(self.digest)
+                if target.exists():
+                    return False
+                target.parent.mkdir(exist_ok=True)
+                os.fsync(self._fd)
+                os.replace(self._tmp, target)
+                self._tmp = ""
+                return True
+            finally:
+                self._discard()
+
+    def discard(self) -> None:
+        """Forget the upload and delete its temporary file (safe to call more than once)."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = ""

@@ -74,6 +74,12 @@ class NotFound(JobsError):
     status_code = 404
 
 
+class Forbidden(JobsError):
+    """The thing exists but is not served (an output that is a link, a device, a hard link)."""
+
+    status_code = 403
+
+
 class InvalidTransition(JobsError):
     """The job is in a state that does not allow this action."""
 

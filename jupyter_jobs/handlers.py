@@ -5,11 +5,15 @@ Errors are mapped to HTTP statuses in one place, :meth:`JobsAPIHandler.write_err
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import mimetypes
+import os
 import time
+import urllib.parse
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
@@ -19,6 +23,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .access import Access, is_admin
+from .blobs import Upload
 from .errors import JobNotFound, JobsError, SpecError, TooLarge, storage_error
 from .manager import JobManager, server_user
 from .models import JobRecord
@@ -28,6 +33,10 @@ from .store import parse_id
 API = "jupyter-jobs/api"
 #: Largest request body accepted (a spec or a set of overrides).
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Bytes of an output file read (off the event loop) and sent at a time.
+OUTPUT_CHUNK = 1024 * 1024
+#: How far past JobManager.max_input_bytes tornado lets an upload run before cutting it itself.
+UPLOAD_SLACK = 16 * 1024 * 1024
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -131,7 +140,7 @@ class JobsHandler(JobsAPIHandler):
             cursor=self.get_argument("cursor", None) or None,
             limit=int(limit),
         )
-        self.write_json({"jobs": [self.job_json(j) for j in jobs], "next_cursor": cursor})
+        self.write_json({"jobs": [list_row(self.job_json(j)) for j in jobs], "next_cursor": cursor})
 
     @web.authenticated
     @authorized
@@ -228,10 +237,17 @@ class OutputsHandler(JobsAPIHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         job = await self.visible_job(job_id)
-        files = self.manager.folder(job.id).list_outputs()
+        files = await asyncio.to_thread(self.manager.folder(job.id).list_outputs)
         for item in files:
             item["url"] = url_path_join(self.job_url(job.id), "outputs", item["path"])
         self.write_json({"outputs": files, "missing": _missing(job, files)})
+
+
+def list_row(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as a row of GET /jobs: the number of its outputs instead of the list, which can
+    hold thousands of files (GET /jobs/{id} and GET /jobs/{id}/outputs have them)."""
+    job["outputs_count"] = len(job.pop("outputs"))
+    return job
 
 
 def _missing(job: Any, files: list[dict]) -> list[str]:
@@ -240,21 +256,39 @@ def _missing(job: Any, files: list[dict]) -> list[str]:
 
 
 class OutputFileHandler(JobsAPIHandler):
+    """Download one output file, read from the very descriptor that was checked: a job that
+    swaps a folder for a symbolic link meanwhile gets a refusal, never a file of the host."""
+
     @web.authenticated
     @authorized
     async def get(self, job_id: str, path: str) -> None:
         folder = self.manager.folder((await self.visible_job(job_id)).id)
-        target = folder.output_file(path)
-        if target.is_dir():
-            raise SpecError(f"{path!r} is a folder; download the files in it one by one", "path")
-        kind, _ = mimetypes.guess_type(target.name)
+        fd, info = await asyncio.to_thread(folder.open_output, path)
+        try:
+            await self._send(fd, info.st_size, path.rsplit("/", 1)[-1])
+        finally:
+            os.close(fd)
+
+    async def _send(self, fd: int, size: int, name: str) -> None:
+        kind, _ = mimetypes.guess_type(name)
         self.set_header("Content-Type", kind or "application/octet-stream")
-        self.set_header("Content-Disposition", f'attachment; filename="{target.name}"')
-        self.set_header("Content-Length", str(target.stat().st_size))
-        with open(target, "rb") as handle:
-            while chunk := handle.read(1024 * 1024):
+        plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+        quoted = urllib.parse.quote(name)
+        self.set_header("Content-Disposition", f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quoted}")
+        self.set_header("Content-Length", str(size))
+        offset = 0
+        try:
+            while offset < size:
+                chunk = await asyncio.to_thread(os.pread, fd, min(OUTPUT_CHUNK, size - offset), offset)
+                if not chunk:  # the file shrank while we sent it: the client must see a cut answer
+                    self.log.warning("jupyter-jobs: %s shrank to %d bytes while being sent", self.request.path, offset)
+                    self.request.connection.close()
+                    return
                 self.write(chunk)
                 await self.flush()
+                offset += len(chunk)
+        except StreamClosedError:
+            return  # the client went away
         self.finish()
 
 
@@ -271,18 +305,67 @@ class BlobsMissingHandler(JobsAPIHandler):
         self.write_json({"missing": self.manager.blobs.missing(hashes)})
 
 
+@web.stream_request_body
 class BlobHandler(JobsAPIHandler):
-    """PUT one file's bytes under its SHA-256."""
+    """PUT one file's bytes under its SHA-256.
+
+    The body is streamed to a temporary file beside the store as it arrives (never held in
+    memory), hashed on the way, and stored only when it hashes to the digest in the URL. With a
+    streamed body tornado calls ``put`` after the body arrived, so who asks, the digest and the
+    size are all checked in ``prepare``, before any byte is accepted.
+    """
+
+    _upload: Upload | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished or self.request.method != "PUT":
+            return
+        if not self.current_user:
+            raise web.HTTPError(403)
+        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", self.auth_resource)):
+            raise web.HTTPError(403, f"User is not authorized to write on resource: {self.auth_resource}.")
+        limit = self.manager.max_input_bytes
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise TooLarge(f"{length} bytes is over the {limit} byte limit (JobManager.max_input_bytes); use a dataset")
+        # Raise tornado's server-wide cap (ServerApp.max_body_size) for this request only, with room
+        # to spare, so that past the limit the client gets our 413, not tornado's bare 400.
+        self.request.connection.set_max_body_size(limit + UPLOAD_SLACK)
+        self._upload = await asyncio.to_thread(self.manager.blobs.upload, self.path_args[0], limit)
+
+    async def data_received(self, chunk: bytes) -> None:
+        upload = self._upload
+        if upload is None:
+            return
+        try:
+            await asyncio.to_thread(upload.write, chunk)
+        except (TooLarge, OSError) as exc:  # answer now; tornado then closes the connection
+            self._discard()
+            if isinstance(exc, OSError):
+                exc = web.HTTPError(507 if exc.errno == errno.ENOSPC else 500, f"could not store the upload: {exc}")
+            self.send_error(exc.status_code, exc_info=(type(exc), exc, None))
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._discard()  # the client went away mid-upload
+
+    def on_finish(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            upload.discard()
 
     @web.authenticated
     @authorized
     async def put(self, digest: str) -> None:
-        data = self.request.body or b""
-        if len(data) > self.manager.max_input_bytes:
-            raise TooLarge(f"{len(data)} bytes is over the {self.manager.max_input_bytes} byte limit; use a dataset")
-        created = await asyncio.to_thread(self.manager.blobs.put, digest, data)
+        upload, self._upload = self._upload, None
+        assert upload is not None, "prepare() starts every upload"
+        created = await asyncio.to_thread(upload.commit)
         self.set_status(201 if created else 200)
-        self.write_json({"sha256": digest, "size": len(data), "created": created})
+        self.write_json({"sha256": digest, "size": upload.size, "created": created})
 
 
 class InstanceTypesHandler(JobsAPIHandler):

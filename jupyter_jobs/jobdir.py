@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotFound, SpecError, TooLarge
+from . import safeopen
+from .errors import Forbidden, NotFound, SpecError, TooLarge
 
 #: Prefix of lines jupyter-jobs itself writes into a job's log.
 SYSTEM_PREFIX = "[jupyter-jobs]"
@@ -86,24 +87,69 @@ class JobDir:
         except (FileNotFoundError, ValueError):
             return None
 
-    def output_file(self, relative: str) -> Path:
-        """The output at ``relative``; refuses paths that leave the outputs folder."""
-        base = self.outputs.resolve()
-        target = (base / relative).resolve()
-        if target != base and base not in target.parents:
-            raise SpecError(f"{relative!r} is outside the job's outputs", "path")
-        if not target.exists():
-            raise NotFound(f"output {relative!r} not found; GET .../outputs lists the job's outputs")
-        return target
+    def open_output(self, relative: str) -> tuple[int, os.stat_result]:
+        """A read descriptor of the output file at ``relative``, and its ``fstat``.
+
+        Opened beneath ``outputs/`` with no symbolic link followed (see :mod:`.safeopen`), so a
+        job that swaps a folder for a link while we open it gets a refusal, never a host file.
+        The caller reads from the descriptor and closes it. Raises NotFound, SpecError (a bad
+        path or a folder) or Forbidden (a link, a special file, a hard link).
+        """
+        try:
+            base = safeopen.open_dir(self.outputs)
+        except OSError:
+            raise NotFound(f"job has no outputs folder, so no output {relative!r}") from None
+        try:
+            return safeopen.open_regular(base, relative)
+        except ValueError as exc:
+            raise SpecError(f"{exc}; give a path from GET .../outputs", "path") from None
+        except safeopen.Refused as exc:
+            raise Forbidden(f"output {relative!r} {exc.strerror}; only plain files in outputs/ are served") from None
+        except IsADirectoryError:
+            raise SpecError(f"{relative!r} is a folder; download the files in it one by one", "path") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"output {relative!r} not found; GET .../outputs lists the job's outputs") from None
+        finally:
+            os.close(base)
+
+    def has_output(self, relative: str) -> bool:
+        """Whether ``relative`` is in ``outputs/`` (itself, not behind a symbolic link)."""
+        try:
+            base = safeopen.open_dir(self.outputs)
+        except OSError:
+            return False
+        try:
+            return safeopen.lstat_beneath(base, relative) is not None
+        except (ValueError, OSError):
+            return False
+        finally:
+            os.close(base)
 
     def list_outputs(self) -> list[dict[str, Any]]:
-        files = []
-        for path in sorted(self.outputs.rglob("*")):
-            if path.is_file():
-                files.append({"path": path.relative_to(self.outputs).as_posix(), "size": path.stat().st_size})
+        """Files under ``outputs/``, depth first. Symbolic links are listed as such, with their
+        own size, and never entered; other special files are left out."""
+        try:
+            base = safeopen.open_dir(self.outputs)
+        except OSError:
+            return []
+        files: list[dict[str, Any]] = []
+        try:
+            for path, entry in safeopen.walk_entries(base):
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                    if entry.is_symlink():
+                        files.append({"path": path, "type": "symlink", "size": size})
+                    elif entry.is_file(follow_symlinks=False):
+                        files.append({"path": path, "size": size})
+                except FileNotFoundError:  # removed while we listed
+                    continue
+        finally:
+            os.close(base)
         return files
 
     def remove(self) -> None:
+        """Delete the folder. ``shutil.rmtree`` works from directory descriptors and unlinks
+        symbolic links without following them, so nothing outside the folder is touched."""
         shutil.rmtree(self.root, ignore_errors=True)
 
 

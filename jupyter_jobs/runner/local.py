@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
+import posixpath
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from .. import safeopen
 from ..errors import BackendError
 from ..jobdir import JobDir
 from ..models import JobRecord
@@ -190,16 +191,37 @@ class LocalBackend(Backend):
         await asyncio.to_thread(self._collect, job, folder)
 
     def _collect(self, job: JobRecord, folder: JobDir) -> None:
-        for item in job.spec.outputs:
-            target = folder.outputs / item.path
-            if target.exists():
+        # Only renames inside the job folder, from descriptors opened without following links:
+        # an input folder may hold a symbolic link to anywhere, and what it leads to must never
+        # be moved into outputs/ (and deleted with the job).
+        try:
+            code, outputs = safeopen.open_dir(folder.code), safeopen.open_dir(folder.outputs)
+        except OSError as exc:
+            self.log.warning("jupyter-jobs: job %s: outputs not collected: %s", job.id, exc)
+            return
+        try:
+            for item in job.spec.outputs:
+                self._collect_one(job, folder, code, outputs, item.path)
+        finally:
+            os.close(code)
+            os.close(outputs)
+
+    def _collect_one(self, job: JobRecord, folder: JobDir, code: int, outputs: int, path: str) -> None:
+        """Move ``path`` from the working dir (else the code folder) to ``outputs/path``."""
+        if folder.has_output(path):
+            return
+        for source in dict.fromkeys([posixpath.normpath(posixpath.join(job.spec.working_dir, path)), path]):
+            try:
+                safeopen.rename_beneath(code, source, outputs, path)
+                return
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            for base in (folder.code / job.spec.working_dir, folder.code):
-                source = base / item.path
-                if source.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(str(source), str(target))
-                    break
+            except (safeopen.Refused, ValueError, OSError) as exc:
+                why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+                self.log.warning("jupyter-jobs: job %s: output %r not collected from code/%s: %s",
+                                 job.id, path, source, why)
+                folder.say(f"output {path!r} not collected: code/{source} {why}")
+                return
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
         return folder.read_json(_HANDLE_FILE)

@@ -258,7 +258,7 @@ class RunnerPool(LoggingConfigurable):
             await self.backend.collect(job, folder)
         except Exception:
             self.log.exception("jupyter-jobs: collecting outputs of job %s failed", job_id)
-        missing = [o.path for o in job.spec.outputs if not (folder.outputs / o.path).exists()]
+        missing = [o.path for o in job.spec.outputs if not await asyncio.to_thread(folder.has_output, o.path)]
         outputs = await asyncio.to_thread(folder.list_outputs)
         self.store.update(job_id, outputs=outputs, exit_code=exit.code)
         job = self.store.get(job_id)

@@ -34,6 +34,8 @@ export interface IJob {
   rerun_of: number | null;
   gpus: number[];
   datasets: string[];
+  /** How many output files it has (in list rows, which leave out the `outputs` list itself). */
+  outputs_count?: number;
   spec: { [key: string]: any };
   url: string;
 }
