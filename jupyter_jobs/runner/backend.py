@@ -81,6 +81,16 @@ class Backend(LoggingConfigurable):
         """Remove what is left of jobs that are not active (finished or deleted); say what."""
         return []
 
+    def unavailable(self) -> str | None:
+        """Why the engine cannot take jobs right now (its daemon is down), or None.
+
+        Jobs already running keep their resources meanwhile: the pool starts nothing new.
+        """
+        return None
+
+    def close(self) -> None:
+        """Stop what the backend runs in the background (jobs keep running)."""
+
     def default_image(self) -> str | None:
         """Image of jobs that name none (container backends)."""
         return None

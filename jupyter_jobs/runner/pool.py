@@ -16,7 +16,7 @@ from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from ..cluster import Cluster
-from ..errors import JobsError, SpecError
+from ..errors import BackendUnavailable, JobsError, SpecError
 from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
 from ..states import JobStatus
@@ -84,7 +84,11 @@ class RunnerPool(LoggingConfigurable):
 
     async def _schedule_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            if self.backend.unavailable():  # look again soon: nothing says when its daemon is back
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+            else:
+                await self._wake.wait()
             self._wake.clear()
             try:
                 self._schedule()
@@ -92,6 +96,8 @@ class RunnerPool(LoggingConfigurable):
                 self.log.exception("jupyter-jobs: scheduling pass failed")
 
     def _schedule(self) -> None:
+        if self.backend.unavailable():
+            return  # queued jobs wait; running ones keep their resources
         if self.backend.schedules_itself:
             for entry in self.store.pending(self.queue_scan):
                 if entry.id not in self._tasks:
@@ -141,6 +147,15 @@ class RunnerPool(LoggingConfigurable):
             folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
         except asyncio.CancelledError:
             raise
+        except BackendUnavailable as exc:  # not the job's fault: it waits for the engine, attempt kept
+            self.capacity.release(job.id)
+            self._tasks.pop(job.id, None)
+            self.store.transition(job.id, JobStatus.PENDING, preparing_at=None, allocation=Allocation(),
+                                  message=f"queued again: {exc.message}")
+            folder.say(f"could not start: {exc.message}; queued again")
+            self.notify(job.id)
+            asyncio.get_running_loop().call_later(1.0, self.wake)  # not at once: the engine is down
+            return
         except Exception as exc:
             message = exc.message if isinstance(exc, JobsError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, JobsError):
