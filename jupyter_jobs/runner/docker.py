@@ -253,6 +253,7 @@ class DockerBackend(Backend):
                 if state.get("Status") in ("running", "paused", "restarting"):
                     await in_thread(self.client.api.wait, cid, None)
                     state = await asyncio.to_thread(self._state, cid)
+                await asyncio.to_thread(self._copy_docker_log, cid, folder)
                 break
             except docker.errors.NotFound:
                 return Exit(None, f"its container {handle['name']} is gone (removed outside jupyter-jobs, "
@@ -266,7 +267,6 @@ class DockerBackend(Backend):
         if lost_at is not None:
             folder.say(f"the Docker daemon answers again after {time.monotonic() - lost_at:.0f}s; "
                        f"its container is {state.get('Status', 'unknown')}")
-        await asyncio.to_thread(self._copy_docker_log, cid, folder)
         if state.get("StartedAt", _NEVER) == _NEVER:  # never a success without having run
             self._stopping.discard(cid)
             return Exit(None, f"Docker could not start its container: {state.get('Error') or 'it never started'}")
@@ -312,7 +312,7 @@ class DockerBackend(Backend):
         output went to the job's log (say, the log file could not be opened). Usually nothing."""
         try:
             text = self.client.api.logs(cid, stdout=True, stderr=True)
-        except docker.errors.DockerException:
+        except docker.errors.APIError:  # gone, or a log driver that cannot be read (not: daemon down)
             return
         if text:
             folder.say("the container printed, outside the job's log:")
