@@ -76,7 +76,6 @@ class DockerBackend(Backend):
         "those devices), 'env' (only CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES, for hosts without the "
         "toolkit), or 'auto': device-request when the daemon has the nvidia runtime.",
     )
-
     outputs_nosuid = Bool(
         True, config=True, help="Mount /outputs nosuid,nodev, through an overlay whose upper layer is the job's "
         "outputs folder. Set False where the data dir's filesystem cannot be an overlay's upper layer (NFS, "
@@ -113,6 +112,8 @@ class DockerBackend(Backend):
         while not self._closed.wait(self.health_interval):
             try:
                 self._pinger.ping()
+                if self._down is not None:
+                    self.log.warning("jupyter-jobs: the Docker daemon answers again")
                 self._down = None
             except Exception as exc:  # any failure means: not usable now
                 if self._down is None:

@@ -287,10 +287,11 @@ async def test_a_container_created_but_never_started_runs_after_a_restart(api, m
 
     monkeypatch.setattr(manager.engine.client.api, "start", start_never_returns)
     job = await api.submit({"cmd": "echo it ran; echo out > $JOB_OUTPUTS/r.txt", "outputs": ["r.txt"]})
-    while not containers_of(client, job["id"], server_id):
+    labels = [f"jupyter_jobs.job_id={job['id']}", f"jupyter_jobs.server={server_id}"]
+    while not client.api.containers(all=True, filters={"label": labels}):
         await asyncio.sleep(0.05)
-    (container,) = containers_of(client, job["id"], server_id)
-    assert container.status == "created"
+    (container,) = client.api.containers(all=True, filters={"label": labels})
+    assert container["State"] == "created"
     await manager.stop()
     server_died.set()
 
