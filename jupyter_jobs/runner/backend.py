@@ -50,6 +50,8 @@ class Backend(LoggingConfigurable):
     schedules_itself = False
     #: Identifies this server's jobs among those of other servers sharing an engine.
     server_id = Unicode("")
+    #: Called, from any thread, when ``unavailable()`` changes; the pool sets it to wake itself.
+    availability_changed: Callable[[], None] = staticmethod(lambda: None)
 
     async def prepare(self, launch: Launch) -> None:
         """Get ready to start (pull an image, ...), writing progress to the job's log."""

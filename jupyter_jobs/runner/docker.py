@@ -112,13 +112,19 @@ class DockerBackend(Backend):
         while not self._closed.wait(self.health_interval):
             try:
                 self._pinger.ping()
-                if self._down is not None:
-                    self.log.warning("jupyter-jobs: the Docker daemon answers again")
-                self._down = None
+                down = None
             except Exception as exc:  # any failure means: not usable now
+                down = self._down_message
                 if self._down is None:
-                    self.log.warning("jupyter-jobs: %s: %s", self._down_message, exc)
-                self._down = self._down_message
+                    self.log.warning("jupyter-jobs: %s: %s", down, exc)
+            if down != self._down:
+                if down is None:
+                    self.log.warning("jupyter-jobs: the Docker daemon answers again")
+                self._down = down
+                try:
+                    self.availability_changed()
+                except RuntimeError:  # the server's loop has closed
+                    return
 
     def unavailable(self) -> str | None:
         return self._down

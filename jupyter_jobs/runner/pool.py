@@ -67,6 +67,8 @@ class RunnerPool(LoggingConfigurable):
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Find the jobs a previous server left running, then start scheduling."""
+        loop = asyncio.get_running_loop()
+        self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
         await self._reconcile()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
         self.wake()
@@ -84,11 +86,7 @@ class RunnerPool(LoggingConfigurable):
 
     async def _schedule_forever(self) -> None:
         while True:
-            if self.backend.unavailable():  # look again soon: nothing says when its daemon is back
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-            else:
-                await self._wake.wait()
+            await self._wake.wait()
             self._wake.clear()
             try:
                 self._schedule()
@@ -96,8 +94,13 @@ class RunnerPool(LoggingConfigurable):
                 self.log.exception("jupyter-jobs: scheduling pass failed")
 
     def _schedule(self) -> None:
-        if self.backend.unavailable():
-            return  # queued jobs wait; running ones keep their resources
+        down = self.backend.unavailable()
+        if down:  # queued jobs wait, and say why; running ones keep their resources
+            waiting = {e.id: f"waiting: {down}" for e in self.store.pending(self.queue_scan) if e.message != f"waiting: {down}"}
+            self.store.set_messages(waiting)
+            for job_id in waiting:
+                self.notify(job_id)
+            return
         if self.backend.schedules_itself:
             for entry in self.store.pending(self.queue_scan):
                 if entry.id not in self._tasks:

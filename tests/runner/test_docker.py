@@ -409,6 +409,9 @@ def live_restore():
 
 @pytest.fixture
 def own_dockerd(client, monkeypatch, live_restore):
+    if not shutil.which("dockerd") or os.geteuid() != 0:
+        reason = "a dockerd of the test's own needs the dockerd binary and root"
+        pytest.fail(reason) if REQUIRED else pytest.skip(reason)
     daemon = OwnDockerd(live_restore)
     try:
         daemon.start()
@@ -449,6 +452,7 @@ class TestDockerdCrash:
         assert (await api.job(ticks["id"]))["status"] == "Running"
         waiting = await api.job(second["id"])
         assert waiting["status"] == "Pending", "the GPU of the running job must stay held"
+        assert waiting["message"].startswith("waiting: the Docker daemon does not answer"), waiting["message"]
 
         await asyncio.to_thread(own_dockerd.start)
         done = await api.wait(ticks["id"], timeout=60)
