@@ -212,7 +212,8 @@ class DockerBackend(Backend):
         alloc = job.allocation
         name = f"jupyter-jobs-{self.server_id}-{job.id}-{job.attempt}"
         kwargs = dict(
-            command=["/bin/sh", "-c", _CAPTURE, "jupyter-job", command], name=name, labels=self._labels(job), environment=env,
+            command=["/bin/sh", "-c", _CAPTURE, "jupyter-job", command], name=name, labels=self._labels(job),
+            environment=env,
             working_dir=posixpath.normpath(posixpath.join("/code", job.spec.working_dir)), mounts=mounts,
             network_mode="host" if launch.instance_type.network else "none",
             cap_drop=["ALL"], security_opt=["no-new-privileges"], init=True, user=self.user or None,
@@ -308,7 +309,8 @@ class DockerBackend(Backend):
             elif daemon_lost:
                 detail = f"killed by {name}: the Docker daemon restarted while it ran"
             else:
-                detail = f"killed by {name} from outside jupyter-jobs (`docker stop`, or the Docker daemon shutting down)"
+                detail = (f"killed by {name} from outside jupyter-jobs (`docker stop`, or the Docker daemon "
+                          "shutting down)")
         elif daemon_lost:
             detail = "the Docker daemon restarted while it ran"
         self._stopping.discard(cid)
@@ -334,7 +336,9 @@ class DockerBackend(Backend):
         except docker.errors.NotFound:
             pass
         except _DAEMON_ERRORS as exc:
-            raise BackendUnavailable(f"the Docker daemon does not answer, so the job cannot be stopped now: {exc}") from None
+            raise BackendUnavailable(
+                f"the Docker daemon does not answer, so the job cannot be stopped now: {exc}"
+            ) from None
 
     async def collect(self, job: JobRecord, folder: JobDir) -> None:
         """Outputs are already in the job folder (mounted); remove the container and its volumes,

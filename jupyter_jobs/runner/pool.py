@@ -96,7 +96,8 @@ class RunnerPool(LoggingConfigurable):
     def _schedule(self) -> None:
         down = self.backend.unavailable()
         if down:  # queued jobs wait, and say why; running ones keep their resources
-            waiting = {e.id: f"waiting: {down}" for e in self.store.pending(self.queue_scan) if e.message != f"waiting: {down}"}
+            message = f"waiting: {down}"
+            waiting = {e.id: message for e in self.store.pending(self.queue_scan) if e.message != message}
             self.store.set_messages(waiting)
             for job_id in waiting:
                 self.notify(job_id)

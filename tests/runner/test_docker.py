@@ -364,8 +364,8 @@ class OwnDockerd:
             self.proc = subprocess.Popen(
                 ["dockerd", "--host", self.host, "--data-root", f"{self.home}/data", "--exec-root", f"{self.home}/exec",
                  "--pidfile", f"{self.home}/docker.pid", "--bridge=none", "--iptables=false", "--ip6tables=false",
-                 *(["--live-restore"] if self.live_restore else [])], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                 *(["--live-restore"] if self.live_restore else [])],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while True:
