@@ -181,6 +181,7 @@ class JobManager(LoggingConfigurable):
 
     async def stop(self) -> None:
         await self.pool.stop()
+        self.engine.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -262,12 +263,17 @@ class JobManager(LoggingConfigurable):
         self.store.get(job_id)  # 404 for unknown jobs
         return JobDir(self.jobs_dir / str(job_id))
 
+    def why_unavailable(self) -> str | None:
+        """Why jobs cannot be submitted now (set at start, or the backend's daemon is down), or None."""
+        return self.unavailable or self.engine.unavailable()
+
     def describe(self) -> dict[str, Any]:
+        reason = self.why_unavailable()
         return {
             "version": __version__,
             "backend": self.engine.name,
-            "available": self.unavailable is None,
-            "unavailable_reason": self.unavailable,
+            "available": reason is None,
+            "unavailable_reason": reason,
             "backends": ["local", "docker", "slurm"],
             "backend_info": self.engine.describe(),
             "default_instance_type": self.cluster.default_type,
@@ -293,8 +299,9 @@ class JobManager(LoggingConfigurable):
         The job's files come from ``files`` (a manifest ``{path: sha256}`` of uploaded blobs), else
         from the spec's ``inputs`` read under ``base_dir``, else (a rerun) from the job it reruns.
         """
-        if self.unavailable:
-            raise BackendUnavailable(f"jobs cannot run here now: {self.unavailable}")
+        reason = self.why_unavailable()
+        if reason:
+            raise BackendUnavailable(f"jobs cannot run here now: {reason}")
         spec = await asyncio.to_thread(parse_spec, spec_data)
         if files is not None:
             files = check_manifest(files)

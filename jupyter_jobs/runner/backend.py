@@ -50,6 +50,8 @@ class Backend(LoggingConfigurable):
     schedules_itself = False
     #: Identifies this server's jobs among those of other servers sharing an engine.
     server_id = Unicode("")
+    #: Called, from any thread, when ``unavailable()`` changes; the pool sets it to wake itself.
+    availability_changed: Callable[[], None] = staticmethod(lambda: None)
 
     async def prepare(self, launch: Launch) -> None:
         """Get ready to start (pull an image, ...), writing progress to the job's log."""
@@ -80,6 +82,16 @@ class Backend(LoggingConfigurable):
     async def remove_orphans(self, active: set[int]) -> list[str]:
         """Remove what is left of jobs that are not active (finished or deleted); say what."""
         return []
+
+    def unavailable(self) -> str | None:
+        """Why the engine cannot take jobs right now (its daemon is down), or None.
+
+        Jobs already running keep their resources meanwhile: the pool starts nothing new.
+        """
+        return None
+
+    def close(self) -> None:
+        """Stop what the backend runs in the background (jobs keep running)."""
 
     def default_image(self) -> str | None:
         """Image of jobs that name none (container backends)."""

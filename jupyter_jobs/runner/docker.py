@@ -1,29 +1,33 @@
 """The Docker backend: each job is a container, with its GPUs, datasets, limits and isolation.
 
-The docker SDK blocks, so every call runs off the event loop. Long waits (a container's exit,
-its log stream) get daemon threads of their own (``in_thread``) instead of the loop's small
-default executor. Logs are pumped to the job's log file as they are written, with a cursor
-(timestamp of the last line, and how many lines shared it) kept beside it, so a restarted
-server follows a running container again from exactly where the file ends.
+The docker SDK blocks, so every call runs off the event loop. Long waits (a container's exit)
+get daemon threads of their own (``in_thread``) instead of the loop's small default executor.
+
+The job's output is not copied out of Docker: the job's log file is bind-mounted into the
+container and the container's shell appends stdout and stderr to it (one open file, O_APPEND),
+as the local backend does. So lines keep the order the job wrote them in, nothing is dropped
+however fast it prints, and the log keeps growing while the server or the Docker daemon is
+down. A lost daemon connection is "unknown for now": the job keeps its resources, and only a
+container that is really gone ends it.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import posixpath
 import re
 import signal
+import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import DeviceRequest, Mount
-from traitlets import CaselessStrEnum, Int, Unicode
+from docker.types import DeviceRequest, DriverConfig, Mount
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
 
 from ..errors import BackendError, BackendUnavailable
 from ..images import DEFAULT_TAG
@@ -33,9 +37,16 @@ from .backend import Backend, Exit, Launch, in_thread
 from .environment import job_command, job_environment
 
 LABEL = "jupyter_jobs"
-_CURSOR_FILE = "log-cursor"
-_CURSOR_SIZE = 128
-_DAEMON_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout, BrokenPipeError)
+#: Where the job's log file is mounted in its container.
+LOG_IN_CONTAINER = "/.jupyter-jobs/job.log"
+# $1: the job's command. The shell sends its own output, then the job's, to the log file; if
+# that fails, its error reaches Docker's log, which `wait` copies into the job's log.
+_CAPTURE = f'exec >>{LOG_IN_CONTAINER} 2>&1 && exec /bin/sh -c "$1"'
+#: `State.StartedAt` of a container that never started.
+_NEVER = "0001-01-01T00:00:00Z"
+# What a dropped or refused daemon connection raises (requests wraps socket errors).
+_DAEMON_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                  requests.exceptions.Timeout, ConnectionError)
 
 
 def docker_available(timeout: float = 3.0) -> bool:
@@ -47,79 +58,6 @@ def docker_available(timeout: float = 3.0) -> bool:
         return True
     except Exception:  # any failure means: not usable
         return False
-
-
-def _ts_key(stamp: bytes) -> tuple[str, int]:
-    """Comparable key of a Docker RFC3339Nano timestamp (its trailing zeros are trimmed)."""
-    text = stamp.decode()
-    whole, _, rest = text.rstrip("Z").partition(".")
-    return whole, int((rest or "0").ljust(9, "0")[:9])
-
-
-def _ts_seconds(stamp: str) -> float:
-    """UNIX seconds of a Docker timestamp (microseconds kept), for the logs ``since`` filter."""
-    whole, nanos = _ts_key(stamp.encode())
-    from datetime import datetime, timezone
-
-    base = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    return base + (nanos // 1000) / 1e6
-
-
-def _write_cursor(fd: int, stamp: str, count: int) -> None:
-    """Overwrite the cursor in one fixed-size write: a crash never leaves it empty or torn
-    (truncating and rewriting would, and an empty cursor means "replay from the start")."""
-    record = json.dumps({"ts": stamp, "count": count}).encode().ljust(_CURSOR_SIZE)
-    os.pwrite(fd, record, 0)
-
-
-class LogPump:
-    """Copies a container's log stream into the job's log file, resumably."""
-
-    def __init__(self, client: docker.DockerClient, container: str, folder: JobDir,
-                 wrote: Callable[[], None] = lambda: None) -> None:
-        self.client, self.container, self.folder, self.wrote = client, container, folder, wrote
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        cursor = folder.read_json(_CURSOR_FILE) or {}
-        self.last: str | None = cursor.get("ts")
-        self.same = int(cursor.get("count", 0))
-        threading.Thread(target=self._run, name=f"jupyter-jobs-logs-{container[:12]}", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            self._pump()
-        except BaseException as exc:  # the waiter decides what a broken stream means
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def _pump(self) -> None:
-        since = _ts_seconds(self.last) if self.last else None
-        stream = self.client.api.logs(self.container, stream=True, follow=True, timestamps=True, since=since)
-        last_key = _ts_key(self.last.encode()) if self.last else None
-        skip = self.same
-        cursor = os.open(self.folder.run / _CURSOR_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            with open(self.folder.log, "ab", buffering=0) as log:
-                for message in stream:
-                    stamp, _, text = message.partition(b" ")
-                    key = _ts_key(stamp)
-                    if last_key is not None and key < last_key:
-                        continue
-                    if last_key is not None and key == last_key and skip > 0:
-                        skip -= 1  # written before the restart
-                        continue
-                    log.write(text)
-                    # After the line: a crash in between repeats at most one line, never loses one.
-                    self.same = self.same + 1 if key == last_key else 1
-                    last_key, self.last, skip = key, stamp.decode(), 0
-                    _write_cursor(cursor, self.last, self.same)
-                    self.wrote()
-        finally:
-            os.close(cursor)
-
-    async def finished(self, timeout: float) -> None:
-        await asyncio.wait_for(in_thread(self.done.wait), timeout)
 
 
 class DockerBackend(Backend):
@@ -138,20 +76,61 @@ class DockerBackend(Backend):
         "those devices), 'env' (only CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES, for hosts without the "
         "toolkit), or 'auto': device-request when the daemon has the nvidia runtime.",
     )
+    outputs_nosuid = Bool(
+        True, config=True, help="Mount /outputs nosuid,nodev, through an overlay whose upper layer is the job's "
+        "outputs folder. Set False where the data dir's filesystem cannot be an overlay's upper layer (NFS, "
+        "or a data dir on an overlay itself): /outputs is then a plain bind mount.",
+    )
+    health_interval = Float(
+        1.0, config=True, help="Seconds between checks that the Docker daemon answers (GET /config says "
+        "available: false, and submits answer 503, while it does not).",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        where = f"DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')}"
         try:
-            # Each running job holds two streaming connections (its log and its wait).
+            # Each running job holds one streaming connection (its wait).
             self.client = docker.from_env(timeout=60, max_pool_size=256)
             info = self.client.info()
+            self._pinger = docker.from_env(timeout=5)
         except Exception as exc:
-            raise BackendUnavailable(f"the Docker daemon does not answer (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')}): {exc}") from None
+            raise BackendUnavailable(f"the Docker daemon does not answer ({where}): {exc}") from None
         self.server_version = info.get("ServerVersion", "")
         self.has_nvidia = "nvidia" in (info.get("Runtimes") or {})
-        self._pumps: dict[str, LogPump] = {}
+        self.live_restore = bool(info.get("LiveRestoreEnabled"))
         self._stopping: set[str] = set()
         self._present: set[str] = set()  # images known to be here (checked once, not per job)
+        self._down: str | None = None
+        self._down_message = f"the Docker daemon does not answer ({where}); running jobs keep their resources " \
+            "and are followed again when it is back"
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch_daemon, name="jupyter-jobs-docker-health", daemon=True).start()
+
+    # -- the daemon's health ------------------------------------------------------------------
+    def _watch_daemon(self) -> None:
+        while not self._closed.wait(self.health_interval):
+            try:
+                self._pinger.ping()
+                down = None
+            except Exception as exc:  # any failure means: not usable now
+                down = self._down_message
+                if self._down is None:
+                    self.log.warning("jupyter-jobs: %s: %s", down, exc)
+            if down != self._down:
+                if down is None:
+                    self.log.warning("jupyter-jobs: the Docker daemon answers again")
+                self._down = down
+                try:
+                    self.availability_changed()
+                except RuntimeError:  # the server's loop has closed
+                    return
+
+    def unavailable(self) -> str | None:
+        return self._down
+
+    def close(self) -> None:
+        self._closed.set()
 
     # -- facts -------------------------------------------------------------------------------
     def default_image(self) -> str | None:
@@ -164,6 +143,7 @@ class DockerBackend(Backend):
         return {
             "name": self.name, "isolation": "container", "server_version": self.server_version,
             "default_image": self.image, "gpu_mode": "device-request" if self.use_device_requests() else "env",
+            "live_restore": self.live_restore,
         }
 
     def _labels(self, job: JobRecord) -> dict[str, str]:
@@ -223,15 +203,17 @@ class DockerBackend(Backend):
         command = job_command(job, env)
         mounts = [
             Mount("/code", str(folder.code), type="bind", read_only=True),
-            Mount("/outputs", str(folder.outputs), type="bind"),
+            _outputs_mount(folder, self.outputs_nosuid),
+            Mount(LOG_IN_CONTAINER, str(folder.log), type="bind"),
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
         ]
         if self.user:
-            os.chmod(folder.outputs, 0o777)  # so a non-root job can write its outputs
+            _let_user_write(folder, self.user)
         alloc = job.allocation
         name = f"jupyter-jobs-{self.server_id}-{job.id}-{job.attempt}"
         kwargs = dict(
-            command=["/bin/sh", "-c", command], name=name, labels=self._labels(job), environment=env,
+            command=["/bin/sh", "-c", _CAPTURE, "jupyter-job", command], name=name, labels=self._labels(job),
+            environment=env,
             working_dir=posixpath.normpath(posixpath.join("/code", job.spec.working_dir)), mounts=mounts,
             network_mode="host" if launch.instance_type.network else "none",
             cap_drop=["ALL"], security_opt=["no-new-privileges"], init=True, user=self.user or None,
@@ -240,32 +222,24 @@ class DockerBackend(Backend):
             pids_limit=self.pids_limit or None, shm_size=self.shm_size, device_requests=device_requests,
             stdin_open=False, tty=False, detach=True,
         )
+        image = job.image or self.image
         try:
-            container = await asyncio.to_thread(self._create_and_start, job.image or self.image, kwargs)
+            container = await asyncio.to_thread(self._create, image, kwargs)
+            await asyncio.to_thread(self.client.api.start, container.id)
+        except _DAEMON_ERRORS as exc:
+            # Queued again by the pool; a container created meanwhile is replaced (same name).
+            raise BackendUnavailable(f"the Docker daemon stopped answering while the job started: {exc}") from None
         except docker.errors.DockerException as exc:
-            raise BackendError(f"Docker could not start the container: {_reason(exc)}") from None
-        handle = {"container": container.id, "name": name, "command": command, "image": job.image or self.image,
-                  "folder": str(folder.root)}
-        self._pumps[container.id] = self._pump(job, container.id, folder)
-        return handle
+            hint = ""
+            if self.outputs_nosuid and "volume" in _reason(exc):
+                hint = " (if the data dir cannot be an overlay's upper layer, set DockerBackend.outputs_nosuid = False)"
+            raise BackendError(f"Docker could not start the container: {_reason(exc)}{hint}") from None
+        return {"container": container.id, "name": name, "command": command, "image": image,
+                "folder": str(folder.root)}
 
-    def _pump(self, job: JobRecord, cid: str, folder: JobDir) -> LogPump:
-        """A log pump that wakes the job's log followers (on the loop) as it writes."""
-        loop = asyncio.get_running_loop()
-        notify = getattr(self.parent, "notify_log", None)
-
-        def wrote() -> None:
-            if notify is not None:
-                try:
-                    loop.call_soon_threadsafe(notify, job.id)
-                except RuntimeError:  # loop closed: the server stopped
-                    pass
-
-        return LogPump(self.client, cid, folder, wrote)
-
-    def _create_and_start(self, image: str, kwargs: dict[str, Any]) -> Any:
+    def _create(self, image: str, kwargs: dict[str, Any]) -> Any:
         try:
-            container = self.client.containers.create(image, **kwargs)
+            return self.client.containers.create(image, **kwargs)
         except docker.errors.ImageNotFound:
             self._present.discard(image)  # removed since we checked: the next attempt pulls it
             raise
@@ -273,60 +247,86 @@ class DockerBackend(Backend):
             if exc.status_code != 409:
                 raise
             # The name is taken by a leftover of an attempt a restart interrupted.
-            self.client.api.remove_container(kwargs["name"], force=True)
-            container = self.client.containers.create(image, **kwargs)
-        container.start()
-        return container
+            self.client.api.remove_container(kwargs["name"], force=True, v=True)
+            return self.client.containers.create(image, **kwargs)
 
     # -- wait / stop -------------------------------------------------------------------------
     async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         cid = handle["container"]
         folder = JobDir(Path(handle["folder"]))
-        pump = self._pumps.get(cid)
-        if pump is None:  # found again after a restart
-            pump = self._pumps[cid] = self._pump(job, cid, folder)
-        daemon_lost = False
+        lost_at: float | None = None
         while True:
             try:
-                result = await in_thread(self.client.api.wait, cid, None)
+                state = await asyncio.to_thread(self._started, cid, folder)
+                if state.get("Status") in ("running", "paused", "restarting"):
+                    await in_thread(self.client.api.wait, cid, None)
+                    state = await asyncio.to_thread(self._state, cid)
+                await asyncio.to_thread(self._copy_docker_log, cid, folder)
                 break
             except docker.errors.NotFound:
-                self._pumps.pop(cid, None)
                 return Exit(None, f"its container {handle['name']} is gone (removed outside jupyter-jobs, "
                                   "or lost by a restart of the Docker daemon)", lost=True)
-            except (docker.errors.APIError, *_DAEMON_ERRORS):
-                daemon_lost = True  # the daemon is restarting: ask again until it answers
-                await asyncio.sleep(1.0)
-        if pump is not None and pump.done.is_set() and pump.error is not None:
-            # The stream broke (the daemon went away): catch up from the cursor, no gap.
-            pump = self._pump(job, cid, folder)
-        if pump is not None:
+            except (docker.errors.APIError, *_DAEMON_ERRORS) as exc:
+                if lost_at is None:  # the daemon went away: the container may well run on
+                    lost_at = time.monotonic()
+                    folder.say(f"lost the connection to the Docker daemon ({type(exc).__name__}); the job keeps "
+                               "its resources, waiting for the daemon to answer again")
+                await asyncio.sleep(self.health_interval)
+        if lost_at is not None:
+            folder.say(f"the Docker daemon answers again after {time.monotonic() - lost_at:.0f}s; "
+                       f"its container is {state.get('Status', 'unknown')}")
+        if state.get("StartedAt", _NEVER) == _NEVER:  # never a success without having run
+            self._stopping.discard(cid)
+            return Exit(None, f"Docker could not start its container: {state.get('Error') or 'it never started'}")
+        return Exit(int(state.get("ExitCode", -1)), self._detail(job, cid, state, lost_at is not None))
+
+    def _started(self, cid: str, folder: JobDir) -> dict[str, Any]:
+        """The container's state, after starting it if it was created but never started (the
+        server stopped between the two): `docker wait` on it would answer 0 at once."""
+        state = self.client.api.inspect_container(cid)["State"]
+        if state.get("Status") == "created":
+            folder.say("its container was created but never started (the server stopped in between); starting it")
             try:
-                await pump.finished(timeout=10)
-            except asyncio.TimeoutError:
-                self.log.warning("jupyter-jobs: log stream of %s did not end", handle["name"])
-            self._pumps.pop(cid, None)
-        code = int(result.get("StatusCode", -1))
-        state = await asyncio.to_thread(self._state, cid)
+                self.client.api.start(cid)
+            except docker.errors.APIError as exc:
+                if isinstance(exc, docker.errors.NotFound) or exc.status_code is None:
+                    raise
+            state = self.client.api.inspect_container(cid)["State"]
+        return state
+
+    def _state(self, cid: str) -> dict[str, Any]:
+        return self.client.api.inspect_container(cid)["State"]
+
+    def _detail(self, job: JobRecord, cid: str, state: dict[str, Any], daemon_lost: bool) -> str:
+        code = int(state.get("ExitCode", -1))
         detail = ""
         if state.get("OOMKilled"):
             detail = f"out of memory: it reached its {job.allocation.memory_mib} MiB limit"
-        elif daemon_lost:
-            detail = "the Docker daemon restarted while it ran"
         elif code > 128 and code - 128 in signal.valid_signals():
             name = signal.Signals(code - 128).name
             if cid in self._stopping:
                 detail = f"killed by {name}"
+            elif daemon_lost:
+                detail = f"killed by {name}: the Docker daemon restarted while it ran"
             else:
-                detail = f"killed by {name} from outside jupyter-jobs (`docker stop`, or the Docker daemon shutting down)"
+                detail = (f"killed by {name} from outside jupyter-jobs (`docker stop`, or the Docker daemon "
+                          "shutting down)")
+        elif daemon_lost:
+            detail = "the Docker daemon restarted while it ran"
         self._stopping.discard(cid)
-        return Exit(code, detail)
+        return detail
 
-    def _state(self, cid: str) -> dict[str, Any]:
+    def _copy_docker_log(self, cid: str, folder: JobDir) -> None:
+        """Append what reached Docker's own log: only what the container printed before its
+        output went to the job's log (say, the log file could not be opened). Usually nothing."""
         try:
-            return self.client.api.inspect_container(cid)["State"]
-        except docker.errors.DockerException:
-            return {}
+            text = self.client.api.logs(cid, stdout=True, stderr=True)
+        except docker.errors.APIError:  # gone, or a log driver that cannot be read (not: daemon down)
+            return
+        if text:
+            folder.say("the container printed, outside the job's log:")
+            with open(folder.log, "ab") as log:
+                log.write(text if text.endswith(b"\n") else text + b"\n")
 
     async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:
         self._stopping.add(handle["container"])
@@ -335,15 +335,24 @@ class DockerBackend(Backend):
             await asyncio.to_thread(self.client.api.stop, handle["container"], timeout=max(1, int(round(grace))))
         except docker.errors.NotFound:
             pass
+        except _DAEMON_ERRORS as exc:
+            raise BackendUnavailable(
+                f"the Docker daemon does not answer, so the job cannot be stopped now: {exc}"
+            ) from None
 
     async def collect(self, job: JobRecord, folder: JobDir) -> None:
-        """Outputs are already on the host (bind mount); remove the container."""
+        """Outputs are already in the job folder (mounted); remove the container and its volumes,
+        and clear set-id bits of outputs. The log is complete: the job's processes wrote it
+        themselves, and have all exited."""
         cid = job.handle.get("container")
         if cid:
             try:
-                await asyncio.to_thread(self.client.api.remove_container, cid, force=True)
+                await asyncio.to_thread(self.client.api.remove_container, cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
+        changed = await asyncio.to_thread(_strip_set_id_bits, folder.outputs)
+        if changed:
+            folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
 
     # -- restart -----------------------------------------------------------------------------
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
@@ -353,7 +362,7 @@ class DockerBackend(Backend):
             return None
         container = found[0]
         return {"container": container.id, "name": container.name, "folder": str(folder.root),
-                "command": " ".join(container.attrs["Config"]["Cmd"][2:]), "image": container.attrs["Config"]["Image"]}
+                "command": container.attrs["Config"]["Cmd"][-1], "image": container.attrs["Config"]["Image"]}
 
     async def remove_orphans(self, active: set[int]) -> list[str]:
         containers = await asyncio.to_thread(
@@ -363,9 +372,54 @@ class DockerBackend(Backend):
         for container in containers:
             job_id = int(container.labels.get(f"{LABEL}.job_id", "0"))
             if job_id not in active:
-                await asyncio.to_thread(container.remove, force=True)
+                await asyncio.to_thread(container.remove, force=True, v=True)
                 removed.append(f"container {container.name} of job {job_id}, which is not running")
         return removed
+
+
+def _outputs_mount(folder: JobDir, nosuid: bool) -> Mount:
+    """``/outputs``: the job's outputs folder, mounted nosuid,nodev where ``nosuid``.
+
+    A bind mount cannot take those flags (Docker's local volume driver ignores them with
+    ``o=bind``, as mount(2) does), so the folder is the upper layer of an overlay over an empty
+    lower one: every write lands in the folder itself, and the mount's flags hold. The volume
+    is anonymous and removed with the container.
+    """
+    if not nosuid:
+        return Mount("/outputs", str(folder.outputs), type="bind")
+    lower, work = folder.run / "outputs-lower", folder.run / "outputs-work"
+    for path in (lower, work):
+        path.mkdir(exist_ok=True)
+    options = {"type": "overlay", "device": "overlay",
+               "o": f"lowerdir={lower},upperdir={folder.outputs},workdir={work},nosuid,nodev"}
+    return Mount("/outputs", None, type="volume", driver_config=DriverConfig("local", options))
+
+
+def _strip_set_id_bits(outputs: Path) -> list[str]:
+    """Clear setuid/setgid bits of files a job left in its outputs (never following a symlink):
+    they would hold on the host, whatever the container's mount said. Returns what it changed."""
+    changed = []
+    for base, dirs, files in os.walk(outputs):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), follow_symlinks=False)
+                    changed.append(os.path.relpath(path, outputs))
+            except (OSError, NotImplementedError):
+                continue
+    return changed
+
+
+def _let_user_write(folder: JobDir, user: str) -> None:
+    """Let a job that runs as ``user`` (not root) write its outputs and its log."""
+    os.chmod(folder.outputs, 0o777)
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and os.geteuid() == 0:
+        os.chown(folder.log, int(uid), int(gid) if gid.isdigit() else -1)
+    else:  # a user name, resolved inside the image
+        os.chmod(folder.log, 0o666)
 
 
 def _reason(exc: Exception) -> str:

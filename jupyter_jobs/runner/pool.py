@@ -16,7 +16,7 @@ from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from ..cluster import Cluster
-from ..errors import JobNotFound, JobsError, SpecError, storage_error
+from ..errors import BackendUnavailable, JobNotFound, JobsError, SpecError, storage_error
 from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
 from ..states import JobStatus
@@ -67,6 +67,8 @@ class RunnerPool(LoggingConfigurable):
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Find the jobs a previous server left running, then start scheduling."""
+        loop = asyncio.get_running_loop()
+        self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
         await self._reconcile()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
         self.wake()
@@ -92,6 +94,14 @@ class RunnerPool(LoggingConfigurable):
                 self.log.exception("jupyter-jobs: scheduling pass failed")
 
     def _schedule(self) -> None:
+        down = self.backend.unavailable()
+        if down:  # queued jobs wait, and say why; running ones keep their resources
+            message = f"waiting: {down}"
+            waiting = {e.id: message for e in self.store.pending(self.queue_scan) if e.message != message}
+            self.store.set_messages(waiting)
+            for job_id in waiting:
+                self.notify(job_id)
+            return
         if self.backend.schedules_itself:
             for entry in self.store.pending(self.queue_scan):
                 if entry.id not in self._tasks:
@@ -144,6 +154,15 @@ class RunnerPool(LoggingConfigurable):
             folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
         except asyncio.CancelledError:
             raise
+        except BackendUnavailable as exc:  # not the job's fault: it waits for the engine, attempt kept
+            self.capacity.release(job.id)
+            self._tasks.pop(job.id, None)
+            self.store.transition(job.id, JobStatus.PENDING, preparing_at=None, allocation=Allocation(),
+                                  message=f"queued again: {exc.message}")
+            folder.say(f"could not start: {exc.message}; queued again")
+            self.notify(job.id)
+            asyncio.get_running_loop().call_later(1.0, self.wake)  # not at once: the engine is down
+            return
         except Exception as exc:
             message = exc.message if isinstance(exc, JobsError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, JobsError):
