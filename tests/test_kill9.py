@@ -55,8 +55,13 @@ def _orphans(marker: str) -> list[int]:
     return found
 
 
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def server_args(request) -> list[str]:
+    return [f"--JobManager.backend={request.param}"]
+
+
 @pytest.mark.timeout(600)
-def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process):
+def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process, server_args):
     server = server_process
     marker = f"kill9-{secrets.token_hex(4)}"
     rng = random.Random(20261201)
@@ -108,4 +113,11 @@ def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process):
             assert list(counts.values()) == [1] * LINES, f"{name} Succeeded with lines missing: {counts}"
             assert len(numbered) == LINES
     assert _orphans(marker) == [], "job processes outlived their jobs"
+    if "--JobManager.backend=docker" in server_args:
+        import docker
+
+        client = docker.from_env()
+        server_id = (server.data / "server-id").read_text().strip()
+        left = client.containers.list(all=True, filters={"label": f"jupyter_jobs.server={server_id}"})
+        assert left == [], f"containers left behind: {[c.name for c in left]}"
     assert not any(p.name.startswith(".staging-") for p in (server.data / "jobs").iterdir())

@@ -39,6 +39,8 @@ from .environment import job_command, job_environment
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
 LOG_IN_CONTAINER = "/.jupyter-jobs/job.log"
+#: How the job's container ended, written before the container is removed.
+_EXIT_FILE = "container-exit.json"
 # $1: the job's command. The shell sends its own output, then the job's, to the log file; if
 # that fails, its error reaches Docker's log, which `wait` copies into the job's log.
 _CAPTURE = f'exec >>{LOG_IN_CONTAINER} 2>&1 && exec /bin/sh -c "$1"'
@@ -264,6 +266,10 @@ class DockerBackend(Backend):
                 await asyncio.to_thread(self._copy_docker_log, cid, folder)
                 break
             except docker.errors.NotFound:
+                ended = folder.read_json(_EXIT_FILE)
+                if isinstance(ended, dict) and ended.get("container") == cid:
+                    # It ended and was removed, and the server stopped before recording it.
+                    return Exit(int(ended["code"]), str(ended.get("detail", "")))
                 return Exit(None, f"its container {handle['name']} is gone (removed outside jupyter-jobs, "
                                   "or lost by a restart of the Docker daemon)", lost=True)
             except (docker.errors.APIError, *_DAEMON_ERRORS) as exc:
@@ -278,7 +284,11 @@ class DockerBackend(Backend):
         if state.get("StartedAt", _NEVER) == _NEVER:  # never a success without having run
             self._stopping.discard(cid)
             return Exit(None, f"Docker could not start its container: {state.get('Error') or 'it never started'}")
-        return Exit(int(state.get("ExitCode", -1)), self._detail(job, cid, state, lost_at is not None))
+        exit = Exit(int(state.get("ExitCode", -1)), self._detail(job, cid, state, lost_at is not None))
+        # Kept beside the job before `collect` removes the container: a server killed in between
+        # learns how it ended from here, not "its container is gone".
+        folder.write_json(_EXIT_FILE, {"container": cid, "code": exit.code, "detail": exit.detail})
+        return exit
 
     def _started(self, cid: str, folder: JobDir) -> dict[str, Any]:
         """The container's state, after starting it if it was created but never started (the
