@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,17 @@ def _private_shm_works(unshare: str) -> str:
     return "" if probe.returncode == 0 else f"unshare --mount failed: {probe.stderr.strip()[-200:]}"
 
 
+@dataclass(frozen=True)
+class Confinement:
+    """What this host lets the backend do to confine jobs (found once)."""
+
+    cgroups: Cgroups
+    #: The unshare command that gives a job its own /dev/shm; empty when jobs share the host's.
+    unshare: str
+    #: Why jobs share the host's /dev/shm (empty when they do not).
+    shared_shm_reason: str
+
+
 class LocalBackend(Backend):
     """Runs jobs as local processes, in their job folder, with the server's environment."""
 
@@ -157,10 +169,10 @@ class LocalBackend(Backend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
-        self._confinement: tuple[Cgroups, str, str] | None = None
+        self._confinement: Confinement | None = None
 
-    def confinement(self) -> tuple[Cgroups, str, str]:
-        """Found once: the cgroups jobs get, the unshare command for /dev/shm ("" when none), and why not."""
+    def confinement(self) -> Confinement:
+        """What confines jobs here, found at first use (logging what does not)."""
         if self._confinement is None:
             groups = Cgroups.detect() if self.cgroups else Cgroups(reason="LocalBackend.cgroups is False")
             unshare, why = shutil.which("unshare") or "", ""
@@ -174,7 +186,7 @@ class LocalBackend(Backend):
                 why = _private_shm_works(unshare)
             if why:
                 unshare = ""
-            self._confinement = (groups, unshare, why)
+            self._confinement = Confinement(groups, unshare, why)
             if not groups.available:
                 self.log.warning(
                     "jupyter-jobs: local jobs are not confined (no memory or pids limit, and processes they "
@@ -185,13 +197,13 @@ class LocalBackend(Backend):
         return self._confinement
 
     def describe(self) -> dict[str, Any]:
-        groups, unshare, why = self.confinement()
-        facts = groups.describe()
-        if groups.available:
-            facts["pids_limit"] = self.pids_limit if "pids" in groups.limits else 0
-        facts["private_shm"] = bool(unshare)
-        if why:
-            facts["shared_shm_reason"] = why
+        found = self.confinement()
+        facts = found.cgroups.describe()
+        if found.cgroups.available:
+            facts["pids_limit"] = self.pids_limit if "pids" in found.cgroups.limits else 0
+        facts["private_shm"] = bool(found.unshare)
+        if found.shared_shm_reason:
+            facts["shared_shm_reason"] = found.shared_shm_reason
         return {"name": self.name, "isolation": "process", "gpus": "CUDA_VISIBLE_DEVICES", "confinement": facts}
 
     def _cgroup_name(self, job: JobRecord) -> str:
@@ -229,23 +241,24 @@ class LocalBackend(Backend):
         env = {**os.environ, **job_env}
         # The server's own virtualenv first, so `python` is the notebook's python.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        groups, unshare, _ = self.confinement()
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
-        cgroup = None
-        if groups.available:
-            cgroup = await asyncio.to_thread(
-                groups.create, self._cgroup_name(job), memory_mib * 2**20, self.pids_limit
-            )
-        shm = str(memory_mib * 2**19) if unshare and memory_mib else ("50%" if unshare else "")
+        cgroup = await self._make_cgroup(job, memory_mib)
+        unshare = self.confinement().unshare
+        shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file), shm]
         argv += cgroup.procs_files() if cgroup else []
         if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
             argv = [unshare, "--mount", "--propagation", "private", *argv]
-        with open(folder.log, "ab") as log:
-            proc = subprocess.Popen(
-                argv, cwd=folder.code / job.spec.working_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            )
+        try:
+            with open(folder.log, "ab") as log:
+                proc = subprocess.Popen(
+                    argv, cwd=folder.code / job.spec.working_dir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                )
+        except BaseException:
+            if cgroup is not None:
+                await asyncio.to_thread(_end_cgroup, cgroup)
+            raise
         self._children[proc.pid] = proc
         handle = {
             "pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid),
@@ -254,6 +267,19 @@ class LocalBackend(Backend):
         }
         folder.write_json(_HANDLE_FILE, handle)
         return handle
+
+    async def _make_cgroup(self, job: JobRecord, memory_mib: int) -> JobCgroup | None:
+        """The job's cgroup with its limits (None when jobs are not confined here)."""
+        groups = self.confinement().cgroups
+        if not groups.available:
+            return None
+        try:
+            return await asyncio.to_thread(groups.create, self._cgroup_name(job), memory_mib * 2**20, self.pids_limit)
+        except OSError as exc:
+            raise BackendError(
+                f"could not make the job's cgroup ({exc}); fix the host's cgroups, or set "
+                "LocalBackend.cgroups = False to run jobs unconfined"
+            ) from exc
 
     async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         pid = handle["pid"]
@@ -316,7 +342,7 @@ class LocalBackend(Backend):
 
     async def remove_orphans(self, active: set[int]) -> list[str]:
         """Kill and remove the cgroups of this server's jobs that are no longer active."""
-        groups = self.confinement()[0]
+        groups = self.confinement().cgroups
         prefix = f"{self.server_id or 'local'}-"
         removed = []
         for name in groups.leftovers(prefix):

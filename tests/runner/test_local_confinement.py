@@ -254,3 +254,29 @@ def test_restarted_server_kills_the_cgroup_of_a_job_it_adopts(server_process, cg
         assert handle["cgroup"] and not [d for d in handle["cgroup"] if Path(d).exists()]
     finally:
         _reap([daemon])
+
+
+def test_restarted_server_removes_cgroups_of_jobs_that_are_gone(server_process, cgroups):
+    """A cgroup left by a crash (its job ended or was deleted meanwhile) is killed and removed at start."""
+    server_id = (server_process.data / "server-id").read_text().strip()
+    leftover = cgroups.create(f"{server_id}-99-1", 0, 0)
+    proc = subprocess.Popen(["/bin/sh", "-c", 'for f; do echo $$ > "$f"; done; exec sleep 1000', "sh",
+                             *leftover.procs_files()], start_new_session=True)
+    try:
+        for _ in range(400):
+            if proc.pid in leftover.members():
+                break
+            time.sleep(0.01)
+        assert proc.pid in leftover.members()
+        server_process.kill(signal.SIGKILL)
+        server_process.start()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        for _ in range(500):  # removed just after the kill
+            if not [d for d in leftover.dirs if Path(d).exists()]:
+                break
+            time.sleep(0.01)
+        assert not [d for d in leftover.dirs if Path(d).exists()]
+    finally:
+        _reap([proc.pid])
+        leftover.kill_all()
+        leftover.remove()
