@@ -39,15 +39,15 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[Path | None, dict[str, tuple[Path, str]]]:
-    """The unified (v2) mount point, and each v1 controller's mount point with its root."""
+def _mounts(mountinfo: str) -> tuple[tuple[Path, str] | None, dict[str, tuple[Path, str]]]:
+    """The unified (v2) mount point and each v1 controller's, each with the path it shows."""
     unified, v1 = None, {}
     for line in Path(mountinfo).read_text().splitlines():
         left, _, right = line.partition(" - ")
         fields, (fstype, _source, options) = left.split(), right.split()[:3]
         root, point = fields[3], Path(fields[4].replace("\\040", " "))
         if fstype == "cgroup2" and unified is None:
-            unified = point
+            unified = (point, root)
         elif fstype == "cgroup":
             for option in options.split(","):
                 if option in V1_CONTROLLERS:
@@ -55,7 +55,7 @@ def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[Path | None, dict[
     return unified, v1
 
 
-def _own_paths(procfile: str = "/proc/self/cgroup") -> dict[str, str]:
+def _own_paths(procfile: str) -> dict[str, str]:
     """This process's cgroup in each tree: {"": v2 path, "memory": v1 path, ...}."""
     paths = {}
     for line in Path(procfile).read_text().splitlines():
@@ -72,6 +72,19 @@ def _below(mount: Path, root: str, path: str) -> Path:
     return mount / path.lstrip("/")
 
 
+def _enable(cgroup: Path, controllers: set[str]) -> set[str]:
+    """Enable ``controllers`` for the children of a v2 cgroup; return those that are."""
+    try:
+        enabled = set((cgroup / "cgroup.subtree_control").read_text().split())
+    except OSError:
+        return set()
+    for controller in sorted(controllers - enabled):
+        with contextlib.suppress(OSError):  # EBUSY: it holds processes; EACCES: not delegated
+            _write(cgroup / "cgroup.subtree_control", f"+{controller}")
+            enabled.add(controller)
+    return controllers & enabled
+
+
 @dataclass
 class Cgroups:
     """Where this host lets the server make job cgroups (found once, by :meth:`detect`)."""
@@ -84,16 +97,18 @@ class Cgroups:
     reason: str = ""
 
     @classmethod
-    def detect(cls, unified: bool = True) -> Cgroups:
+    def detect(
+        cls, unified: bool = True, mountinfo: str = "/proc/self/mountinfo", own_cgroup: str = "/proc/self/cgroup"
+    ) -> Cgroups:
         """Find writable trees; ``unified=False`` ignores v2 (tests of v1 alone)."""
         try:
-            v2_mount, v1 = _mounts()
-            own = _own_paths()
+            v2_mount, v1 = _mounts(mountinfo)
+            own = _own_paths(own_cgroup)
         except OSError as exc:
             return cls(reason=f"cannot read this process's cgroups: {exc}")
         found, errors = cls(), []
         if unified and v2_mount is not None and "" in own:
-            found._add_v2(v2_mount, own[""], errors)
+            found._add_v2(*v2_mount, own[""], errors)
         # The unified tree kills by itself (cgroup.kill or cgroup.freeze): no v1 freezer then.
         wanted = [c for c in V1_CONTROLLERS if c not in found.limits and not (c == "freezer" and found.bases)]
         for controller in wanted:
@@ -104,27 +119,17 @@ class Cgroups:
             found.reason = "no writable cgroup tree (" + "; ".join(errors or ["no cgroup filesystem mounted"]) + ")"
         return found
 
-    def _add_v2(self, mount: Path, own: str, errors: list[str]) -> None:
+    def _add_v2(self, mount: Path, root: str, own: str, errors: list[str]) -> None:
         # A v2 cgroup that holds processes (other than the root) cannot enable controllers for
         # children, so jobs go beside the server's cgroup unless the server sits at the root.
-        parent = _below(mount, "/", own if own == "/" else os.path.dirname(own))
+        parent = _below(mount, root, own if own in ("/", root) else os.path.dirname(own))
         try:
             offered = set((parent / "cgroup.controllers").read_text().split()) & {"memory", "pids"}
         except OSError as exc:
             errors.append(f"{parent}: {exc.strerror}")
             return
-        for controller in sorted(offered):
-            try:
-                _write(parent / "cgroup.subtree_control", f"+{controller}")
-            except OSError:
-                offered.discard(controller)
-        if not self._add(parent / FOLDER, offered, errors):
-            return
-        for controller in sorted(offered):
-            try:
-                _write(parent / FOLDER / "cgroup.subtree_control", f"+{controller}")
-            except OSError:
-                self.limits.discard(controller)
+        if self._add(parent / FOLDER, set(), errors):  # it kills even where it cannot limit
+            self.limits |= _enable(parent / FOLDER, _enable(parent, offered))
 
     def _add(self, base: Path, limits: set[str], errors: list[str]) -> bool:
         try:

@@ -280,3 +280,23 @@ def test_restarted_server_removes_cgroups_of_jobs_that_are_gone(server_process, 
         _reap([proc.pid])
         leftover.kill_all()
         leftover.remove()
+
+
+@pytest.mark.parametrize("own, base", [
+    ("/system.slice/jupyter.service", "system.slice/jupyter-jobs"),  # beside the server's own cgroup
+    ("/", "jupyter-jobs"),                                           # the server at the root
+])
+def test_where_job_cgroups_go_on_a_unified_host(tmp_path, own, base):
+    """Pure logic of the layout (this machine is hybrid): a v2 cgroup holding processes cannot
+    have limited children, so job cgroups go beside the server's, with memory and pids enabled."""
+    tree = tmp_path / "cgroup"
+    # The kernel makes these files in each new folder; here they are made beforehand.
+    for folder in (tree, tree / "system.slice", tree / "system.slice" / "jupyter.service", tree / base):
+        folder.mkdir(exist_ok=True)
+        (folder / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+        (folder / "cgroup.subtree_control").write_text("")
+    mountinfo, own_cgroup = tmp_path / "mountinfo", tmp_path / "cgroup-of-self"
+    mountinfo.write_text(f"30 23 0:26 / {tree} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
+    own_cgroup.write_text(f"0::{own}\n")
+    found = Cgroups.detect(mountinfo=str(mountinfo), own_cgroup=str(own_cgroup))
+    assert found.bases == [tree / base] and found.limits == {"memory", "pids"} and not found.reason
