@@ -179,6 +179,19 @@ class Cgroups:
                 names |= {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith(prefix)}
         return sorted(names)
 
+    def remove_empty(self, min_age: float = 60.0) -> list[str]:
+        """Remove job cgroups that hold no process (of any server: a job that ended while its
+        server was down), sparing the young (made for a job that has not joined it yet)."""
+        removed = []
+        for base in self.bases:
+            with contextlib.suppress(OSError):
+                for path in base.iterdir():
+                    with contextlib.suppress(OSError):  # EBUSY: not empty; ENOTDIR: a control file
+                        if time.time() - path.stat().st_mtime > min_age:
+                            path.rmdir()
+                            removed.append(str(path))
+        return removed
+
     def describe(self) -> dict[str, Any]:
         """Facts for GET /config."""
         if not self.available:

@@ -341,7 +341,8 @@ class LocalBackend(Backend):
         return folder.read_json(_HANDLE_FILE)
 
     async def remove_orphans(self, active: set[int]) -> list[str]:
-        """Kill and remove the cgroups of this server's jobs that are no longer active."""
+        """Kill and remove the cgroups of this server's jobs that are no longer active, and
+        remove the empty ones that jobs of any server left while it was down."""
         groups = self.confinement().cgroups
         prefix = f"{self.server_id or 'local'}-"
         removed = []
@@ -350,7 +351,7 @@ class LocalBackend(Backend):
             if job_id.isdigit() and int(job_id) not in active:
                 await asyncio.to_thread(_end_cgroup, JobCgroup(tuple(str(b / name) for b in groups.bases)))
                 removed.append(f"cgroup {name}")
-        return removed
+        return removed + [f"empty cgroup {path}" for path in await asyncio.to_thread(groups.remove_empty)]
 
 
 def _end_cgroup(cgroup: JobCgroup) -> int:

@@ -257,9 +257,13 @@ def test_restarted_server_kills_the_cgroup_of_a_job_it_adopts(server_process, cg
 
 
 def test_restarted_server_removes_cgroups_of_jobs_that_are_gone(server_process, cgroups):
-    """A cgroup left by a crash (its job ended or was deleted meanwhile) is killed and removed at start."""
+    """A cgroup left by a crash (its job ended or was deleted meanwhile) is killed and removed at
+    start, and so are empty ones of any server, once an hour old (a job ended with its server down)."""
     server_id = (server_process.data / "server-id").read_text().strip()
     leftover = cgroups.create(f"{server_id}-99-1", 0, 0)
+    empty, young = (cgroups.create(f"other-{uuid.uuid4().hex[:8]}-1-1", 0, 0) for _ in range(2))
+    for d in empty.dirs:
+        os.utime(d, (time.time() - 3600, time.time() - 3600))
     proc = subprocess.Popen(["/bin/sh", "-c", 'for f; do echo $$ > "$f"; done; exec sleep 1000', "sh",
                              *leftover.procs_files()], start_new_session=True)
     try:
@@ -276,10 +280,13 @@ def test_restarted_server_removes_cgroups_of_jobs_that_are_gone(server_process, 
                 break
             time.sleep(0.01)
         assert not [d for d in leftover.dirs if Path(d).exists()]
+        assert not [d for d in empty.dirs if Path(d).exists()], "an empty cgroup of an hour ago was kept"
+        assert all(Path(d).exists() for d in young.dirs), "a cgroup just made (its job not yet in it) was removed"
     finally:
         _reap([proc.pid])
-        leftover.kill_all()
-        leftover.remove()
+        for cgroup in (leftover, empty, young):
+            cgroup.kill_all()
+            cgroup.remove()
 
 
 @pytest.mark.parametrize("own, base", [
