@@ -98,28 +98,31 @@ class Cgroups:
 
     @classmethod
     def detect(
-        cls, unified: bool = True, mountinfo: str = "/proc/self/mountinfo", own_cgroup: str = "/proc/self/cgroup"
+        cls, tree: str = "auto", mountinfo: str = "/proc/self/mountinfo", own_cgroup: str = "/proc/self/cgroup"
     ) -> Cgroups:
-        """Find writable trees; ``unified=False`` ignores v2 (tests of v1 alone)."""
+        """Find writable trees. ``tree``: "auto", or "v2"/"v1" to prefer that one (tests of each kill)."""
         try:
             v2_mount, v1 = _mounts(mountinfo)
             own = _own_paths(own_cgroup)
         except OSError as exc:
             return cls(reason=f"cannot read this process's cgroups: {exc}")
         found, errors = cls(), []
-        if unified and v2_mount is not None and "" in own:
-            found._add_v2(*v2_mount, own[""], errors)
+        v1 = {controller: mount for controller, mount in v1.items() if controller in own}
+        if tree != "v1" and v2_mount is not None and "" in own:
+            # On a hybrid host the v2 tree limits nothing, and joining it costs an RCU grace
+            # period (~10 ms a job) where joining a v1 tree by thread (pid 0) does not: use v1.
+            found._add_v2(*v2_mount, own[""], errors, kill_only=tree == "v2" or not v1)
         # The unified tree kills by itself (cgroup.kill or cgroup.freeze): no v1 freezer then.
         wanted = [c for c in V1_CONTROLLERS if c not in found.limits and not (c == "freezer" and found.bases)]
         for controller in wanted:
-            if controller in v1 and controller in own:
+            if controller in v1:
                 mount, root = v1[controller]
                 found._add(_below(mount, root, own[controller]) / FOLDER, {controller}, errors)
         if not found.bases:
             found.reason = "no writable cgroup tree (" + "; ".join(errors or ["no cgroup filesystem mounted"]) + ")"
         return found
 
-    def _add_v2(self, mount: Path, root: str, own: str, errors: list[str]) -> None:
+    def _add_v2(self, mount: Path, root: str, own: str, errors: list[str], kill_only: bool) -> None:
         # A v2 cgroup that holds processes (other than the root) cannot enable controllers for
         # children, so jobs go beside the server's cgroup unless the server sits at the root.
         parent = _below(mount, root, own if own in ("/", root) else os.path.dirname(own))
@@ -127,6 +130,8 @@ class Cgroups:
             offered = set((parent / "cgroup.controllers").read_text().split()) & {"memory", "pids"}
         except OSError as exc:
             errors.append(f"{parent}: {exc.strerror}")
+            return
+        if not offered and not kill_only:
             return
         if self._add(parent / FOLDER, set(), errors):  # it kills even where it cannot limit
             self.limits |= _enable(parent / FOLDER, _enable(parent, offered))
@@ -206,8 +211,14 @@ class JobCgroup:
     dirs: tuple[str, ...]
 
     def procs_files(self) -> list[str]:
-        """Files a process writes its pid to, to join the cgroup."""
+        """Files that list the members (a process writes its pid to one to join)."""
         return [os.path.join(d, "cgroup.procs") for d in self.dirs]
+
+    def join_files(self) -> list[str]:
+        """Files a single-threaded process writes ``0`` (itself) to, to join the cgroup cheaply:
+        v1's ``tasks`` moves only the writing thread, which takes no RCU grace period."""
+        return [os.path.join(d, "tasks" if os.path.exists(os.path.join(d, "tasks")) else "cgroup.procs")
+                for d in self.dirs]
 
     def members(self) -> set[int]:
         pids: set[int] = set()

@@ -34,8 +34,8 @@ from .cgroups import Cgroups, JobCgroup
 from .environment import job_command, job_environment
 
 # $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
-# mount ("" keeps the host's), then the cgroup.procs files to join before the job runs (shell
-# builtins: no fork, and no preexec_fn, which is unsafe in a server with threads). The wrapper
+# mount ("" keeps the host's), then the files of the cgroups to join (writing 0: itself) before
+# the job runs (shell builtins: no fork, and no preexec_fn, which is unsafe in a server with threads). The wrapper
 # stays as the process group leader so that the status is written even when nobody is waiting
 # for it. It catches TERM with a trap (an *ignored* signal would be inherited by the job; a trap
 # is reset on exec), so on cancel it outlives the job and the job gets its whole grace period;
@@ -43,7 +43,7 @@ from .environment import job_command, job_environment
 _WRAPPER = (
     'trap "stop=1" TERM INT; cmd=$1 status=$2 shm=$3; shift 3; '
     'end() { printf "%s" "$1" > "$status"; exit "$1"; }; '
-    'for procs; do echo $$ > "$procs" || { echo "jupyter-jobs: could not join its cgroup ($procs)" >&2; end 125; }; done; '
+    'for join; do echo 0 > "$join" || { echo "jupyter-jobs: could not join its cgroup ($join)" >&2; end 125; }; done; '
     '[ -z "$shm" ] || mount -t tmpfs -o "size=$shm,mode=1777,nosuid,nodev" jupyter-job-shm /dev/shm '
     '|| { echo "jupyter-jobs: could not mount a private /dev/shm" >&2; end 125; }; '
     '[ -z "$stop" ] || end 143; '
@@ -246,7 +246,7 @@ class LocalBackend(Backend):
         unshare = self.confinement().unshare
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file), shm]
-        argv += cgroup.procs_files() if cgroup else []
+        argv += cgroup.join_files() if cgroup else []
         if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
             argv = [unshare, "--mount", "--propagation", "private", *argv]
         try:

@@ -207,17 +207,17 @@ async def test_config_tells_the_confinement(api, cgroups):
     assert confinement["limits"] == ["memory", "pids"] and confinement["pids_limit"] == 4096
 
 
-@pytest.mark.parametrize("unified", [True, False], ids=["cgroup.kill", "freezer"])
-def test_kill_all_ends_every_member(unified):
+@pytest.mark.parametrize("tree", ["v2", "v1"], ids=["cgroup.kill", "freezer"])
+def test_kill_all_ends_every_member(tree):
     """Both ways of killing a cgroup (v2's cgroup.kill; v1's freezer) end forks and daemons."""
-    found = Cgroups.detect(unified=unified)
+    found = Cgroups.detect(tree=tree)
     _need("cgroup confinement", found.reason)
-    way = "cgroup.kill" if unified else "freezer.state"
+    way = "cgroup.kill" if tree == "v2" else "freezer.state"
     if not any((base / way).exists() for base in found.bases):
         _need(f"killing through {way}", f"no writable cgroup tree offers it ({found.bases})")
     cgroup = found.create(f"test-{uuid.uuid4().hex[:8]}", 0, 100)
-    join = "for f; do echo $$ > $f; done; setsid sleep 1000 & (sleep 1000 &); sleep 1000"
-    proc = subprocess.Popen(["/bin/sh", "-c", join, "sh", *cgroup.procs_files()], start_new_session=True)
+    join = "for f; do echo 0 > $f; done; setsid sleep 1000 & (sleep 1000 &); sleep 1000"
+    proc = subprocess.Popen(["/bin/sh", "-c", join, "sh", *cgroup.join_files()], start_new_session=True)
     try:
         for _ in range(500):
             if len(cgroup.members()) >= 4:
