@@ -40,14 +40,15 @@ from .environment import job_command, job_environment
 # for it. It catches TERM with a trap (an *ignored* signal would be inherited by the job; a trap
 # is reset on exec), so on cancel it outlives the job and the job gets its whole grace period;
 # a TERM that comes before the job started (during the set-up) means: do not start it.
-_WRAPPER = (
-    'trap "stop=1" TERM INT; cmd=$1 status=$2 shm=$3; shift 3; '
-    'end() { printf "%s" "$1" > "$status"; exit "$1"; }; '
-    'for join; do echo 0 > "$join" || { echo "jupyter-jobs: could not join its cgroup ($join)" >&2; end 125; }; done; '
-    '[ -z "$shm" ] || mount -t tmpfs -o "size=$shm,mode=1777,nosuid,nodev" jupyter-job-shm /dev/shm '
-    '|| { echo "jupyter-jobs: could not mount a private /dev/shm" >&2; end 125; }; '
-    '[ -z "$stop" ] || end 143; '
-    '/bin/sh -c "$cmd"; end "$?"'
+_WRAPPER = (  # its variables are _jj_*: one named like a variable of the job's environment would change it
+    '_jj_stop=; trap "_jj_stop=1" TERM INT; _jj_cmd=$1 _jj_status=$2 _jj_shm=$3; shift 3; '
+    '_jj_end() { printf "%s" "$1" > "$_jj_status"; exit "$1"; }; '
+    'for _jj_join; do echo 0 > "$_jj_join" '
+    '|| { echo "jupyter-jobs: could not join its cgroup ($_jj_join)" >&2; _jj_end 125; }; done; '
+    '[ -z "$_jj_shm" ] || mount -t tmpfs -o "size=$_jj_shm,mode=1777,nosuid,nodev" jupyter-job-shm /dev/shm '
+    '|| { echo "jupyter-jobs: could not mount a private /dev/shm" >&2; _jj_end 125; }; '
+    '[ -z "$_jj_stop" ] || _jj_end 143; '
+    '/bin/sh -c "$_jj_cmd"; _jj_end "$?"'
 )
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"

@@ -307,3 +307,14 @@ def test_where_job_cgroups_go_on_a_unified_host(tmp_path, own, base):
     own_cgroup.write_text(f"0::{own}\n")
     found = Cgroups.detect(mountinfo=str(mountinfo), own_cgroup=str(own_cgroup))
     assert found.bases == [tree / base] and found.limits == {"memory", "pids"} and not found.reason
+
+
+@pytest.mark.parametrize("jobs_config", [{"LocalBackend": {"cgroups": False, "private_shm": False}}])
+async def test_the_wrapper_leaves_the_jobs_environment_alone(api, monkeypatch):
+    # Names a wrapper might use for its own variables, set in the server's environment.
+    for name in ("cmd", "status", "shm", "stop", "join"):
+        monkeypatch.setenv(name, f"server-{name}")
+    job = await api.submit({"cmd": "echo $cmd $status $shm $stop $join"})
+    done = await api.wait(job["id"])
+    assert done["status"] == "Succeeded", done["message"]
+    assert "server-cmd server-status server-shm server-stop server-join" in (await api.log(job["id"])).splitlines()
