@@ -12,8 +12,10 @@ Linux has two layouts, and hosts often mix them ("hybrid"):
   ``memory.limit_in_bytes`` and ``pids.max``; the ``freezer`` stops members from forking while
   each is killed.
 
-On a hybrid host a job gets a directory in each writable tree that helps (v1 memory, pids and
-freezer, plus the unified tree for its ``cgroup.kill``). Jobs' cgroups live under a
+On a hybrid host (v1 controllers, an empty v2 tree) the v1 trees are used: a job gets a
+directory in the memory, pids and freezer trees, and joins them by thread (``0`` written to
+``tasks``), which unlike a write of a pid to ``cgroup.procs`` waits for no RCU grace period
+(about 10 ms a job on a loaded host). Jobs' cgroups live under a
 ``jupyter-jobs`` folder below the server's own cgroup (v1; so they count against the server's
 limits too) or beside it (v2, where a cgroup holding processes cannot have limited children).
 Where nothing is writable (not root, no delegation) :attr:`Cgroups.reason` says why and jobs
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 FOLDER = "jupyter-jobs"
-#: v1 controllers a job's cgroup uses, and what for.
+#: v1 controllers a job's cgroup uses: its two limits, and the freezer to kill it whole.
 V1_CONTROLLERS = ("memory", "pids", "freezer")
 
 

@@ -35,12 +35,13 @@ from .environment import job_command, job_environment
 
 # $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
 # mount ("" keeps the host's), then the files of the cgroups to join (writing 0: itself) before
-# the job runs (shell builtins: no fork, and no preexec_fn, which is unsafe in a server with threads). The wrapper
-# stays as the process group leader so that the status is written even when nobody is waiting
-# for it. It catches TERM with a trap (an *ignored* signal would be inherited by the job; a trap
-# is reset on exec), so on cancel it outlives the job and the job gets its whole grace period;
-# a TERM that comes before the job started (during the set-up) means: do not start it.
-_WRAPPER = (  # its variables are _jj_*: one named like a variable of the job's environment would change it
+# the job runs (shell builtins: no fork; and no preexec_fn, unsafe in a server with threads).
+# The wrapper stays as the process group leader so that the status is written even when nobody
+# is waiting for it. It catches TERM with a trap (an *ignored* signal would be inherited by the
+# job; a trap is reset on exec), so on cancel it outlives the job and the job gets its whole
+# grace period; a TERM that comes during the set-up, before the job started, means: do not start
+# it. Its variables are _jj_*: one named like a variable of the job's environment would change it.
+_WRAPPER = (
     '_jj_stop=; trap "_jj_stop=1" TERM INT; _jj_cmd=$1 _jj_status=$2 _jj_shm=$3; shift 3; '
     '_jj_end() { printf "%s" "$1" > "$_jj_status"; exit "$1"; }; '
     'for _jj_join; do echo 0 > "$_jj_join" '
@@ -129,7 +130,7 @@ def _private_shm_works(unshare: str) -> str:
     try:
         probe = subprocess.run(
             [unshare, "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "-o", "size=1m", "probe", "/dev/shm"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
+            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unshare failed: {exc}"

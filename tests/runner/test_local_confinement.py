@@ -41,7 +41,7 @@ def cgroups() -> Cgroups:
 def private_shm() -> None:
     if os.geteuid() != 0:
         _need("a private /dev/shm", "not root")
-    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    probe = subprocess.run(["unshare", "--mount", "true"], check=False, capture_output=True, text=True)
     _need("a private /dev/shm", probe.stderr.strip() if probe.returncode else "")
 
 
