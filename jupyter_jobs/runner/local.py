@@ -4,6 +4,12 @@ The job's process is started in its own session, with stdout and stderr appended
 its log file, so it keeps running and logging while the server is down. A tiny ``sh`` wrapper
 records the exit status in the job's ``run/`` folder, so a restarted server can still learn
 how a job that ended meanwhile finished.
+
+Where the host allows it (root, see :mod:`.cgroups`), each job also runs in its own cgroup with
+its instance type's memory limit and a pids limit, everything in that cgroup is killed when the
+job ends (daemons it left behind included), and it gets a private ``/dev/shm`` (a tmpfs in its
+own mount namespace, freed with it). Otherwise jobs run as plain process groups, and
+``GET /config`` says so (``backend_info.confinement``).
 """
 from __future__ import annotations
 
@@ -14,21 +20,38 @@ import posixpath
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from traitlets import Bool, Int
 
 from .. import safeopen
 from ..errors import BackendError
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch
+from .cgroups import Cgroups, JobCgroup
 from .environment import job_command, job_environment
 
-# $1: the command, $2: file that receives its exit status. The wrapper stays as the process
-# group leader so that the status is written even when nobody is waiting for it. It catches
-# TERM with a no-op trap (an *ignored* signal would be inherited by the job; a trap is reset
-# on exec), so on cancel it outlives the job and the job gets its whole grace period.
-_WRAPPER = 'trap : TERM INT; /bin/sh -c "$1"; rc=$?; printf "%s" "$rc" > "$2"; exit "$rc"'
+# $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
+# mount ("" keeps the host's), then the files of the cgroups to join (writing 0: itself) before
+# the job runs (shell builtins: no fork; and no preexec_fn, unsafe in a server with threads).
+# The wrapper stays as the process group leader so that the status is written even when nobody
+# is waiting for it. It catches TERM with a trap (an *ignored* signal would be inherited by the
+# job; a trap is reset on exec), so on cancel it outlives the job and the job gets its whole
+# grace period; a TERM that comes during the set-up, before the job started, means: do not start
+# it. Its variables are _jj_*: one named like a variable of the job's environment would change it.
+_WRAPPER = (
+    '_jj_stop=; trap "_jj_stop=1" TERM INT; _jj_cmd=$1 _jj_status=$2 _jj_shm=$3; shift 3; '
+    '_jj_end() { printf "%s" "$1" > "$_jj_status"; exit "$1"; }; '
+    'for _jj_join; do echo 0 > "$_jj_join" '
+    '|| { echo "jupyter-jobs: could not join its cgroup ($_jj_join)" >&2; _jj_end 125; }; done; '
+    '[ -z "$_jj_shm" ] || mount -t tmpfs -o "size=$_jj_shm,mode=1777,nosuid,nodev" jupyter-job-shm /dev/shm '
+    '|| { echo "jupyter-jobs: could not mount a private /dev/shm" >&2; _jj_end 125; }; '
+    '[ -z "$_jj_stop" ] || _jj_end 143; '
+    '/bin/sh -c "$_jj_cmd"; _jj_end "$?"'
+)
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
 
@@ -92,7 +115,10 @@ def _read_status(handle: dict[str, Any]) -> int | None:
     return None
 
 
-def _status_detail(code: int) -> str:
+def _status_detail(code: int, oom_kills: int = 0, memory_mib: int = 0) -> str:
+    if oom_kills and code != 0:
+        what = f"more than its {memory_mib} MiB of memory" if memory_mib else "more memory than it may"
+        return f"out of memory: it used {what} and the kernel killed it; ask for a bigger instance type"
     if code > 128 and code - 128 in signal.valid_signals():
         name = signal.Signals(code - 128).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
@@ -100,17 +126,91 @@ def _status_detail(code: int) -> str:
     return ""
 
 
+def _private_shm_works(unshare: str) -> str:
+    """Why a private /dev/shm cannot be mounted here; empty when it can (tried once)."""
+    try:
+        probe = subprocess.run(
+            [unshare, "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "-o", "size=1m", "probe", "/dev/shm"],
+            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unshare failed: {exc}"
+    return "" if probe.returncode == 0 else f"unshare --mount failed: {probe.stderr.strip()[-200:]}"
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What this host lets the backend do to confine jobs (found once)."""
+
+    cgroups: Cgroups
+    #: The unshare command that gives a job its own /dev/shm; empty when jobs share the host's.
+    unshare: str
+    #: Why jobs share the host's /dev/shm (empty when they do not).
+    shared_shm_reason: str
+
+
 class LocalBackend(Backend):
     """Runs jobs as local processes, in their job folder, with the server's environment."""
 
     name = "local"
 
+    cgroups = Bool(
+        True, config=True,
+        help="Run each job in its own cgroup (memory limit of its instance type, pids_limit, and "
+        "everything it started killed at its end) where the host allows it (root). False: process groups only.",
+    )
+    pids_limit = Int(
+        4096, config=True,
+        help="Most processes (threads count) one job may have, through its cgroup; 0: no limit.",
+    )
+    private_shm = Bool(
+        True, config=True,
+        help="Give each job its own /dev/shm (a tmpfs of half its memory limit, in its own mount "
+        "namespace) where the host allows it (root). False: jobs share the host's /dev/shm.",
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
+        self._confinement: Confinement | None = None
+
+    def confinement(self) -> Confinement:
+        """What confines jobs here, found at first use (logging what does not)."""
+        if self._confinement is None:
+            groups = Cgroups.detect() if self.cgroups else Cgroups(reason="LocalBackend.cgroups is False")
+            unshare, why = shutil.which("unshare") or "", ""
+            if not self.private_shm:
+                why = "LocalBackend.private_shm is False"
+            elif os.geteuid() != 0:
+                why = "the server does not run as root"
+            elif not unshare or not shutil.which("mount"):
+                why = "unshare or mount (util-linux) is not installed"
+            else:
+                why = _private_shm_works(unshare)
+            if why:
+                unshare = ""
+            self._confinement = Confinement(groups, unshare, why)
+            if not groups.available:
+                self.log.warning(
+                    "jupyter-jobs: local jobs are not confined (no memory or pids limit, and processes they "
+                    "leave in their own session outlive them): %s", groups.reason,
+                )
+            if why:
+                self.log.warning("jupyter-jobs: local jobs share the host's /dev/shm: %s", why)
+        return self._confinement
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "isolation": "process", "gpus": "CUDA_VISIBLE_DEVICES"}
+        found = self.confinement()
+        facts = found.cgroups.describe()
+        if found.cgroups.available:
+            facts["pids_limit"] = self.pids_limit if "pids" in found.cgroups.limits else 0
+        facts["private_shm"] = bool(found.unshare)
+        if found.shared_shm_reason:
+            facts["shared_shm_reason"] = found.shared_shm_reason
+        return {"name": self.name, "isolation": "process", "gpus": "CUDA_VISIBLE_DEVICES", "confinement": facts}
+
+    def _cgroup_name(self, job: JobRecord) -> str:
+        return f"{self.server_id or 'local'}-{job.id}-{job.attempt}"
 
     async def prepare(self, launch: Launch) -> None:
         for dataset in launch.datasets:
@@ -144,19 +244,45 @@ class LocalBackend(Backend):
         env = {**os.environ, **job_env}
         # The server's own virtualenv first, so `python` is the notebook's python.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        with open(folder.log, "ab") as log:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file)],
-                cwd=folder.code / job.spec.working_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            )
+        memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
+        cgroup = await self._make_cgroup(job, memory_mib)
+        unshare = self.confinement().unshare
+        shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
+        argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file), shm]
+        argv += cgroup.join_files() if cgroup else []
+        if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
+            argv = [unshare, "--mount", "--propagation", "private", *argv]
+        try:
+            with open(folder.log, "ab") as log:
+                proc = subprocess.Popen(
+                    argv, cwd=folder.code / job.spec.working_dir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                )
+        except BaseException:
+            if cgroup is not None:
+                await asyncio.to_thread(_end_cgroup, cgroup)
+            raise
         self._children[proc.pid] = proc
         handle = {
             "pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid),
             "exit_file": str(exit_file), "command": command,
+            "cgroup": list(cgroup.dirs) if cgroup else [], "memory_mib": memory_mib,
         }
         folder.write_json(_HANDLE_FILE, handle)
         return handle
+
+    async def _make_cgroup(self, job: JobRecord, memory_mib: int) -> JobCgroup | None:
+        """The job's cgroup with its limits (None when jobs are not confined here)."""
+        groups = self.confinement().cgroups
+        if not groups.available:
+            return None
+        try:
+            return await asyncio.to_thread(groups.create, self._cgroup_name(job), memory_mib * 2**20, self.pids_limit)
+        except OSError as exc:
+            raise BackendError(
+                f"could not make the job's cgroup ({exc}); fix the host's cgroups, or set "
+                "LocalBackend.cgroups = False to run jobs unconfined"
+            ) from exc
 
     async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         pid = handle["pid"]
@@ -168,23 +294,35 @@ class LocalBackend(Backend):
             returncode = proc.wait()  # reaps it; it has exited, so this does not block
             del self._children[pid]
         _signal_group(handle["pgid"], signal.SIGKILL)  # whatever the job left behind
+        oom_kills = 0
+        if handle.get("cgroup"):  # ... also outside its process group (daemons)
+            oom_kills = await asyncio.to_thread(_end_cgroup, JobCgroup(tuple(handle["cgroup"])))
         status = _read_status(handle)
         if status is None and returncode is not None:
             status = 128 - returncode if returncode < 0 else returncode
         if status is None:
             return Exit(None, "its process ended while the server was down and left no exit status", lost=True)
-        return Exit(status, _status_detail(status))
+        return Exit(status, _status_detail(status, oom_kills, handle.get("memory_mib", 0)))
 
     async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:
+        """SIGTERM to the job's group (and, when confined, to all in its cgroup: daemons too);
+        SIGKILL to whatever is left after ``grace``."""
         pgid = handle["pgid"]
+        cgroup = JobCgroup(tuple(handle["cgroup"])) if handle.get("cgroup") else None
         _signal_group(pgid, signal.SIGTERM)
+        if cgroup is not None:
+            cgroup.signal(signal.SIGTERM)
+        # A cgroup lists no zombies; a process group does (orphans nobody reaps count as alive).
+        alive = (lambda: bool(cgroup.members())) if cgroup is not None else (lambda: _group_alive(pgid))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
-            if not _group_alive(pgid):
+            if not alive():
                 return
             await asyncio.sleep(0.05)
         _signal_group(pgid, signal.SIGKILL)
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.kill_all)
 
     async def collect(self, job: JobRecord, folder: JobDir) -> None:
         """Outputs written relative to the working dir are moved into ``outputs/``."""
@@ -225,3 +363,24 @@ class LocalBackend(Backend):
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
         return folder.read_json(_HANDLE_FILE)
+
+    async def remove_orphans(self, active: set[int]) -> list[str]:
+        """Kill and remove the cgroups of this server's jobs that are no longer active, and
+        remove the empty ones that jobs of any server left while it was down."""
+        groups = self.confinement().cgroups
+        prefix = f"{self.server_id or 'local'}-"
+        removed = []
+        for name in groups.leftovers(prefix):
+            job_id = name[len(prefix):].split("-")[0]
+            if job_id.isdigit() and int(job_id) not in active:
+                await asyncio.to_thread(_end_cgroup, JobCgroup(tuple(str(b / name) for b in groups.bases)))
+                removed.append(f"cgroup {name}")
+        return removed + [f"empty cgroup {path}" for path in await asyncio.to_thread(groups.remove_empty)]
+
+
+def _end_cgroup(cgroup: JobCgroup) -> int:
+    """Kill all that is left in a job's cgroup and remove it; return its count of OOM kills."""
+    cgroup.kill_all()
+    oom_kills = cgroup.oom_kills()
+    cgroup.remove()
+    return oom_kills
