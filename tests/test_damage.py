@@ -5,8 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
-import urllib.error
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,6 @@
 is lost, none succeeds falsely, every numbered log line is there exactly once, and nothing is
 left running (issue 9, "What it must show"). A real `jupyter server` process, real job processes."""
 import json
-import os
 import random
 import secrets
 import threading
@@ -121,3 +120,28 @@ def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process, serve
         left = client.containers.list(all=True, filters={"label": f"jupyter_jobs.server={server_id}"})
         assert left == [], f"containers left behind: {[c.name for c in left]}"
     assert not any(p.name.startswith(".staging-") for p in (server.data / "jobs").iterdir())
+
+
+@pytest.mark.parametrize("server_args", [["--JobManager.backend=local"]])
+def test_a_job_started_just_before_a_kill_is_found_not_started_twice(server_process):
+    """The server died after starting the job's process but before its handle was written
+    anywhere: the restarted server must find the process, not start the job a second time."""
+    import sqlite3
+
+    server = server_process
+    job = server.request("POST", "jobs", {"name": "once", "cmd": "echo started-$JOB_ID; sleep 2; echo ended"})
+    server.wait(job["id"], statuses=("Running",))
+    server.kill()
+    (server.data / "jobs" / str(job["id"]) / "run" / "handle.json").unlink()
+    conn = sqlite3.connect(server.data / "jobs.sqlite")
+    conn.execute("UPDATE jobs SET status = 'Preparing', handle = '{}', started_at = NULL WHERE id = ?", (job["id"],))
+    conn.commit()
+    conn.close()
+    server.start()
+    done = server.wait(job["id"], timeout=30)
+    log = server.request("GET", f"jobs/{job['id']}/logs")
+    log = log.decode() if isinstance(log, bytes) else log
+    assert done["status"] == "Succeeded", done["message"]
+    lines = log.splitlines()
+    assert lines.count(f"started-{job['id']}") == 1, log
+    assert lines.count("ended") == 1, log

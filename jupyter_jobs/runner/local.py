@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from .environment import job_command, job_environment
 # it. Its variables are _jj_*: one named like a variable of the job's environment would change it.
 _WRAPPER = (
     '_jj_stop=; trap "_jj_stop=1" TERM INT; _jj_cmd=$1 _jj_status=$2 _jj_shm=$3; shift 3; '
+    'printf "%s" "$$" > "$_jj_status.pid"; '
     '_jj_end() { printf "%s" "$1" > "$_jj_status"; exit "$1"; }; '
     'for _jj_join; do echo 0 > "$_jj_join" '
     '|| { echo "jupyter-jobs: could not join its cgroup ($_jj_join)" >&2; _jj_end 125; }; done; '
@@ -54,6 +56,10 @@ _WRAPPER = (
 )
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
+#: The handle less its pid, written before the job starts; the wrapper writes its pid beside the
+#: exit status first thing, so a server killed between starting a job and writing its handle
+#: finds the job again instead of starting it a second time.
+_LAUNCH_FILE = "launch.json"
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -250,6 +256,10 @@ class LocalBackend(Backend):
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file), shm]
         argv += cgroup.join_files() if cgroup else []
+        launching = {"exit_file": str(exit_file), "command": command,
+                     "cgroup": list(cgroup.dirs) if cgroup else [], "memory_mib": memory_mib}
+        Path(f"{exit_file}.pid").unlink(missing_ok=True)
+        folder.write_json(_LAUNCH_FILE, launching)
         if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
             argv = [unshare, "--mount", "--propagation", "private", *argv]
         try:
@@ -263,11 +273,7 @@ class LocalBackend(Backend):
                 await asyncio.to_thread(_end_cgroup, cgroup)
             raise
         self._children[proc.pid] = proc
-        handle = {
-            "pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid),
-            "exit_file": str(exit_file), "command": command,
-            "cgroup": list(cgroup.dirs) if cgroup else [], "memory_mib": memory_mib,
-        }
+        handle = {"pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid), **launching}
         folder.write_json(_HANDLE_FILE, handle)
         return handle
 
@@ -362,7 +368,19 @@ class LocalBackend(Backend):
                 return
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
-        return folder.read_json(_HANDLE_FILE)
+        handle = folder.read_json(_HANDLE_FILE)
+        if handle:
+            return handle
+        launching = folder.read_json(_LAUNCH_FILE)
+        if not launching:
+            return None
+        try:  # started, but the server stopped before it wrote the handle
+            pid = int(Path(f"{launching['exit_file']}.pid").read_text().strip())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        handle = {"pid": pid, "pgid": pid, "start_ticks": _start_ticks(pid), **launching}
+        folder.write_json(_HANDLE_FILE, handle)
+        return handle
 
     async def remove_orphans(self, active: set[int]) -> list[str]:
         """Kill and remove the cgroups of this server's jobs that are no longer active, and

@@ -309,7 +309,8 @@ class RunnerPool(LoggingConfigurable):
             self.folder(job.id).say(f"attempt {job.attempt} of {total} failed: {message}; retrying")
             self.capacity.release(job.id)
             # The next attempt must not be mistaken for this one after a restart.
-            (self.folder(job.id).run / "handle.json").unlink(missing_ok=True)
+            for name in ("handle.json", "launch.json"):
+                (self.folder(job.id).run / name).unlink(missing_ok=True)
             fields = dict(
                 attempt=job.attempt + 1, exit_code=exit_code, handle={},
                 message=f"retrying (attempt {job.attempt + 1} of {total}) after: {message}",
