@@ -5,7 +5,6 @@ Errors are mapped to HTTP statuses in one place, :meth:`JobsAPIHandler.write_err
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import mimetypes
 import os
@@ -340,10 +339,14 @@ class BlobHandler(JobsAPIHandler):
             return
         try:
             await asyncio.to_thread(upload.write, chunk)
-        except (TooLarge, OSError) as exc:  # answer now; tornado then closes the connection
+        except (TooLarge, OSError, ValueError) as exc:  # answer now; tornado then closes the connection
+            if self._upload is not upload:
+                return  # discarded meanwhile: the client went away
             self._discard()
+            if isinstance(exc, ValueError):
+                raise
             if isinstance(exc, OSError):
-                exc = web.HTTPError(507 if exc.errno == errno.ENOSPC else 500, f"could not store the upload: {exc}")
+                exc = storage_error(exc) or web.HTTPError(500, f"could not store the upload: {exc}")
             self.send_error(exc.status_code, exc_info=(type(exc), exc, None))
 
     def on_connection_close(self) -> None:

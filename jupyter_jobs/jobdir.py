@@ -1,6 +1,7 @@
 """A job's folder on the server: its code snapshot, outputs, log and run state."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -109,6 +110,12 @@ class JobDir:
             raise SpecError(f"{relative!r} is a folder; download the files in it one by one", "path") from None
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"output {relative!r} not found; GET .../outputs lists the job's outputs") from None
+        except OSError as exc:  # a name too long, a folder the server may not read: not the server's fault
+            if exc.errno == errno.ENAMETOOLONG:
+                raise NotFound(f"output {relative[:80]!r}... not found: a name in it is too long for a file") from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+                raise Forbidden(f"output {relative[:80]!r} cannot be read ({exc.strerror})") from None
+            raise
         finally:
             os.close(base)
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from collections import defaultdict
@@ -29,7 +30,7 @@ from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
 from .spec import apply_overrides, check_manifest, parse_spec
-from .spec.limits import MAX_KEY, text_problem
+from .spec.limits import MAX_KEY, component_problem, text_problem
 from .states import JobStatus, parse_status
 from .store import JobStore
 
@@ -115,6 +116,13 @@ class JobManager(LoggingConfigurable):
                 from .runner.docker import docker_available
 
                 choice = "docker" if docker_available() else "local"
+                last = self._last_backend()
+                if choice != last and last == "docker" and self.store.active():
+                    # Never run as host processes what was queued for, or runs in, containers.
+                    raise BackendUnavailable(
+                        "this server's unfinished jobs are Docker jobs and the Docker daemon does not answer; "
+                        "start it (or set JobManager.backend = 'local' to run them on this host)"
+                    )
             if choice == "docker":
                 from .runner.docker import DockerBackend
 
@@ -126,6 +134,13 @@ class JobManager(LoggingConfigurable):
             else:
                 klass = LocalBackend
         return klass(parent=self, log=self.log, server_id=self._server_id())
+
+    def _last_backend(self) -> str:
+        """The backend that ran this data dir's jobs last ('' for a new one)."""
+        try:
+            return (Path(self.data_dir) / "backend").read_text().strip()
+        except OSError:
+            return ""
 
     def _server_id(self) -> str:
         """A stable id of this data dir, used to label what this server starts in shared engines."""
@@ -157,6 +172,7 @@ class JobManager(LoggingConfigurable):
         self._lock_file.write(f"pid {os.getpid()}")
         self._lock_file.flush()
         await asyncio.to_thread(self._tidy_jobs_dir)
+        (Path(self.data_dir) / "backend").write_text(self.engine.name)
         try:
             await self.pool.start()
         except Exception as exc:  # never "available" with no pool behind it
@@ -304,21 +320,18 @@ class JobManager(LoggingConfigurable):
             raise BackendUnavailable(f"jobs cannot run here now: {reason}")
         spec = await asyncio.to_thread(parse_spec, spec_data)
         if files is not None:
-            files = check_manifest(files)
+            files = await asyncio.to_thread(check_manifest, files)
         for field, value in (("base_dir", base_dir), ("Idempotency-Key", idempotency_key)):
-            if value is not None and (not isinstance(value, str) or len(value) > MAX_KEY or text_problem(value, field)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_KEY or text_problem(value, field)
+                                      or component_problem(value)):
                 raise SpecError(f"expected a short string without control characters (at most {MAX_KEY})", field)
         request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir, files], sort_keys=True).encode()).hexdigest()
-        if idempotency_key:
-            found = self.store.find_idempotent(idempotency_key)
-            if found is not None:
-                record, previous_hash = found
-                if previous_hash != request_hash:
-                    raise Conflict(
-                        f"Idempotency-Key {idempotency_key!r} was already used for job {record.id} with "
-                        "another spec; use a new key for a new job"
-                    )
-                return record, False
+        # A key is the submitter's own: another user's identical key is another job (keys hold
+        # no control characters, so the newline cannot be forged).
+        scoped_key = f"{owner}\n{idempotency_key}" if idempotency_key else None
+        replay = self._replay(scoped_key, idempotency_key, request_hash)
+        if replay is not None:
+            return replay, False
         itype = self._check_resources(spec)
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.jobs_dir))
         try:
@@ -331,11 +344,17 @@ class JobManager(LoggingConfigurable):
                     id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
                     image=spec.image or self.cluster.instance_type(itype).image or self.engine.default_image(),
                     command=spec.cmd,
-                    rerun_of=rerun_of.id if rerun_of else None, idempotency_key=idempotency_key or None,
+                    rerun_of=rerun_of.id if rerun_of else None, idempotency_key=scoped_key,
                     message="queued",
                 ),
                 request_hash,
             )
+        except sqlite3.IntegrityError:  # the same key, sent twice at once: the first one made it
+            shutil.rmtree(stage, ignore_errors=True)
+            replay = self._replay(scoped_key, idempotency_key, request_hash)
+            if replay is None:
+                raise
+            return replay, False
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
@@ -350,6 +369,17 @@ class JobManager(LoggingConfigurable):
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
         self.pool.wake()
         return record, True
+
+    def _replay(self, scoped_key: str | None, key: str | None, request_hash: str) -> JobRecord | None:
+        """The job an earlier request with this Idempotency-Key made, if any (409 for another spec)."""
+        found = self.store.find_idempotent(scoped_key) if scoped_key else None
+        if found is None:
+            return None
+        record, previous_hash = found
+        if previous_hash != request_hash:
+            raise Conflict(f"Idempotency-Key {key!r} was already used for job {record.id} with another spec; "
+                           "use a new key for a new job")
+        return record
 
     def _check_resources(self, spec: JobSpec) -> str:
         itype = self.cluster.instance_type(spec.instance_type or self.cluster.default_type)

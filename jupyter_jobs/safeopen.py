@@ -223,20 +223,45 @@ def _missing(relative: str) -> os.stat_result:
     raise FileNotFoundError(errno.ENOENT, "not found (or a symbolic link is on the way)", relative)
 
 
-def walk_entries(dirfd: int, prefix: str = "") -> Iterator[tuple[str, os.DirEntry]]:
+#: Deepest folder :func:`walk_entries` enters (a job may nest folders thousands deep).
+MAX_WALK_DEPTH = 64
+
+
+def walk_entries(dirfd: int, prefix: str = "", max_depth: int = MAX_WALK_DEPTH) -> Iterator[tuple[str, os.DirEntry]]:
     """Every entry beneath ``dirfd`` as ``(relative path, entry)``, depth first; folders are
-    entered through descriptors opened with O_NOFOLLOW, so links to folders are never entered."""
-    with os.scandir(dirfd) as entries:
-        items = sorted(entries, key=lambda e: e.name)
-    for entry in items:
-        path = f"{prefix}{entry.name}"
-        yield path, entry
-        if entry.is_dir(follow_symlinks=False):
-            try:
-                sub = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
-            except OSError:  # replaced or removed meanwhile: list what is there now, not it
+    entered through descriptors opened with O_NOFOLLOW, so links to folders are never entered.
+    No recursion: folders deeper than ``max_depth`` are listed but not entered."""
+    # Each level: (its descriptor, or None for the caller's; its path prefix; entries left).
+    stack: list[tuple[int | None, str, list[os.DirEntry]]] = []
+
+    def level(fd: int, owned: bool, path: str) -> tuple[int | None, str, list[os.DirEntry]]:
+        with os.scandir(fd) as entries:
+            items = sorted(entries, key=lambda e: e.name, reverse=True)
+        return (fd if owned else None, path, items)
+
+    stack.append(level(dirfd, False, prefix))
+    try:
+        while stack:
+            fd, path, items = stack[-1]
+            if not items:
+                stack.pop()
+                if fd is not None:
+                    os.close(fd)
                 continue
-            try:
-                yield from walk_entries(sub, path + "/")
-            finally:
-                os.close(sub)
+            entry = items.pop()
+            here = f"{path}{entry.name}"
+            yield here, entry
+            if entry.is_dir(follow_symlinks=False) and len(stack) <= max_depth:
+                parent = fd if fd is not None else dirfd
+                try:
+                    sub = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+                except OSError:  # replaced or removed meanwhile: list what is there now, not it
+                    continue
+                try:
+                    stack.append(level(sub, True, here + "/"))
+                except OSError:
+                    os.close(sub)
+    finally:
+        for fd, _, _ in stack:
+            if fd is not None:
+                os.close(fd)

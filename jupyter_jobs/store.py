@@ -253,12 +253,22 @@ def _damaged(row: sqlite3.Row, problem: str) -> JobRecord:
     except ValueError:
         status = JobStatus.UNKNOWN
     command = str(column("command", ""))
+    try:
+        handle = json.loads(column("handle", "{}"))
+        handle = handle if isinstance(handle, dict) else {}
+    except (TypeError, ValueError):
+        handle = {}
+    try:
+        allocation = _allocation(json.loads(column("allocation", "{}")))
+    except (TypeError, ValueError, AttributeError):
+        allocation = Allocation()
     return JobRecord(
         id=row["id"], name=str(column("name", "job")), owner=str(column("owner", "")),
         spec=JobSpec(cmd=command or "true", name=str(column("name", "job"))), status=status,
         message=str(column("message", "")), instance_type=str(column("instance_type", "")),
         command=command, created_at=float(column("created_at", 0.0)), attempt=int(column("attempt", 1)),
-        updated_at=float(column("updated_at", 0.0)), damaged=problem,
+        updated_at=float(column("updated_at", 0.0)), damaged=problem, handle=handle, allocation=allocation,
+        backend=str(column("backend", "")),
     )
 
 

@@ -41,8 +41,8 @@ class As:
     def __init__(self, fetch, user):
         self.fetch, self.user = fetch, user
 
-    async def call(self, method, *path, body=None, params=None, raw=False):
-        kwargs = {"method": method, "headers": {"X-Test-User": self.user}, "params": params or {}}
+    async def call(self, method, *path, body=None, params=None, raw=False, headers=None):
+        kwargs = {"method": method, "headers": {"X-Test-User": self.user, **(headers or {})}, "params": params or {}}
         if body is not None or method in ("POST", "PUT"):
             kwargs["body"] = json.dumps(body if body is not None else {})
         response = await self.fetch("jupyter-jobs", "api", *path, **kwargs)
@@ -92,9 +92,16 @@ async def test_a_user_never_sees_or_touches_another_users_job(alice, bob):
     assert await bob.status("GET", "jobs", "999999") == 404
     assert (await bob.call("GET", "jobs"))["jobs"] == []
     assert (await bob.call("GET", "jobs", params={"owner": "alice"}))["jobs"] == []
+    # Idempotency keys are each user's own: Bob's identical key and spec make Bob's own job.
+    same = {"name": "keyed", "cmd": "echo keyed"}
+    first = await alice.call("POST", "jobs", body=same, headers={"Idempotency-Key": "k-1"})
+    other = await bob.call("POST", "jobs", body=same, headers={"Idempotency-Key": "k-1"})
+    assert other["owner"] == "bob" and other["id"] != first["id"]
+    assert (await alice.call("POST", "jobs", body=same, headers={"Idempotency-Key": "k-1"}))["id"] == first["id"]
     # Alice still has everything.
     assert (await alice.call("GET", "jobs", jid, "outputs", "out.txt", raw=True)).body == b"s3cret\n"
-    assert [j["id"] for j in (await alice.call("GET", "jobs"))["jobs"]] == [job["id"]]
+    assert job["id"] in [j["id"] for j in (await alice.call("GET", "jobs"))["jobs"]]
+    assert all(j["owner"] == "alice" for j in (await alice.call("GET", "jobs"))["jobs"])
 
 
 async def test_admins_see_and_act_on_every_job(alice, bob, jp_fetch):

@@ -97,8 +97,9 @@ def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process, serve
             _restart(server)
             canceller.join(timeout=60)
 
-    jobs = {j["name"]: j for j in server.request("GET", "jobs", params="?limit=500")["jobs"]}
-    assert sorted(jobs) == sorted(keys), "a job was lost or made twice"
+    listed = server.request("GET", "jobs", params="?limit=500")["jobs"]
+    assert sorted(j["name"] for j in listed) == sorted(keys), "a job was lost or made twice"
+    jobs = {j["name"]: j for j in listed}
     for name, job in jobs.items():
         done = server.wait(job["id"], timeout=120)
         log = server.request("GET", f"jobs/{job['id']}/logs")

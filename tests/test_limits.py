@@ -221,3 +221,32 @@ async def test_bad_manifests_are_400(api, names, field, text):
     code, body = await error_of(api, "POST", "jobs", body={"spec": {"cmd": "x"}, "files": {n: digest for n in names}})
     assert code == 400, body
     assert any(e["field"].startswith(field) and text in e["message"] for e in body["errors"]), body
+
+
+async def test_overrides_keep_the_multiline_allowance_of_cmd(api):
+    job = await api.submit({"cmd": "echo one"})
+    rerun = await api.call("POST", "jobs", str(job["id"]), "rerun", body={"overrides": {"cmd": "echo a\necho b"}})
+    assert rerun["spec"]["cmd"] == "echo a\necho b"
+    code, body = await error_of(api, "POST", "jobs", str(job["id"]), "rerun", body={"overrides": {"name": "a\nb"}})
+    assert code == 400 and body["errors"][0]["field"] == "overrides.name"
+
+
+async def test_names_too_long_for_a_file_system_are_4xx(api):
+    code, body = await error_of(api, "POST", "jobs", body={"cmd": "x", "inputs": ["d" * 300 + "/a.py"]})
+    assert code == 400 and body["errors"][0]["field"] == "inputs[0].path"
+    code, _ = await error_of(api, "POST", "jobs", body={"cmd": "x", "inputs": ["a.py"]}, params={"base_dir": "b" * 256})
+    assert code == 400
+    job = await api.submit({"cmd": "echo hi"})
+    await api.wait(job["id"])
+    code, _ = await error_of(api, "GET", "jobs", str(job["id"]), "outputs", "o" * 300)
+    assert code == 404
+
+
+async def test_an_output_tree_thousands_deep_is_listed_and_the_job_succeeds(api):
+    job = await api.submit({"cmd": "mkdir -p $(printf 'd/%.0s' $(seq 1500)) && echo deep > $JOB_OUTPUTS/top.txt"
+                                   " && mv d $JOB_OUTPUTS/"})
+    done = await api.wait(job["id"], timeout=60)
+    assert done["status"] == "Succeeded", done["message"]
+    listed = (await api.call("GET", "jobs", str(job["id"]), "outputs"))["outputs"]
+    assert {"path": "top.txt", "size": 5} in [{k: v for k, v in f.items() if k != "url"} for f in listed]
+    assert len(listed) < 200  # folders below the walk's depth are not entered

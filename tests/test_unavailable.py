@@ -48,3 +48,37 @@ async def test_data_dir_held_by_another_runner_is_503(held_data_dir, jp_fetch, j
         await Api(jp_fetch).submit({"cmd": "true"})
     assert info.value.code == 503
     assert "another jupyter-jobs runner (pid 4242)" in json.loads(info.value.response.body)["message"]
+
+
+def test_auto_never_runs_docker_jobs_as_host_processes(server_process, tmp_path):
+    """backend = auto picked Docker, jobs are queued or running there, and at the next start the
+    daemon does not answer: the server must not fall back to running them on the host."""
+    server = server_process
+    server.stop()
+    (server.data / "backend").write_text("docker")
+    import sqlite3
+
+    from jupyter_jobs.models import JobRecord, JobSpec
+    from jupyter_jobs.store import JobStore
+
+    store = JobStore(server.data / "jobs.sqlite")
+    queued = store.create(JobRecord(id=0, name="for-docker", owner="root", spec=JobSpec(cmd="touch ran-on-host"),
+                                    command="touch ran-on-host", image="jupyter-jobs/base:bookworm"))
+    store.close()
+    server.extra_args = [a for a in server.extra_args if not a.startswith("--JobManager.backend=")]
+    server.extra_args.append("--JobManager.backend=auto")
+    server.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    server.start()
+    config = server.request("GET", "config")
+    assert config["available"] is False
+    assert "Docker daemon does not answer" in config["unavailable_reason"]
+    job = server.request("GET", f"jobs/{queued.id}")
+    assert job["status"] == "Pending"
+    assert not list(server.data.rglob("ran-on-host"))
+    conn = sqlite3.connect(server.data / "jobs.sqlite")
+    conn.execute("DELETE FROM jobs")
+    conn.commit()
+    conn.close()
+    server.stop()
+    server.start()  # nothing unfinished: auto may choose the host now
+    assert server.request("GET", "config")["available"] is True

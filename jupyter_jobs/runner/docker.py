@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
-import re
 import signal
 import stat
 import threading
@@ -34,7 +33,7 @@ from ..images import DEFAULT_TAG
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
-from .environment import job_command, job_environment
+from .environment import job_command, job_environment, owner_folder
 
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
@@ -188,7 +187,7 @@ class DockerBackend(Backend):
     # -- start -------------------------------------------------------------------------------
     async def start(self, launch: Launch) -> dict[str, Any]:
         job, folder = launch.job, launch.folder
-        owner = re.sub(r"[^A-Za-z0-9._-]", "_", job.owner) or "user"
+        owner = owner_folder(job.owner)
         gpus = job.allocation.gpus
         env = job_environment(
             job, code="/code", outputs="/outputs",
@@ -287,7 +286,10 @@ class DockerBackend(Backend):
         exit = Exit(int(state.get("ExitCode", -1)), self._detail(job, cid, state, lost_at is not None))
         # Kept beside the job before `collect` removes the container: a server killed in between
         # learns how it ended from here, not "its container is gone".
-        folder.write_json(_EXIT_FILE, {"container": cid, "code": exit.code, "detail": exit.detail})
+        try:
+            folder.write_json(_EXIT_FILE, {"container": cid, "code": exit.code, "detail": exit.detail})
+        except OSError as exc:  # a full disk: the exit is still recorded by the pool, which waits for space
+            self.log.warning("jupyter-jobs: could not keep the exit of %s beside the job: %s", handle["name"], exc)
         return exit
 
     def _started(self, cid: str, folder: JobDir) -> dict[str, Any]:

@@ -226,7 +226,7 @@ class RunnerPool(LoggingConfigurable):
                 if not self.store.get(job.id).cancel_requested:
                     timed_out = True
                     self.folder(job.id).say(f"max-runtime of {format_duration(limit)} reached; stopping the job")
-                    await self.backend.stop(job, handle, self.stop_grace_seconds)
+                    await self._stop(job, handle)
                 break
             exit = await waiter
         except asyncio.CancelledError:
@@ -347,7 +347,25 @@ class RunnerPool(LoggingConfigurable):
         """Stop a preparing or running job; its supervisor records it as Cancelled."""
         handle = self._handles.get(job_id)
         if handle is not None:
-            await self.backend.stop(self.store.get(job_id), handle, self.stop_grace_seconds)
+            await self._stop(self.store.get(job_id), handle)
+
+    async def _stop(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        """Stop a job. While its engine does not answer (a Docker daemon restarting), the job
+        keeps its resources and the stop is sent again until the engine answers or it has ended."""
+        try:
+            await self.backend.stop(job, handle, self.stop_grace_seconds)
+        except BackendUnavailable as exc:
+            self.folder(job.id).say(f"cannot stop it now ({exc.message}); trying again until it can")
+            self._spawn(self._stop_later(job, handle), f"stop job {job.id}")
+
+    async def _stop_later(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        while self._handles.get(job.id) is handle:  # still running and supervised
+            await asyncio.sleep(1.0)
+            try:
+                await self.backend.stop(job, handle, self.stop_grace_seconds)
+                return
+            except BackendUnavailable:
+                continue
 
     # -- restart -----------------------------------------------------------------------------
     async def _reconcile(self) -> None:
@@ -367,7 +385,17 @@ class RunnerPool(LoggingConfigurable):
 
     async def _adopt(self, job: JobRecord) -> None:
         """Follow again one job a previous server left unfinished."""
+        if job.backend and job.backend != self.backend.name and job.status is not JobStatus.PENDING:
+            # Started by another backend (the configuration changed): it may well run on there.
+            # Keep its resources, so nothing is started on its GPUs, and leave it as it is.
+            self.capacity.hold(job.id, job.allocation)
+            self.log.warning("jupyter-jobs: job %s runs on %s, not on this server's %s backend; it is not "
+                             "followed until that backend is configured again", job.id, job.backend, self.backend.name)
+            return
         if job.damaged:
+            if job.handle:  # stop what it may still run: it cannot be followed
+                with contextlib.suppress(Exception):
+                    await self.backend.stop(job, job.handle, self.stop_grace_seconds)
             raise ValueError(f"its stored record is damaged: {job.damaged}")
         if job.status is JobStatus.PENDING:
             if job.handle and self.backend.schedules_itself:  # queued in the scheduler

@@ -231,7 +231,8 @@ class SlurmBackend(Backend):
             self._export(name, value)  # the names and values a shell can hold, as in the direct mode
         variables = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
         # --init: docker-init forwards Slurm's SIGTERM, so scancel ends the container too.
-        run = (f"docker run --rm --init --network none --cap-drop ALL --name jj-$SLURM_JOB_ID-$SLURM_PROCID "
+        run = (f"docker run --rm --init --network none --cap-drop ALL --security-opt no-new-privileges "
+               f"--pids-limit 4096 --name jj-$SLURM_JOB_ID-$SLURM_PROCID "
                f"-w {shlex.quote(posixpath.join('/code', job.spec.working_dir))} {' '.join(mounts)} {variables} "
                f"-e CUDA_VISIBLE_DEVICES {shlex.quote(job.image or self.image)} "
                f"/bin/sh -c {shlex.quote(_refuse(_UNWRITABLE, 'the command', command))}")

@@ -41,6 +41,7 @@ MULTILINE = ("cmd", "desc")
 MAX_FILES = 100_000
 MAX_PATH = 4096
 MAX_COMPONENT = 255
+MAX_PATH_DEPTH = 64
 
 # C0 controls but tab and newline, DEL, C1 controls, and lone surrogates.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -131,7 +132,7 @@ def _walk(data: Any, root: str) -> Iterator[tuple[str, int, Any]]:
 
 def text_problem(text: str, field: str) -> str | None:
     """Why ``text`` may not be the value of ``field`` (a control character, or too long), or None."""
-    top = field.split(".")[0].split("[")[0]
+    top = field.removeprefix("overrides.").split(".")[0].split("[")[0]
     multiline = top in MULTILINE
     limit = MAX_TEXT if multiline else MAX_STRING
     if len(text) > limit:
@@ -181,6 +182,13 @@ def check_document(data: Any, root: str = "") -> None:
         raise SpecError(problems)
 
 
+def component_problem(path: str) -> str | None:
+    """Why a relative path cannot name a file (a name longer than file systems store), or None."""
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT for part in path.split("/")):
+        return f"has a name longer than {MAX_COMPONENT} bytes, which no file system stores"
+    return None
+
+
 def check_override_key(key: str) -> list[str]:
     """The parts of a dotted override key (``args.epochs``), refusing absurd ones."""
     if len(key) > MAX_KEY or key.count(".") >= MAX_DEPTH:
@@ -215,8 +223,10 @@ def check_manifest(files: Any) -> dict[str, str]:
             pass
         elif path.startswith("/") or path in (".", "..") or path.startswith("../"):
             problem = "must be a relative path inside the job folder"
-        elif any(len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT for part in path.split("/")):
-            problem = f"has a name longer than {MAX_COMPONENT} bytes, which no file system stores"
+        elif path.count("/") >= MAX_PATH_DEPTH:
+            problem = f"is nested deeper than {MAX_PATH_DEPTH} folders"
+        elif component_problem(path):
+            problem = component_problem(path)
         elif path in normal:
             problem = f"is listed twice (as {path!r})"
         if problem:

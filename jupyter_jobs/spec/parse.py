@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import FieldProblem, SpecError
 from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec
-from .limits import check_document, check_override_key, load_yaml
+from .limits import check_document, check_override_key, component_problem, load_yaml
 
 #: Keys a spec may have, in their documented (hyphenated) spelling.
 SPEC_KEYS = (
@@ -142,6 +142,8 @@ class _Checker:
 
 
 def _path_problem(path: str) -> str | None:
+    if component_problem(path):
+        return f"{path[:60]!r}... {component_problem(path)}"
     if path.startswith("/") or path.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", path):
         return f"{path!r} is absolute; give a path relative to the job folder"
     normal = posixpath.normpath(path.replace("\\", "/"))

@@ -366,7 +366,9 @@ class OwnDockerd:
                  *(["--live-restore"] if self.live_restore else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        deadline = time.monotonic() + 30
+        # Restarted beside the containerd a killed daemon left (live-restore), a loaded machine
+        # may take it a minute to reconnect.
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with contextlib.closing(docker.DockerClient(base_url=self.host, timeout=5)) as client:
@@ -422,6 +424,7 @@ def own_dockerd(client, monkeypatch, live_restore):
         daemon.close()
 
 
+@pytest.mark.timeout(400)
 class TestDockerdCrash:
     @pytest.fixture
     def jobs_config(self, own_dockerd):
