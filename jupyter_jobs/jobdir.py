@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +157,14 @@ class JobDir:
 
     def remove(self) -> None:
         """Delete the folder. ``shutil.rmtree`` works from directory descriptors and unlinks
-        symbolic links without following them, so nothing outside the folder is touched."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        symbolic links without following them, so nothing outside the folder is touched; it
+        recurses, so a tree deeper than Python's recursion limit (a job can make one) is left to
+        ``rm -rf``, which does not follow links either and has no depth limit."""
+        try:
+            shutil.rmtree(self.root, ignore_errors=True)
+        except RecursionError:
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", str(self.root)], check=False,
+                           stdin=subprocess.DEVNULL, capture_output=True)
 
 
 def measure_inputs(base: Path, paths: list[tuple[str, str]], limit: int) -> int:

@@ -242,7 +242,7 @@ async def test_names_too_long_for_a_file_system_are_4xx(api):
     assert code == 404
 
 
-async def test_an_output_tree_thousands_deep_is_listed_and_the_job_succeeds(api):
+async def test_an_output_tree_thousands_deep_is_listed_and_the_job_succeeds(api, manager):
     job = await api.submit({"cmd": "mkdir -p $(printf 'd/%.0s' $(seq 1500)) && echo deep > $JOB_OUTPUTS/top.txt"
                                    " && mv d $JOB_OUTPUTS/"})
     done = await api.wait(job["id"], timeout=60)
@@ -250,3 +250,6 @@ async def test_an_output_tree_thousands_deep_is_listed_and_the_job_succeeds(api)
     listed = (await api.call("GET", "jobs", str(job["id"]), "outputs"))["outputs"]
     assert {"path": "top.txt", "size": 5} in [{k: v for k, v in f.items() if k != "url"} for f in listed]
     assert len(listed) < 200  # folders below the walk's depth are not entered
+    # And the job can be deleted, tree and all (Python's rmtree recurses once per level).
+    await api.call("DELETE", "jobs", str(job["id"]))
+    assert not (manager.jobs_dir / str(job["id"])).exists()

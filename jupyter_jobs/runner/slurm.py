@@ -158,7 +158,7 @@ class SlurmBackend(Backend):
         # value a user wrote goes into the body, quoted for the shell.
         lines = [
             "#!/bin/bash",
-            directive("job-name", f"jj-{job.id}"),
+            directive("job-name", self.job_name(job)),
             directive("output", _log_pattern(folder.log)),
             "#SBATCH --open-mode=append",
             directive("chdir", folder.code),
@@ -317,5 +317,26 @@ class SlurmBackend(Backend):
         # Slurm sends SIGTERM, then SIGKILL after its KillWait.
         await asyncio.to_thread(subprocess.run, ["scancel", handle["slurm_id"]], capture_output=True, timeout=30)
 
+    def job_name(self, job: JobRecord) -> str:
+        """The Slurm job name of one attempt: this server's, unique, so it can be found again."""
+        return f"jj-{self.server_id}-{job.id}-{job.attempt}" if self.server_id else f"jj-{job.id}"
+
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
-        return folder.read_json(_HANDLE_FILE)
+        """The handle of a job submitted before a restart: from the job folder, or, when the
+        server stopped between ``sbatch`` and writing it, from Slurm by the attempt's name (so
+        it is never submitted twice)."""
+        handle = folder.read_json(_HANDLE_FILE)
+        if handle or not (folder.run / "job.sbatch").exists():
+            return handle
+        result = await asyncio.to_thread(
+            subprocess.run, ["squeue", "-h", "-t", "all", "--name", self.job_name(job), "-o", "%i"],
+            capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise BackendUnavailable(f"Slurm does not answer (squeue: {result.stderr.strip()})")
+        ids = result.stdout.split()
+        if not ids:
+            return None
+        handle = {"slurm_id": ids[0], "command": job.command, "exit_file": str(folder.run / _EXIT_FILE)}
+        folder.write_json(_HANDLE_FILE, handle)
+        folder.say(f"found its Slurm job {ids[0]} again (submitted just before the server stopped)")
+        return handle

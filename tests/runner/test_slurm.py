@@ -151,6 +151,32 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
     assert lost["status"] == "Unknown" and "Slurm no longer knows job 999999" in lost["message"]
 
 
+def test_a_job_submitted_just_before_a_kill_is_found_not_submitted_twice(server_process):
+    """The server died after sbatch accepted the job but before its handle was written anywhere."""
+    import sqlite3
+
+    server = server_process
+    job = server.request("POST", "jobs", {"cmd": "echo once-$JOB_ID; sleep 1"})
+    handle = server.data / "jobs" / str(job["id"]) / "run" / "handle.json"
+    deadline = time.monotonic() + 30
+    while not handle.exists():
+        assert time.monotonic() < deadline, "never submitted"
+        time.sleep(0.05)
+    server.kill(signal.SIGKILL)
+    handle.unlink()
+    db = sqlite3.connect(server.data / "jobs.sqlite")
+    db.execute("UPDATE jobs SET handle = '{}', status = 'Pending', preparing_at = NULL, started_at = NULL "
+               "WHERE id = ?", (job["id"],))
+    db.commit()
+    db.close()
+    server.start()
+    done = server.wait(job["id"], timeout=60)
+    assert done["status"] == "Succeeded", done["message"]
+    log = server.request("GET", f"jobs/{job['id']}/logs").decode()
+    assert log.splitlines().count(f"once-{job['id']}") == 1, log
+    assert "found its Slurm job" in log
+
+
 @pytest.mark.docker  # container mode: the nodes run `docker run`
 @pytest.mark.parametrize("jobs_config", [{
     "JobManager": {"backend": "slurm"}, "SlurmBackend": {"poll_seconds": 0.3, "container": True},
@@ -226,7 +252,7 @@ async def test_owner_working_dir_and_values_cannot_inject_into_the_batch_script(
     # sbatch took only our directives: one CPU, 100M, no GPU; the job's name and folder are ours.
     assert "TRES=cpu=1,mem=100M,node=1" in info, info
     assert "gpu" not in info, info
-    assert "JobName=jj-7\n" in info and f"WorkDir={launch.folder.code}\n" in info, info
+    assert f"JobName={backend.job_name(launch.job)}\n" in info and f"WorkDir={launch.folder.code}\n" in info, info
 
 
 @pytest.mark.docker  # container mode: the nodes run `docker run`
