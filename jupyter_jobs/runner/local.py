@@ -378,7 +378,9 @@ class LocalBackend(Backend):
             pid = int(Path(f"{launching['exit_file']}.pid").read_text().strip())
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        handle = {"pid": pid, "pgid": pid, "start_ticks": _start_ticks(pid), **launching}
+        # Ended already (its status is written): never take a process that reuses its pid for it.
+        ended = Path(launching["exit_file"]).exists()
+        handle = {"pid": pid, "pgid": pid, "start_ticks": None if ended else _start_ticks(pid), **launching}
         folder.write_json(_HANDLE_FILE, handle)
         return handle
 
