@@ -37,6 +37,7 @@ class JobsApp(ExtensionApp):
             await self.manager.start()
         except BackendUnavailable as exc:  # the API answers 503 with this reason
             self.log.error("jupyter-jobs: jobs cannot run: %s", exc.message)
+            self.manager.start_when_available()  # a daemon that starts later is picked up
             return
         self.log.info(
             "jupyter-jobs: %s backend, %d instance types, data in %s",
@@ -44,5 +45,5 @@ class JobsApp(ExtensionApp):
         )
 
     async def stop_extension(self) -> None:
-        if self.manager.started:
+        if self.manager.started or self.manager.engine_down:
             await self.manager.stop()

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -209,3 +210,20 @@ def copy_inputs(base: Path, paths: list[str], dest: Path) -> None:
             shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
+
+
+def strip_set_id_bits(outputs: Path) -> list[str]:
+    """Clear setuid/setgid bits of files a job left in its outputs (never following a symlink):
+    they would hold on the host, whatever the container's mount said. Returns what it changed."""
+    changed = []
+    for base, dirs, files in os.walk(outputs):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), follow_symlinks=False)
+                    changed.append(os.path.relpath(path, outputs))
+            except (OSError, NotImplementedError):
+                continue
+    return changed

@@ -100,11 +100,15 @@ class JobManager(LoggingConfigurable):
         self.started = False
         #: Why jobs cannot run now (backend down, data dir held by another runner); None when they can.
         self.unavailable: str | None = None
+        #: True while the engine (a Docker daemon, Slurm) did not answer at start: it is tried again.
+        self.engine_down = False
+        self._retry_task: asyncio.Task | None = None
         try:
             self.engine = self._make_backend()
         except BackendUnavailable as exc:
             self.log.error("jupyter-jobs: %s", exc.message)
             self.unavailable = exc.message
+            self.engine_down = True
             self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id())
         self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify)
 
@@ -195,7 +199,33 @@ class JobManager(LoggingConfigurable):
             self.log.warning("jupyter-jobs: job folders up to %d exist beyond the database's ids; new jobs start "
                              "after them", highest)
 
+    def start_when_available(self, interval: float = 5.0) -> None:
+        """The engine did not answer at start: try it again every ``interval`` seconds, and start
+        the pool (following the jobs it runs again) as soon as it answers."""
+        if self.engine_down and self._retry_task is None:
+            self._retry_task = asyncio.ensure_future(self._retry_engine(interval))
+
+    async def _retry_engine(self, interval: float) -> None:
+        while self.engine_down:
+            await asyncio.sleep(interval)
+            try:
+                engine = await asyncio.to_thread(self._make_backend)
+            except BackendUnavailable as exc:
+                self.unavailable = exc.message
+                continue
+            self.log.info("jupyter-jobs: the %s backend answers now; starting", engine.name)
+            self.engine, self.engine_down, self.unavailable = engine, False, None
+            self.pool.setup(self.store, engine, self.cluster, self.jobs_dir, self._notify)
+            try:
+                await self.start()
+            except BackendUnavailable as exc:
+                self.log.error("jupyter-jobs: jobs cannot run: %s", exc.message)
+        self._retry_task = None
+
     async def stop(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            self._retry_task = None
         await self.pool.stop()
         self.engine.close()
         if self._lock_file is not None:

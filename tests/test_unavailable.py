@@ -6,6 +6,9 @@ from tornado.httpclient import HTTPClientError
 
 from conftest import Api
 
+#: The daemon CI started, read before any fixture points DOCKER_HOST elsewhere.
+DOCKER_HOST = __import__("os").environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
 
 @pytest.fixture
 def jobs_config(monkeypatch, tmp_path):
@@ -82,3 +85,43 @@ def test_auto_never_runs_docker_jobs_as_host_processes(server_process, tmp_path)
     server.stop()
     server.start()  # nothing unfinished: auto may choose the host now
     assert server.request("GET", "config")["available"] is True
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(180)
+async def test_a_daemon_that_answers_later_is_picked_up_without_a_restart(jp_fetch, jp_serverapp, monkeypatch, tmp_path):
+    """The server started while dockerd was down: it must start jobs once the daemon answers."""
+    import asyncio
+    import os
+
+    real = DOCKER_HOST.removeprefix("unix://")  # as CI set it (this module's fixture hides it)
+    later = tmp_path / "later.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{later}")
+    from jupyter_jobs.manager import JobManager
+
+    jp_serverapp.config.JobManager.backend = "docker"
+    await jp_serverapp.extension_manager.start_all_extensions()
+    api = Api(jp_fetch)
+    manager: JobManager = jp_serverapp.web_app.settings["jupyter_jobs_manager"]
+    assert (await api.call("GET", "config"))["available"] is False
+    later.symlink_to(real)  # the daemon "starts"
+    for _ in range(300):
+        if (await api.call("GET", "config"))["available"]:
+            break
+        await asyncio.sleep(0.1)
+    config = await api.call("GET", "config")
+    assert config["available"] is True and config["backend"] == "docker", config
+    job = await api.submit({"cmd": "echo from-a-container", "instance-type": "cpu"})
+    for _ in range(600):
+        done = await api.job(job["id"])
+        if done["status"] in ("Succeeded", "Failed", "Unknown"):
+            break
+        await asyncio.sleep(0.1)
+    assert done["status"] == "Succeeded", done["message"]
+    assert done["backend"] == "docker"
+    await manager.stop()
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{real}")
+    for container in client.containers.list(all=True, filters={"label": f"jupyter_jobs.server={manager.engine.server_id}"}):
+        container.remove(force=True, v=True)

@@ -16,7 +16,6 @@ import asyncio
 import os
 import posixpath
 import signal
-import stat
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
 
 from ..errors import BackendError, BackendUnavailable
 from ..images import DEFAULT_TAG
-from ..jobdir import JobDir
+from ..jobdir import JobDir, strip_set_id_bits
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
 from .environment import job_command, job_environment, owner_folder
@@ -362,7 +361,7 @@ class DockerBackend(Backend):
                 await asyncio.to_thread(self.client.api.remove_container, cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
-        changed = await asyncio.to_thread(_strip_set_id_bits, folder.outputs)
+        changed = await asyncio.to_thread(strip_set_id_bits, folder.outputs)
         if changed:
             folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
 
@@ -405,23 +404,6 @@ def _outputs_mount(folder: JobDir, nosuid: bool) -> Mount:
     options = {"type": "overlay", "device": "overlay",
                "o": f"lowerdir={lower},upperdir={folder.outputs},workdir={work},nosuid,nodev"}
     return Mount("/outputs", None, type="volume", driver_config=DriverConfig("local", options))
-
-
-def _strip_set_id_bits(outputs: Path) -> list[str]:
-    """Clear setuid/setgid bits of files a job left in its outputs (never following a symlink):
-    they would hold on the host, whatever the container's mount said. Returns what it changed."""
-    changed = []
-    for base, dirs, files in os.walk(outputs):
-        for name in dirs + files:
-            path = os.path.join(base, name)
-            try:
-                mode = os.lstat(path).st_mode
-                if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
-                    os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), follow_symlinks=False)
-                    changed.append(os.path.relpath(path, outputs))
-            except (OSError, NotImplementedError):
-                continue
-    return changed
 
 
 def _let_user_write(folder: JobDir, user: str) -> None:

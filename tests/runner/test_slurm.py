@@ -181,7 +181,7 @@ def test_a_job_submitted_just_before_a_kill_is_found_not_submitted_twice(server_
 @pytest.mark.parametrize("jobs_config", [{
     "JobManager": {"backend": "slurm"}, "SlurmBackend": {"poll_seconds": 0.3, "container": True},
     "Cluster": {"instance_types": [{"name": "cpu", "cpus": 1, "memory": 100}]}}])
-async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(api):
+async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(api, manager):
     import docker
 
     job = await api.submit({"cmd": "echo in $(cat /proc/1/comm) as $(id -u) at $PWD; echo out > $JOB_OUTPUTS/o.txt",
@@ -190,6 +190,13 @@ async def test_container_mode_runs_in_the_image_and_cancel_ends_the_container(ap
     assert done["status"] == "Succeeded", done["message"]
     assert "in docker-init as 0 at /code" in await api.log(job["id"])
     assert done["outputs"] == [{"path": "o.txt", "size": 4}]
+    # A setuid file the container leaves would hold on the shared file system: its bit is cleared.
+    suid = await api.submit({"cmd": "cp /bin/true $JOB_OUTPUTS/t && chmod 4755 $JOB_OUTPUTS/t && ls -l $JOB_OUTPUTS/t",
+                             "outputs": ["t"]})
+    assert (await api.wait(suid["id"], timeout=90))["status"] == "Succeeded"
+    log = await api.log(suid["id"])
+    assert "-rwsr-xr-x" in log and "cleared the setuid/setgid bits of 1 output(s): t" in log, log
+    assert os.stat(manager.folder(suid["id"]).outputs / "t").st_mode & 0o6000 == 0
     sleeper = await api.submit({"cmd": "echo started; sleep 300"})
     await api.wait(sleeper["id"], ("Running",), timeout=90)
     while "started" not in await api.log(sleeper["id"]):
