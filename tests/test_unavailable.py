@@ -92,7 +92,6 @@ def test_auto_never_runs_docker_jobs_as_host_processes(server_process, tmp_path)
 async def test_a_daemon_that_answers_later_is_picked_up_without_a_restart(jp_fetch, jp_serverapp, monkeypatch, tmp_path):
     """The server started while dockerd was down: it must start jobs once the daemon answers."""
     import asyncio
-    import os
 
     real = DOCKER_HOST.removeprefix("unix://")  # as CI set it (this module's fixture hides it)
     later = tmp_path / "later.sock"
