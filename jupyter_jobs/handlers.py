@@ -326,7 +326,9 @@ class BlobHandler(JobsAPIHandler):
             raise web.HTTPError(403, f"User is not authorized to write on resource: {self.auth_resource}.")
         limit = self.manager.max_input_bytes
         length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > limit:
+        if length and parse_id(length) is None:
+            raise SpecError(f"{length[:40]!r} is not a byte count", "Content-Length")
+        if length and int(length) > limit:
             raise TooLarge(f"{length} bytes is over the {limit} byte limit (JobManager.max_input_bytes); use a dataset")
         # Raise tornado's server-wide cap (ServerApp.max_body_size) for this request only, with room
         # to spare, so that past the limit the client gets our 413, not tornado's bare 400.

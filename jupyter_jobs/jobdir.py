@@ -1,6 +1,7 @@
 """A job's folder on the server: its code snapshot, outputs, log and run state."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -178,12 +179,19 @@ def measure_inputs(base: Path, paths: list[tuple[str, str]], limit: int) -> int:
     sizes: list[tuple[int, str]] = []
     problems = []
     for field, relative in paths:
-        target = (base / relative).resolve()
+        try:
+            target = (base / relative).resolve()
+        except (RuntimeError, OSError) as exc:  # a symbolic link loop
+            problems.append((field, f"{relative!r} cannot be followed ({exc})"))
+            continue
         if target != base and base not in target.parents:
             problems.append((field, f"{relative!r} leads outside {base} (through a symlink?)"))
             continue
         if not target.exists():
             problems.append((field, f"{relative!r} not found in {base}"))
+            continue
+        if not (target.is_file() or target.is_dir()):
+            problems.append((field, f"{relative!r} is neither a file nor a folder (a pipe, socket or device)"))
             continue
         files = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
         sizes += [(f.stat().st_size, str(f.relative_to(base))) for f in files]
@@ -207,7 +215,7 @@ def copy_inputs(base: Path, paths: list[str], dest: Path) -> None:
         source, target = base / relative, dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, ignore=special_files)
         else:
             shutil.copy2(source, target)
 
@@ -227,3 +235,35 @@ def strip_set_id_bits(outputs: Path) -> list[str]:
             except (OSError, NotImplementedError):
                 continue
     return changed
+
+
+def copy_for_rerun(source: Path, dest: Path, limit: int) -> None:
+    """Copy a job's files for its rerun: within ``limit`` bytes (a job may have filled its folder
+    with checkpoints), links kept as links, and sockets, pipes and devices it left skipped."""
+    total = 0
+    for base, _dirs, files in os.walk(source):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(base, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    if total > limit:
+        raise TooLarge(
+            f"the files of the job to rerun total {total / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit "
+            "(JobManager.max_input_bytes); submit it again with its inputs"
+        )
+    shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True, ignore=special_files)
+
+
+def special_files(folder: str, names: list[str]) -> list[str]:
+    """The ``names`` in ``folder`` that are neither files, folders nor links (sockets, pipes,
+    devices): a ``copytree`` ignore function, since copying one fails or blocks."""
+    skipped = []
+    for name in names:
+        try:
+            mode = os.lstat(os.path.join(folder, name)).st_mode
+        except OSError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            skipped.append(name)
+    return skipped

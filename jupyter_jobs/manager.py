@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +24,7 @@ from . import __version__
 from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
-from .jobdir import JobDir, copy_inputs, measure_inputs
+from .jobdir import JobDir, copy_for_rerun, copy_inputs, measure_inputs
 from .models import JobRecord, JobSpec
 from .runner.backend import Backend
 from .runner.capacity import Request
@@ -90,6 +91,7 @@ class JobManager(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._created = time.time()
         self.jobs_dir = Path(self.data_dir) / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.cluster.load()
@@ -155,7 +157,18 @@ class JobManager(LoggingConfigurable):
 
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        """Take the runner lock of ``data_dir`` and start the pool (reconciling first)."""
+        """Take the runner lock of ``data_dir`` and start the pool (reconciling first). Whatever
+        fails, the server then says why jobs cannot run: never "available" with no pool behind it."""
+        try:
+            await self._start()
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            self.log.exception("jupyter-jobs: could not start")
+            self.unavailable = f"jupyter-jobs could not start ({type(exc).__name__}: {exc}); see the server log"
+            raise BackendUnavailable(self.unavailable) from exc
+
+    async def _start(self) -> None:
         if self.unavailable:
             raise BackendUnavailable(self.unavailable)
         self._lock_file = open(Path(self.data_dir) / "runner.lock", "a+")
@@ -177,12 +190,7 @@ class JobManager(LoggingConfigurable):
         self._lock_file.flush()
         await asyncio.to_thread(self._tidy_jobs_dir)
         (Path(self.data_dir) / "backend").write_text(self.engine.name)
-        try:
-            await self.pool.start()
-        except Exception as exc:  # never "available" with no pool behind it
-            self.log.exception("jupyter-jobs: the runner pool could not start")
-            self.unavailable = f"the runner pool could not start ({type(exc).__name__}: {exc}); see the server log"
-            raise BackendUnavailable(self.unavailable) from exc
+        await self.pool.start()
         self.started = True
 
     def _tidy_jobs_dir(self) -> None:
@@ -190,7 +198,8 @@ class JobManager(LoggingConfigurable):
         folder that exists (a damaged or replaced database must not hand out an old job's id)."""
         highest = 0
         for entry in os.scandir(self.jobs_dir):
-            if entry.name.startswith(".staging-"):
+            # Only what an earlier server left: a submission of this one may be staging now.
+            if entry.name.startswith(".staging-") and entry.stat().st_mtime < self._created:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 self.log.info("jupyter-jobs: removed %s, left by a submission that was interrupted", entry.path)
             elif entry.name.isascii() and entry.name.isdigit():
@@ -212,6 +221,9 @@ class JobManager(LoggingConfigurable):
                 engine = await asyncio.to_thread(self._make_backend)
             except BackendUnavailable as exc:
                 self.unavailable = exc.message
+                continue
+            except Exception:  # keep trying: a surprise must not end the retries silently
+                self.log.exception("jupyter-jobs: the backend could not be made")
                 continue
             self.log.info("jupyter-jobs: the %s backend answers now; starting", engine.name)
             self.engine, self.engine_down, self.unavailable = engine, False, None
@@ -442,7 +454,7 @@ class JobManager(LoggingConfigurable):
             source = JobDir(self.jobs_dir / str(rerun_of.id)).code
             if not source.is_dir():
                 raise Conflict(f"the files of job {rerun_of.id} are gone, so it cannot be rerun; submit it again")
-            await asyncio.to_thread(shutil.copytree, source, folder.code, symlinks=True, dirs_exist_ok=True)
+            await asyncio.to_thread(copy_for_rerun, source, folder.code, self.max_input_bytes)
             return
         if not spec.inputs:
             return
@@ -456,7 +468,10 @@ class JobManager(LoggingConfigurable):
         root = Path(self.root_dir).expanduser().resolve()
         if not base_dir:
             return root
-        base = (root / base_dir).resolve()
+        try:
+            base = (root / base_dir).resolve()
+        except (RuntimeError, OSError) as exc:  # a symbolic link loop, a name too long
+            raise SpecError(f"{base_dir!r} cannot be followed ({exc})", "base_dir") from None
         if base != root and root not in base.parents:
             raise SpecError(f"{base_dir!r} is outside the server's root folder {root}", "base_dir")
         if not base.is_dir():

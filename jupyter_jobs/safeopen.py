@@ -185,6 +185,9 @@ def make_dirs_beneath(dirfd: int, parts: list[str]) -> int:
             os.mkdir(part, 0o777, dir_fd=fd)
         except FileExistsError:
             pass
+        except OSError:
+            os.close(fd)
+            raise
         try:
             nxt = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
         except OSError as exc:

@@ -50,10 +50,11 @@ async def test_cancel_stops_the_whole_process_group(api, manager):
     job = await api.submit({"cmd": "sleep 300 & sleep 300; echo never"})
     running = await api.wait(job["id"], ("Running",))
     pid = manager.get(job["id"]).handle["pid"]
-    started = time.monotonic()
     cancelled = await api.call("POST", "jobs", str(job["id"]), "cancel")
     assert cancelled["status"] == "Cancelled"
-    assert time.monotonic() - started < 2.5, "SIGTERM should end a sleeping job at once"
+    # Ended by the SIGTERM (143), not by the SIGKILL that follows the 3 s grace (137); no timing
+    # assertion here: a loaded CI machine can take seconds to record it (speed is bench/'s job).
+    assert cancelled["exit_code"] == 143, cancelled
     assert not pid_alive(pid)
     # Zombies are dead (an orphan stays one where PID 1 does not reap, as in some sandboxes).
     assert os.system(f"pgrep -g {pid} -r R,S,D,T,t >/dev/null") != 0, "no process of the job's group may survive"

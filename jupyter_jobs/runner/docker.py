@@ -37,6 +37,8 @@ from .environment import job_command, job_environment, owner_folder
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
 LOG_IN_CONTAINER = "/.jupyter-jobs/job.log"
+#: Most of Docker's own log of a container copied into the job's log (normally it is empty).
+DOCKER_LOG_CAP = 1024 * 1024
 #: How the job's container ended, written before the container is removed.
 _EXIT_FILE = "container-exit.json"
 # $1: the job's command. The shell sends its own output, then the job's, to the log file; if
@@ -330,14 +332,23 @@ class DockerBackend(Backend):
     def _copy_docker_log(self, cid: str, folder: JobDir) -> None:
         """Append what reached Docker's own log: only what the container printed before its
         output went to the job's log (say, the log file could not be opened). Usually nothing."""
-        try:
-            text = self.client.api.logs(cid, stdout=True, stderr=True)
+        try:  # streamed and capped: a job can write there without limit (docker-init's stdout)
+            stream = self.client.api.logs(cid, stdout=True, stderr=True, stream=True)
+            kept, size = [], 0
+            for chunk in stream:
+                kept.append(chunk[: DOCKER_LOG_CAP - size])
+                size += len(kept[-1])
+                if size >= DOCKER_LOG_CAP:
+                    break
+            text = b"".join(kept)
         except docker.errors.APIError:  # gone, or a log driver that cannot be read (not: daemon down)
             return
         if text:
             folder.say("the container printed, outside the job's log:")
             with open(folder.log, "ab") as log:
                 log.write(text if text.endswith(b"\n") else text + b"\n")
+            if size >= DOCKER_LOG_CAP:
+                folder.say(f"(only the first {DOCKER_LOG_CAP // 2**20} MiB of that is kept)")
 
     async def stop(self, job: JobRecord, handle: dict[str, Any], grace: float) -> None:
         self._stopping.add(handle["container"])
@@ -355,15 +366,15 @@ class DockerBackend(Backend):
         """Outputs are already in the job folder (mounted); remove the container and its volumes,
         and clear set-id bits of outputs. The log is complete: the job's processes wrote it
         themselves, and have all exited."""
+        changed = await asyncio.to_thread(strip_set_id_bits, folder.outputs)  # first: whatever follows fails
+        if changed:
+            folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
         cid = job.handle.get("container")
         if cid:
             try:
                 await asyncio.to_thread(self.client.api.remove_container, cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
-        changed = await asyncio.to_thread(strip_set_id_bits, folder.outputs)
-        if changed:
-            folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
 
     # -- restart -----------------------------------------------------------------------------
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:

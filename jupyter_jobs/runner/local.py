@@ -76,7 +76,10 @@ def _is_running(handle: dict[str, Any]) -> bool:
     ticks = _start_ticks(handle["pid"])
     if ticks is None or ticks != handle.get("start_ticks"):
         return False
-    state = Path(f"/proc/{handle['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    try:
+        state = Path(f"/proc/{handle['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # it exited between the two reads
+        return False
     return state != "Z"
 
 
@@ -293,13 +296,17 @@ class LocalBackend(Backend):
     async def wait(self, job: JobRecord, handle: dict[str, Any], on_state: Any = None) -> Exit:
         pid = handle["pid"]
         proc = self._children.get(pid)
-        if proc is not None or _is_running(handle):
+        ours = proc is not None or _is_running(handle)
+        if ours:
             await _exited(pid)
         returncode = None
         if proc is not None:
             returncode = proc.wait()  # reaps it; it has exited, so this does not block
             del self._children[pid]
-        _signal_group(handle["pgid"], signal.SIGKILL)  # whatever the job left behind
+        if ours or not handle.get("cgroup"):
+            # Whatever the job left behind in its group. A group whose leader was not seen running
+            # (it ended while the server was down) may be another's by now: its cgroup is enough.
+            _signal_group(handle["pgid"], signal.SIGKILL)
         oom_kills = 0
         if handle.get("cgroup"):  # ... also outside its process group (daemons)
             oom_kills = await asyncio.to_thread(_end_cgroup, JobCgroup(tuple(handle["cgroup"])))

@@ -146,12 +146,6 @@ class RunnerPool(LoggingConfigurable):
                 return
             launch.job = job
             handle = await self.backend.start(launch)
-            job = self.store.transition(
-                job.id, JobStatus.RUNNING, started_at=time.time(), handle=handle,
-                command=handle.get("command", job.command), message="Running",
-            )
-            self.notify(job.id)
-            folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
         except asyncio.CancelledError:
             raise
         except BackendUnavailable as exc:  # not the job's fault: it waits for the engine, attempt kept
@@ -169,7 +163,37 @@ class RunnerPool(LoggingConfigurable):
                 self.log.exception("jupyter-jobs: job %s could not start", job.id)
             self._fail_or_retry(self.store.get(job.id), f"could not start: {message}", None)
             return
+        # It runs now: from here on it is never "could not start" (that would start it twice).
+        job = await self._record_running(job.id, handle)
+        if job is None:
+            return
+        self.notify(job.id)
+        folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
         await self._supervise(job, handle)
+
+    async def _record_running(self, job_id: int, handle: dict[str, Any]) -> JobRecord | None:
+        """Record that a job runs, waiting out a full database (the job keeps running meanwhile);
+        None when it cannot be recorded at all (it is stopped then)."""
+        delay = 0.5
+        while True:
+            try:
+                current = self.store.get(job_id)
+                return self.store.transition(
+                    job_id, JobStatus.RUNNING, started_at=time.time(), handle=handle,
+                    command=handle.get("command", current.command), message="Running",
+                )
+            except Exception as exc:
+                if storage_error(exc) is None:
+                    self.log.exception("jupyter-jobs: job %s runs but could not be recorded; stopping it", job_id)
+                    with contextlib.suppress(Exception):
+                        await self.backend.stop(self.store.get(job_id), handle, self.stop_grace_seconds)
+                    with contextlib.suppress(Exception):
+                        self._end(self.store.get(job_id), JobStatus.UNKNOWN,
+                                  f"Unknown: it started but could not be recorded ({exc}); it was stopped")
+                    return None
+                self.log.error("jupyter-jobs: job %s runs; recording it waits for space: %s", job_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _submit(self, job: JobRecord) -> None:
         """Hand a job to a scheduler that queues it itself; it stays Pending until it runs."""
@@ -235,6 +259,8 @@ class RunnerPool(LoggingConfigurable):
         except Exception as exc:
             self.log.exception("jupyter-jobs: lost track of job %s", job.id)
             exit = Exit(None, f"the backend lost track of it: {exc}", lost=True)
+            with contextlib.suppress(Exception):  # whatever it still runs must not keep its GPU
+                await self.backend.stop(job, handle, self.stop_grace_seconds)
         finally:
             self._handles.pop(job.id, None)
         await self._settle(job.id, exit, timed_out)
@@ -286,13 +312,13 @@ class RunnerPool(LoggingConfigurable):
             job = self.store.get(job_id)
         if job.cancel_requested:
             self._end(job, JobStatus.CANCELLED, "Cancelled")
+        elif timed_out:  # stopped for it (its status may be lost with the processes killed)
+            limit = format_duration(job.spec.max_runtime or 0)
+            self._fail_or_retry(job, f"ran past its max-runtime of {limit} and was stopped", exit.code)
         elif exit.lost:
             self._end(job, JobStatus.UNKNOWN, f"Unknown: {exit.detail}")
         elif exit.code is None:  # refused by the backend before it ran
             self._fail_or_retry(job, exit.detail, None)
-        elif timed_out:
-            limit = format_duration(job.spec.max_runtime or 0)
-            self._fail_or_retry(job, f"ran past its max-runtime of {limit} and was stopped", exit.code)
         elif exit.code == 0 and not missing:
             self._end(job, JobStatus.SUCCEEDED, "Succeeded")
         elif exit.code == 0:

@@ -359,6 +359,17 @@ class OwnDockerd:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        """Start it; a dockerd that gives up (on a loaded machine it can time out waiting for the
+        containerd a killed daemon left) is started again, up to three times."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                if attempt == 2 or self.proc is None or self.proc.poll() is None:
+                    raise
+
+    def _start_once(self) -> None:
         with open(f"{self.home}/dockerd.log", "ab") as log:
             self.proc = subprocess.Popen(
                 ["dockerd", "--host", self.host, "--data-root", f"{self.home}/data", "--exec-root", f"{self.home}/exec",
