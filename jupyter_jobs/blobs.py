@@ -45,12 +45,6 @@ class BlobStore:
     def missing(self, digests: list[str]) -> list[str]:
         return [d for d in dict.fromkeys(check_hash(d, "hashes") for d in digests) if not self.has(d)]
 
-    def put(self, digest: str, data: bytes) -> bool:
-        """Store ``data`` under its digest; False when it was there already."""
-        upload = self.upload(digest, len(data))
-        upload.write(data)
-        return upload.commit()
-
     def upload(self, digest: str, limit: int) -> Upload:
         """Start receiving a file that must hash to ``digest`` and stay within ``limit`` bytes."""
         return Upload(self, check_hash(digest), limit)

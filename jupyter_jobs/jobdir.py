@@ -157,6 +157,13 @@ class JobDir:
             os.close(base)
         return files
 
+    def clear_set_id_bits(self) -> None:
+        """Clear the setuid/setgid bits of outputs (a container's would hold on the host) and say
+        which, in the job's log."""
+        changed = strip_set_id_bits(self.outputs)
+        if changed:
+            self.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
+
     def remove(self) -> None:
         """Delete the folder. ``shutil.rmtree`` works from directory descriptors and unlinks
         symbolic links without following them, so nothing outside the folder is touched; it
@@ -167,6 +174,26 @@ class JobDir:
         except RecursionError:
             subprocess.run(["rm", "-rf", "--one-file-system", "--", str(self.root)], check=False,
                            stdin=subprocess.DEVNULL, capture_output=True)
+
+
+#: Prefix of the folder a submission is staged in before it becomes ``jobs/<id>``.
+STAGING_PREFIX = ".staging-"
+
+
+def remove_staging_leftovers(jobs_dir: Path, before: float) -> list[str]:
+    """Delete staging folders last changed before ``before`` (left by a server killed while it
+    staged a submission; younger ones may be in progress); return their paths."""
+    removed = []
+    for entry in os.scandir(jobs_dir):
+        if entry.name.startswith(STAGING_PREFIX) and entry.stat().st_mtime < before:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def highest_job_folder(jobs_dir: Path) -> int:
+    """The highest job id that has a folder in ``jobs_dir`` (0 for none)."""
+    return max((int(e.name) for e in os.scandir(jobs_dir) if e.name.isascii() and e.name.isdigit()), default=0)
 
 
 def measure_inputs(base: Path, paths: list[tuple[str, str]], limit: int) -> int:

@@ -24,14 +24,17 @@ from . import __version__
 from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
-from .jobdir import JobDir, copy_for_rerun, copy_inputs, measure_inputs
+from .jobdir import (
+    STAGING_PREFIX, JobDir, copy_for_rerun, copy_inputs, highest_job_folder, measure_inputs,
+    remove_staging_leftovers,
+)
 from .models import JobRecord, JobSpec
 from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
 from .spec import apply_overrides, check_manifest, parse_spec
-from .spec.limits import MAX_KEY, component_problem, text_problem
+from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
 from .store import JobStore
 
@@ -196,14 +199,10 @@ class JobManager(LoggingConfigurable):
     def _tidy_jobs_dir(self) -> None:
         """Remove staging folders a killed server left, and make sure new job ids never name a
         folder that exists (a damaged or replaced database must not hand out an old job's id)."""
-        highest = 0
-        for entry in os.scandir(self.jobs_dir):
-            # Only what an earlier server left: a submission of this one may be staging now.
-            if entry.name.startswith(".staging-") and entry.stat().st_mtime < self._created:
-                shutil.rmtree(entry.path, ignore_errors=True)
-                self.log.info("jupyter-jobs: removed %s, left by a submission that was interrupted", entry.path)
-            elif entry.name.isascii() and entry.name.isdigit():
-                highest = max(highest, int(entry.name))
+        # Only what an earlier server left: a submission of this one may be staging now.
+        for removed in remove_staging_leftovers(self.jobs_dir, before=self._created):
+            self.log.info("jupyter-jobs: removed %s, left by a submission that was interrupted", removed)
+        highest = highest_job_folder(self.jobs_dir)
         if self.store.reserve_ids_through(highest):
             self.log.warning("jupyter-jobs: job folders up to %d exist beyond the database's ids; new jobs start "
                              "after them", highest)
@@ -363,10 +362,8 @@ class JobManager(LoggingConfigurable):
         spec = await asyncio.to_thread(parse_spec, spec_data)
         if files is not None:
             files = await asyncio.to_thread(check_manifest, files)
-        for field, value in (("base_dir", base_dir), ("Idempotency-Key", idempotency_key)):
-            if value is not None and (not isinstance(value, str) or len(value) > MAX_KEY or text_problem(value, field)
-                                      or component_problem(value)):
-                raise SpecError(f"expected a short string without control characters (at most {MAX_KEY})", field)
+        check_short_text(base_dir, "base_dir")
+        check_short_text(idempotency_key, "Idempotency-Key")
         request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir, files], sort_keys=True).encode()).hexdigest()
         # A key is the submitter's own: another user's identical key is another job (keys hold
         # no control characters, so the newline cannot be forged).
@@ -375,7 +372,7 @@ class JobManager(LoggingConfigurable):
         if replay is not None:
             return replay, False
         itype = self._check_resources(spec)
-        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.jobs_dir))
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)
             # Everything that needs disk space is written before the record exists: a full disk

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -240,6 +241,16 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']}: {job['message']}")
             time.sleep(0.05)
+
+    def edit_db(self, sql: str, *params) -> None:
+        """Change the stopped server's job database by hand (a crash's or an operator's damage)."""
+        assert self.proc is None or self.proc.poll() is not None, "stop or kill the server first"
+        conn = sqlite3.connect(self.data / "jobs.sqlite")
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+        finally:
+            conn.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None

@@ -105,12 +105,7 @@ def test_one_job_that_cannot_be_followed_never_stops_the_others(server_process):
     server_process.wait(good["id"], statuses=("Running",))
     server_process.wait(bad["id"], statuses=("Running",))
     server_process.kill()
-    import sqlite3
-
-    conn = sqlite3.connect(server_process.data / "jobs.sqlite")
-    conn.execute("UPDATE jobs SET handle = '{\"nonsense\": 1}' WHERE id = ?", (bad["id"],))
-    conn.commit()
-    conn.close()
+    server_process.edit_db("UPDATE jobs SET handle = '{\"nonsense\": 1}' WHERE id = ?", bad["id"])
     server_process.start()
     assert _available(server_process)
     assert server_process.wait(good["id"], timeout=30)["status"] == "Succeeded"

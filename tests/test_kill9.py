@@ -127,17 +127,12 @@ def test_kill_9_during_submit_run_and_cancel_loses_nothing(server_process, serve
 def test_a_job_started_just_before_a_kill_is_found_not_started_twice(server_process):
     """The server died after starting the job's process but before its handle was written
     anywhere: the restarted server must find the process, not start the job a second time."""
-    import sqlite3
-
     server = server_process
     job = server.request("POST", "jobs", {"name": "once", "cmd": "echo started-$JOB_ID; sleep 2; echo ended"})
     server.wait(job["id"], statuses=("Running",))
     server.kill()
     (server.data / "jobs" / str(job["id"]) / "run" / "handle.json").unlink()
-    conn = sqlite3.connect(server.data / "jobs.sqlite")
-    conn.execute("UPDATE jobs SET status = 'Preparing', handle = '{}', started_at = NULL WHERE id = ?", (job["id"],))
-    conn.commit()
-    conn.close()
+    server.edit_db("UPDATE jobs SET status = 'Preparing', handle = '{}', started_at = NULL WHERE id = ?", job["id"])
     server.start()
     done = server.wait(job["id"], timeout=30)
     log = server.request("GET", f"jobs/{job['id']}/logs")

@@ -59,8 +59,6 @@ def test_auto_never_runs_docker_jobs_as_host_processes(server_process, tmp_path)
     server = server_process
     server.stop()
     (server.data / "backend").write_text("docker")
-    import sqlite3
-
     from jupyter_jobs.models import JobRecord, JobSpec
     from jupyter_jobs.store import JobStore
 
@@ -78,11 +76,8 @@ def test_auto_never_runs_docker_jobs_as_host_processes(server_process, tmp_path)
     job = server.request("GET", f"jobs/{queued.id}")
     assert job["status"] == "Pending"
     assert not list(server.data.rglob("ran-on-host"))
-    conn = sqlite3.connect(server.data / "jobs.sqlite")
-    conn.execute("DELETE FROM jobs")
-    conn.commit()
-    conn.close()
     server.stop()
+    server.edit_db("DELETE FROM jobs")
     server.start()  # nothing unfinished: auto may choose the host now
     assert server.request("GET", "config")["available"] is True
 

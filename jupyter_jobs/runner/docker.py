@@ -29,7 +29,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
 
 from ..errors import BackendError, BackendUnavailable
 from ..images import DEFAULT_TAG
-from ..jobdir import JobDir, strip_set_id_bits
+from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
 from .environment import job_command, job_environment, owner_folder
@@ -366,9 +366,7 @@ class DockerBackend(Backend):
         """Outputs are already in the job folder (mounted); remove the container and its volumes,
         and clear set-id bits of outputs. The log is complete: the job's processes wrote it
         themselves, and have all exited."""
-        changed = await asyncio.to_thread(strip_set_id_bits, folder.outputs)  # first: whatever follows fails
-        if changed:
-            folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
+        await asyncio.to_thread(folder.clear_set_id_bits)  # first: whatever follows may fail
         cid = job.handle.get("container")
         if cid:
             try:

@@ -21,7 +21,7 @@ from typing import Any
 from traitlets import Bool, Float, List, Unicode
 
 from ..errors import BackendError, BackendUnavailable
-from ..jobdir import JobDir, strip_set_id_bits
+from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
 from .environment import job_command, job_environment, owner_folder
@@ -320,9 +320,7 @@ class SlurmBackend(Backend):
     async def collect(self, job: JobRecord, folder: JobDir) -> None:
         """A container job's set-id outputs would hold on the shared file system: clear them."""
         if self.container:
-            changed = await asyncio.to_thread(strip_set_id_bits, folder.outputs)
-            if changed:
-                folder.say(f"cleared the setuid/setgid bits of {len(changed)} output(s): {', '.join(changed[:5])}")
+            await asyncio.to_thread(folder.clear_set_id_bits)
 
     def job_name(self, job: JobRecord) -> str:
         """The Slurm job name of one attempt: this server's, unique, so it can be found again."""

@@ -189,6 +189,15 @@ def component_problem(path: str) -> str | None:
     return None
 
 
+def check_short_text(value: Any, field: str) -> None:
+    """Refuse a request argument (``base_dir``, an ``Idempotency-Key``) that is not a short
+    string a file system and a log line can hold; ``None`` (not given) passes."""
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > MAX_KEY or text_problem(value, field) or component_problem(value):
+        raise SpecError(f"expected a short string without control characters (at most {MAX_KEY})", field)
+
+
 def check_override_key(key: str) -> list[str]:
     """The parts of a dotted override key (``args.epochs``), refusing absurd ones."""
     if len(key) > MAX_KEY or key.count(".") >= MAX_DEPTH:

@@ -140,12 +140,8 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
         time.sleep(0.2)
     # The scenario: the job vanished (a node crash, a purged record) without leaving an exit status.
     (handle.parent / "exit-status").unlink(missing_ok=True)
-    import sqlite3
-
-    db = sqlite3.connect(server_process.data / "jobs.sqlite")
-    db.execute("UPDATE jobs SET handle = json_set(handle, '$.slurm_id', '999999') WHERE id = ?", (forgotten["id"],))
-    db.commit()
-    db.close()
+    server_process.edit_db("UPDATE jobs SET handle = json_set(handle, '$.slurm_id', '999999') WHERE id = ?",
+                           forgotten["id"])
     server_process.start()
     lost = server_process.wait(forgotten["id"], timeout=60)
     assert lost["status"] == "Unknown" and "Slurm no longer knows job 999999" in lost["message"]
@@ -153,8 +149,6 @@ def test_server_killed_mid_job_finds_its_slurm_jobs_again(server_process):
 
 def test_a_job_submitted_just_before_a_kill_is_found_not_submitted_twice(server_process):
     """The server died after sbatch accepted the job but before its handle was written anywhere."""
-    import sqlite3
-
     server = server_process
     job = server.request("POST", "jobs", {"cmd": "echo once-$JOB_ID; sleep 1"})
     handle = server.data / "jobs" / str(job["id"]) / "run" / "handle.json"
@@ -164,11 +158,8 @@ def test_a_job_submitted_just_before_a_kill_is_found_not_submitted_twice(server_
         time.sleep(0.05)
     server.kill(signal.SIGKILL)
     handle.unlink()
-    db = sqlite3.connect(server.data / "jobs.sqlite")
-    db.execute("UPDATE jobs SET handle = '{}', status = 'Pending', preparing_at = NULL, started_at = NULL "
-               "WHERE id = ?", (job["id"],))
-    db.commit()
-    db.close()
+    server.edit_db("UPDATE jobs SET handle = '{}', status = 'Pending', preparing_at = NULL, started_at = NULL "
+                   "WHERE id = ?", job["id"])
     server.start()
     done = server.wait(job["id"], timeout=60)
     assert done["status"] == "Succeeded", done["message"]
