@@ -7,10 +7,12 @@ Layout under the cache's folder (the server's data dir, or a shared file system 
     locks/<hash>.lock        the fcntl lock held while one process builds, hands out or removes <hash>
     tmp/<hash>.<random>/     a build in progress (or the leftovers of one that crashed)
     uv-cache/                uv's download and wheel cache, shared by every build
+    wheels/<sha256>/         local packages' wheels (:class:`~.wheels.WheelStore`), installed by digest
 
 A build happens in ``tmp/`` and is renamed into ``envs/`` only once it is complete (the venv is made
 ``--relocatable`` so the move keeps it working), so ``envs/<hash>`` either holds a whole environment
-or does not exist. A failed build leaves nothing behind and raises
+or does not exist. A lock's local packages are installed from the wheels of :attr:`EnvironmentCache.wheels`
+named by their digests: build them first with ``cache.wheels.build_all(lock)`` (or ship them there). A failed build leaves nothing behind and raises
 :class:`~jupyter_jobs.errors.EnvironmentBuildFailed` with uv's own message.
 
 Concurrent callers build once: callers in one process queue on an :class:`asyncio.Lock` per hash,
@@ -26,9 +28,7 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import EnvironmentBuildFailed
-from .lock import Lock
+from .lock import LocalPackage, Lock
+from .uv import find_uv, run_uv
+from .wheels import WheelStore
 
 #: The record inside each environment: its lock, when it was built and how long that took.
 METADATA = "jupyter-jobs-env.json"
-#: How much of the installer's message goes into an error's text (all of it stays in ``stderr``).
-STDERR_TAIL = 4000
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,14 @@ class EnvironmentCache:
 
     def __init__(self, root: str | os.PathLike[str], uv: str | None = None) -> None:
         self.root = Path(root)
-        if uv is None:
-            from uv import find_uv_bin
-
-            uv = find_uv_bin()
-        self.uv = uv
+        self.uv = uv or find_uv()
         #: Builds this object has run (the others were found done): for tests and the job's record.
         self.builds = 0
         self._locks: dict[str, asyncio.Lock] = {}
         for sub in ("envs", "locks", "tmp", "uv-cache"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        #: Local packages' wheels, by digest; :meth:`ensure` installs a lock's local packages from here.
+        self.wheels = WheelStore(self.root / "wheels", self.uv, self.root / "uv-cache")
 
     def path(self, env_hash: str) -> Path:
         """Where the environment of ``env_hash`` lives once built."""
@@ -94,7 +92,8 @@ class EnvironmentCache:
         Raises
         ------
         EnvironmentBuildFailed
-            With uv's message and the packages it names; nothing is left in the cache.
+            With uv's message and the packages it names; nothing is left in the cache. Also when a local
+            package has no digest, or :attr:`wheels` lacks its wheel.
         """
         in_process = self._locks.setdefault(lock.hash, asyncio.Lock())
         async with in_process:
@@ -163,11 +162,7 @@ class EnvironmentCache:
 
     def _build(self, lock: Lock, final: Path) -> None:
         """Build ``lock`` in ``tmp/`` and rename it to ``final``; the caller holds the file lock."""
-        if lock.local:
-            names = ", ".join(p.name for p in lock.local)
-            raise EnvironmentBuildFailed(f"local packages ({names}) cannot be installed yet: their wheels are not "
-                                         "built; install them from an index or set env.python to none",
-                                         packages=tuple(p.name for p in lock.local), env_hash=lock.hash)
+        wheels = [self._wheel(lock, package) for package in lock.local]
         for stale in (self.root / "tmp").glob(f"{lock.hash}.*"):
             shutil.rmtree(stale, ignore_errors=True)  # a build that crashed; we hold its lock
         started = time.monotonic()
@@ -179,8 +174,9 @@ class EnvironmentCache:
             self._uv(lock, "venv", "--relocatable", "--python", lock.python, str(env))
             requirements = staging / "requirements.txt"
             requirements.write_text(lock.requirements())
-            if lock.packages:
-                self._uv(lock, "pip", "install", "--python", str(env / "bin" / "python"), "-r", str(requirements),
+            if lock.packages or wheels:
+                pinned = ["-r", str(requirements)] if lock.packages else []
+                self._uv(lock, "pip", "install", "--python", str(env / "bin" / "python"), *pinned, *map(str, wheels),
                          *lock.pip_options)
             seconds = time.monotonic() - started
             meta = {"hash": lock.hash, "lock": lock.to_dict(), "built_at": time.time(), "build_seconds": seconds}
@@ -192,23 +188,20 @@ class EnvironmentCache:
         log.info("built Python environment %s in %.1f s", lock.hash[:12], seconds)
 
     def _uv(self, lock: Lock, *args: str) -> None:
-        """Run one uv command; its failure becomes :class:`EnvironmentBuildFailed` with its stderr."""
-        command = [self.uv, *args]
-        environ = {**os.environ, "UV_CACHE_DIR": str(self.root / "uv-cache"), "NO_COLOR": "1"}
-        step = f"uv {' '.join(args[:2])}"
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, env=environ, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            raise EnvironmentBuildFailed(f"cannot run uv ({self.uv}): {exc}", env_hash=lock.hash) from None
-        if result.returncode == 0:
-            return
-        stderr = result.stderr.strip()
-        named = _named_packages(lock, stderr)
-        which = f" ({', '.join(named)})" if named else ""
-        raise EnvironmentBuildFailed(
-            f"building Python environment {lock.hash[:12]} failed{which}: {step} exited with {result.returncode}:\n"
-            f"{stderr[-STDERR_TAIL:]}",
-            stderr=stderr, packages=named, env_hash=lock.hash)
+        """Run one uv command of ``lock``'s build; its failure becomes :class:`EnvironmentBuildFailed`."""
+        names = [p.name for p in lock.packages] + [p.name for p in lock.local]
+        run_uv(self.uv, *args, doing=f"building Python environment {lock.hash[:12]}", cache_dir=self.root / "uv-cache",
+               names=names, env_hash=lock.hash)
+
+    def _wheel(self, lock: Lock, package: LocalPackage) -> Path:
+        """The stored wheel of one of ``lock``'s local packages."""
+        wheel = self.wheels.path(package.digest)
+        if wheel is None:
+            what = "has no wheel digest" if not package.digest else f"has no wheel {package.digest[:12]} in {self.wheels.root}"
+            raise EnvironmentBuildFailed(f"local package {package.name} {what}; build it first "
+                                         "(EnvironmentCache.wheels.build_all(lock)) or send its wheel",
+                                         packages=(package.name,), env_hash=lock.hash)
+        return wheel
 
     @contextlib.contextmanager
     def _file_lock(self, env_hash: str, blocking: bool = True) -> Iterator[bool]:
@@ -223,13 +216,6 @@ class EnvironmentCache:
             yield True
         finally:
             os.close(fd)  # closing releases the lock
-
-
-def _named_packages(lock: Lock, text: str) -> tuple[str, ...]:
-    """The lock's packages that the installer's message mentions by name."""
-    lowered = text.lower()
-    return tuple(p.name for p in lock.packages
-                 if re.search(rf"(?<![\w.-]){re.escape(p.name)}(?![\w-])", lowered))
 
 
 def _size(folder: Path) -> int:
