@@ -41,6 +41,7 @@ class Pin:
 
     ``url`` is empty for a plain ``name==version``; it holds a PEP 508 direct reference
     (``git+https://...@<commit>``, an archive URL) when the distribution was installed from one.
+    ``version`` may then be empty (a resolver's output names none for it).
     """
 
     name: str
@@ -135,7 +136,8 @@ class Lock:
         if unknown:
             raise SpecError(f"unknown keys {sorted(map(str, unknown))}; a lock has python, packages, local, pip_options", field)
         packages = [
-            Pin(_text(p, "name", f), _text(p, "version", f), _text(p, "url", f, optional=True))
+            # A direct reference (name @ url) that a resolver pinned may have no version: the URL is the pin.
+            Pin(_text(p, "name", f), _text(p, "version", f, optional=bool(p.get("url"))), _text(p, "url", f, optional=True))
             for f, p in _items(data.get("packages", []), f"{field}.packages")
         ]
         local = [
