@@ -36,6 +36,7 @@ OPTIONS_WITH_VALUE = frozenset({
 })
 OPTIONS_ALONE = frozenset({"--pre", "--no-index"})
 _LONG = {"-i": "--index-url", "-f": "--find-links"}
+_URL_OPTIONS = frozenset({"--index-url", "--extra-index-url", "--find-links"})
 _KEYS = ("version", "requirements-file", "packages", "pip-options")
 
 
@@ -149,6 +150,10 @@ def _pip_options(value: Any, field: str) -> tuple[str, ...]:
                 if not tokens or tokens[0].startswith("-"):
                     raise SpecError(f"{name} needs a value", field)
                 token = f"{name}={tokens.pop(0)}"
+            value = token.partition("=")[2]
+            if name in _URL_OPTIONS and not value.lower().startswith(("https://", "http://")):
+                # A path or file: URL would read the server's own folders; an admin sets a local mirror in uv's config.
+                raise SpecError(f"{name} must be an http(s) URL, got {value!r}", field)
             options.append(token)
         else:
             allowed = ", ".join(sorted(OPTIONS_WITH_VALUE | OPTIONS_ALONE))

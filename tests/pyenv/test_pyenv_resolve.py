@@ -106,6 +106,7 @@ def test_a_package_with_only_a_source_distribution_is_not_built_unless_allowed(t
 
     make_package(tmp_path / "mylib", 1)
     uv("build", "--sdist", "--out-dir", str(tmp_path / "dist"), str(tmp_path / "mylib"), cache=tmp_path)
+    # A local --find-links is refused in a spec (test_pyenv_spec), not here: resolve() takes what parse passed.
     env = PythonEnv("custom", PYTHON, packages=("my-lib",), pip_options=("--find-links=" + str(tmp_path / "dist"),))
     with pytest.raises(EnvironmentBuildFailed) as info:
         resolve(env, cache_dir=tmp_path / "uv-cache")

@@ -52,6 +52,8 @@ def test_every_bad_field_is_named_with_what_to_write():
     ({"packages": "six"}, "env.python.packages", "['six']"),
     ({"requirements-file": "../up.txt"}, "env.python.requirements-file", "without .."),
     ({"pip-options": ["--extra-index-url"]}, "env.python.pip-options", "needs a value"),
+    ({"pip-options": ["-f", "/srv/secret"]}, "env.python.pip-options", "--find-links must be an http(s) URL"),
+    ({"pip-options": "--index-url=file:///etc"}, "env.python.pip-options", "--index-url must be an http(s) URL"),
 ])
 def test_wrong_shapes(value, field, text):
     found = problems(value)
