@@ -128,3 +128,24 @@ class BackendError(JobsError):
     """A backend failed to run a job for a reason that is not the client's."""
 
     status_code = 500
+
+
+class EnvironmentBuildFailed(JobsError):
+    """A job's Python environment could not be built; carries the installer's own message.
+
+    Most often a requirement that the package index does not have, hence 400; ``packages`` names
+    the requirements the installer's message mentions, ``stderr`` is that message in full.
+    """
+
+    status_code = 400
+
+    def __init__(self, message: str, stderr: str = "", packages: tuple[str, ...] = (), env_hash: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+        self.packages = packages
+        self.env_hash = env_hash
+
+    def to_json(self) -> dict:
+        body = super().to_json()
+        body["packages"] = list(self.packages)
+        return body

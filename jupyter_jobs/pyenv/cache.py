@@ -1,0 +1,231 @@
+"""The environment cache: one virtual environment per lock hash, built once with uv, evicted by age of use.
+
+Layout under the cache's folder (the server's data dir, or a shared file system for Slurm)::
+
+    envs/<hash>/             a finished venv; its jupyter-jobs-env.json says what it holds, and the
+                             file's modification time is when it was last handed out
+    locks/<hash>.lock        the fcntl lock held while one process builds, hands out or removes <hash>
+    tmp/<hash>.<random>/     a build in progress (or the leftovers of one that crashed)
+    uv-cache/                uv's download and wheel cache, shared by every build
+    wheels/<sha256>/         local packages' wheels (:class:`~.wheels.WheelStore`), installed by digest
+
+A build happens in ``tmp/`` and is renamed into ``envs/`` only once it is complete (the venv is made
+``--relocatable`` so the move keeps it working), so ``envs/<hash>`` either holds a whole environment
+or does not exist. A lock's local packages are installed from the wheels of :attr:`EnvironmentCache.wheels`
+named by their digests: build them first with ``cache.wheels.build_all(lock)`` (or ship them there). A failed build leaves nothing behind and raises
+:class:`~jupyter_jobs.errors.EnvironmentBuildFailed` with uv's own message.
+
+Concurrent callers build once: callers in one process queue on an :class:`asyncio.Lock` per hash,
+processes (and Slurm nodes sharing the folder) on the per-hash file lock. The blocking work runs in
+a thread, never on the event loop; :meth:`EnvironmentCache.ensure_sync` is the same for callers
+without one (a batch script on a node).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import EnvironmentBuildFailed
+from .lock import LocalPackage, Lock
+from .uv import find_uv, run_uv
+from .wheels import WheelStore
+
+#: The record inside each environment: its lock, when it was built and how long that took.
+METADATA = "jupyter-jobs-env.json"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    """One finished environment of the cache."""
+
+    hash: str
+    path: Path
+    python: str
+    size_bytes: int
+    last_used: float
+    built_at: float
+    build_seconds: float
+
+
+class EnvironmentCache:
+    """Virtual environments under ``root``, one per :attr:`Lock.hash`.
+
+    Parameters
+    ----------
+    root
+        The cache's folder; created when missing. Builds, locks and uv's cache live beneath it, so a
+        rename from ``tmp/`` to ``envs/`` never crosses file systems.
+    uv
+        The uv executable; by default the one the ``uv`` package ships.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], uv: str | None = None) -> None:
+        self.root = Path(root)
+        self.uv = uv or find_uv()
+        #: Builds this object has run (the others were found done): for tests and the job's record.
+        self.builds = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        for sub in ("envs", "locks", "tmp", "uv-cache"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        #: Local packages' wheels, by digest; :meth:`ensure` installs a lock's local packages from here.
+        self.wheels = WheelStore(self.root / "wheels", self.uv, self.root / "uv-cache")
+
+    def path(self, env_hash: str) -> Path:
+        """Where the environment of ``env_hash`` lives once built."""
+        return self.root / "envs" / env_hash
+
+    async def ensure(self, lock: Lock) -> Path:
+        """The folder of ``lock``'s environment, built first if it is not there yet.
+
+        Raises
+        ------
+        EnvironmentBuildFailed
+            With uv's message and the packages it names; nothing is left in the cache. Also when a local
+            package has no digest, or :attr:`wheels` lacks its wheel.
+        """
+        in_process = self._locks.setdefault(lock.hash, asyncio.Lock())
+        async with in_process:
+            return await asyncio.to_thread(self.ensure_sync, lock)
+
+    def ensure_sync(self, lock: Lock) -> Path:
+        """:meth:`ensure` for callers without an event loop; blocks until built."""
+        final = self.path(lock.hash)
+        with self._file_lock(lock.hash):
+            if not (final / METADATA).is_file():
+                self._build(lock, final)
+            # Marks it used (prune() goes by this time), with the clock's own precision: a plain
+            # utime() takes the kernel's coarse tick, which ranks two uses a millisecond apart as one.
+            now = time.time_ns()
+            os.utime(final / METADATA, ns=(now, now))
+        return final
+
+    def list(self) -> list[EnvironmentInfo]:
+        """The finished environments, least recently used first."""
+        infos = []
+        for entry in (self.root / "envs").iterdir():
+            try:
+                meta = json.loads((entry / METADATA).read_text())
+                used = (entry / METADATA).stat().st_mtime
+            except (OSError, ValueError):
+                continue  # removed meanwhile, or not ours
+            infos.append(EnvironmentInfo(entry.name, entry, meta["lock"]["python"], _size(entry), used,
+                                         meta["built_at"], meta["build_seconds"]))
+        return sorted(infos, key=lambda info: info.last_used)
+
+    def prune(self, max_bytes: int, in_use: set[str]) -> list[str]:
+        """Remove least recently used environments until the cache holds at most ``max_bytes``.
+
+        An environment in ``in_use`` (the hashes running jobs use) or being built or handed out at
+        this moment is never removed, so the cache may stay above ``max_bytes``. Call it from the same
+        event loop as :meth:`ensure`, after the hashes handed out are added to ``in_use``.
+
+        Returns
+        -------
+        list[str]
+            The hashes removed, oldest use first.
+        """
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be 0 or more, got {max_bytes}")
+        infos = self.list()
+        total = sum(info.size_bytes for info in infos)
+        removed = []
+        for info in infos:
+            if total <= max_bytes:
+                break
+            if info.hash in in_use:
+                continue
+            with self._file_lock(info.hash, blocking=False) as held:
+                if not held:
+                    continue  # another process builds or hands it out right now
+                trash = Path(tempfile.mkdtemp(prefix=f"{info.hash}.", dir=self.root / "tmp"))
+                info.path.rename(trash / "env")  # gone from envs/ at once; the slow delete follows
+                shutil.rmtree(trash, ignore_errors=True)
+            total -= info.size_bytes
+            removed.append(info.hash)
+            log.info("removed Python environment %s (%d bytes, last used %s)", info.hash[:12], info.size_bytes,
+                     time.ctime(info.last_used))
+        return removed
+
+    # -- building --------------------------------------------------------------------------------
+
+    def _build(self, lock: Lock, final: Path) -> None:
+        """Build ``lock`` in ``tmp/`` and rename it to ``final``; the caller holds the file lock."""
+        wheels = [self._wheel(lock, package) for package in lock.local]
+        for stale in (self.root / "tmp").glob(f"{lock.hash}.*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a build that crashed; we hold its lock
+        started = time.monotonic()
+        log.info("building Python environment %s: Python %s, %d packages", lock.hash[:12], lock.python,
+                 len(lock.packages))
+        staging = Path(tempfile.mkdtemp(prefix=f"{lock.hash}.", dir=self.root / "tmp"))
+        try:
+            env = staging / "env"
+            self._uv(lock, "venv", "--relocatable", "--python", lock.python, str(env))
+            requirements = staging / "requirements.txt"
+            requirements.write_text(lock.requirements())
+            if lock.packages or wheels:
+                pinned = ["-r", str(requirements)] if lock.packages else []
+                self._uv(lock, "pip", "install", "--python", str(env / "bin" / "python"), *pinned, *map(str, wheels),
+                         *lock.pip_options)
+            seconds = time.monotonic() - started
+            meta = {"hash": lock.hash, "lock": lock.to_dict(), "built_at": time.time(), "build_seconds": seconds}
+            (env / METADATA).write_text(json.dumps(meta, indent=1))
+            env.rename(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.builds += 1
+        log.info("built Python environment %s in %.1f s", lock.hash[:12], seconds)
+
+    def _uv(self, lock: Lock, *args: str) -> None:
+        """Run one uv command of ``lock``'s build; its failure becomes :class:`EnvironmentBuildFailed`."""
+        names = [p.name for p in lock.packages] + [p.name for p in lock.local]
+        run_uv(self.uv, *args, doing=f"building Python environment {lock.hash[:12]}", cache_dir=self.root / "uv-cache",
+               names=names, env_hash=lock.hash)
+
+    def _wheel(self, lock: Lock, package: LocalPackage) -> Path:
+        """The stored wheel of one of ``lock``'s local packages."""
+        wheel = self.wheels.path(package.digest)
+        if wheel is None:
+            what = "has no wheel digest" if not package.digest else f"has no wheel {package.digest[:12]} in {self.wheels.root}"
+            raise EnvironmentBuildFailed(f"local package {package.name} {what}; build it first "
+                                         "(EnvironmentCache.wheels.build_all(lock)) or send its wheel",
+                                         packages=(package.name,), env_hash=lock.hash)
+        return wheel
+
+    @contextlib.contextmanager
+    def _file_lock(self, env_hash: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold ``locks/<hash>.lock``; yields False when ``blocking`` is off and someone else holds it."""
+        fd = os.open(self.root / "locks" / f"{env_hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files beneath ``folder`` (links not followed), without recursion."""
+    total, stack = 0, [folder]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
