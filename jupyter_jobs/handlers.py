@@ -145,14 +145,16 @@ class JobsHandler(JobsAPIHandler):
     @authorized
     async def post(self) -> None:
         body = await self.body(allow_yaml=True)
-        files, base_dir = None, self.get_argument("base_dir", None)
-        if isinstance(body, dict) and "spec" in body:  # {spec, files, base_dir}: files by content hash
-            unknown = set(body) - {"spec", "files", "base_dir"}
+        files, base_dir, environment = None, self.get_argument("base_dir", None), None
+        if isinstance(body, dict) and "spec" in body:  # {spec, files, base_dir, environment}: files by content hash
+            unknown = set(body) - {"spec", "files", "base_dir", "environment"}
             if unknown:
-                raise SpecError(f"unknown key {sorted(unknown)[0]!r}; the envelope has spec, files, base_dir", "body")
+                raise SpecError(f"unknown key {sorted(unknown)[0]!r}; the envelope has spec, files, base_dir, "
+                                "environment", "body")
+            environment = body.get("environment")
             body, files, base_dir = body["spec"], body.get("files"), body.get("base_dir", base_dir)
         job, created = await self.manager.submit(
-            body, owner=self.username, base_dir=base_dir, files=files,
+            body, owner=self.username, base_dir=base_dir, files=files, environment=environment,
             idempotency_key=self.request.headers.get("Idempotency-Key") or None,
         )
         self.set_status(201 if created else 200)

@@ -29,6 +29,7 @@ from .jobdir import (
     remove_staging_leftovers,
 )
 from .models import JobRecord, JobSpec
+from .pyenv.environments import Environments, read_lock, write_lock
 from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
@@ -75,6 +76,7 @@ class JobManager(LoggingConfigurable):
     )
     cluster = Instance(Cluster)
     pool = Instance(RunnerPool)
+    environments = Instance(Environments)
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -91,6 +93,10 @@ class JobManager(LoggingConfigurable):
     @default("pool")
     def _default_pool(self) -> RunnerPool:
         return RunnerPool(parent=self)
+
+    @default("environments")
+    def _default_environments(self) -> Environments:
+        return Environments(self.data_dir, parent=self, log=self.log)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -115,7 +121,12 @@ class JobManager(LoggingConfigurable):
             self.unavailable = exc.message
             self.engine_down = True
             self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id())
-        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify)
+        self.environments.in_use = self._environments_in_use
+        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments)
+
+    def _environments_in_use(self) -> set[str]:
+        """Hashes of the environments of jobs not ended yet (never pruned)."""
+        return {job.environment["hash"] for job in self.store.active() if job.environment.get("hash")}
 
     def _make_backend(self) -> Backend:
         klass = self.backend_class
@@ -349,12 +360,14 @@ class JobManager(LoggingConfigurable):
     async def submit(
         self, spec_data: Any, *, owner: str, base_dir: str | None = None,
         idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
-        files: Mapping[str, str] | None = None,
+        files: Mapping[str, str] | None = None, environment: Mapping[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate and queue a job; return it and whether it was created (False: idempotent replay).
 
         The job's files come from ``files`` (a manifest ``{path: sha256}`` of uploaded blobs), else
         from the spec's ``inputs`` read under ``base_dir``, else (a rerun) from the job it reruns.
+        ``environment`` is what the submitting client says of its Python (its capture, interpreter
+        and local wheels), for ``env.python``; see :meth:`Environments.lock_for`.
         """
         reason = self.why_unavailable()
         if reason:
@@ -364,7 +377,10 @@ class JobManager(LoggingConfigurable):
             files = await asyncio.to_thread(check_manifest, files)
         check_short_text(base_dir, "base_dir")
         check_short_text(idempotency_key, "Idempotency-Key")
-        request_hash = hashlib.sha256(json.dumps([spec.to_dict(), base_dir, files], sort_keys=True).encode()).hexdigest()
+        if environment is not None and not isinstance(environment, Mapping):
+            raise SpecError("must be a mapping with lock, interpreter and wheels", "environment")
+        request_hash = hashlib.sha256(
+            json.dumps([spec.to_dict(), base_dir, files, environment], sort_keys=True).encode()).hexdigest()
         # A key is the submitter's own: another user's identical key is another job (keys hold
         # no control characters, so the newline cannot be forged).
         scoped_key = f"{owner}\n{idempotency_key}" if idempotency_key else None
@@ -375,6 +391,7 @@ class JobManager(LoggingConfigurable):
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)
+            env_summary = await self._lock_environment(spec, stage, environment, rerun_of)
             # Everything that needs disk space is written before the record exists: a full disk
             # refuses the submission whole (507), never leaves a job without its files.
             (stage / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
@@ -384,7 +401,7 @@ class JobManager(LoggingConfigurable):
                     image=spec.image or self.cluster.instance_type(itype).image or self.engine.default_image(),
                     command=spec.cmd,
                     rerun_of=rerun_of.id if rerun_of else None, idempotency_key=scoped_key,
-                    message="queued",
+                    message="queued", environment=env_summary,
                 ),
                 request_hash,
             )
@@ -408,6 +425,19 @@ class JobManager(LoggingConfigurable):
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
         self.pool.wake()
         return record, True
+
+    async def _lock_environment(self, spec: JobSpec, stage: Path, sent: Mapping[str, Any] | None,
+                                rerun_of: JobRecord | None) -> dict[str, Any]:
+        """Resolve the job's ``env.python`` to a lock written beside its files; its record's summary."""
+        if spec.python is None or not spec.python.managed:
+            return {}
+        base = read_lock(self.jobs_dir / str(rerun_of.id)) if rerun_of is not None else None
+        lock, summary = await asyncio.to_thread(
+            self.environments.lock_for, spec.python, folder=stage / "code", sent=sent,
+            wheels=lambda digest: self.blobs.path(digest) if self.blobs.has(digest) else None, base=base,
+        )
+        write_lock(stage, lock)
+        return summary
 
     def _replay(self, scoped_key: str | None, key: str | None, request_hash: str) -> JobRecord | None:
         """The job an earlier request with this Idempotency-Key made, if any (409 for another spec)."""

@@ -61,6 +61,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_queue ON jobs (priority DESC, id) WHERE status = 'Pending'",
         ),
     ),
+    Migration(
+        2,
+        "python environment of a job",
+        # {hash, python, packages, local, source, interpreter} at submit; built, prepare_seconds and
+        # where (a venv, an image, an interpreter) once it was prepared.
+        ("ALTER TABLE jobs ADD COLUMN environment TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .pyenv.spec import PythonEnv
 from .states import JobStatus
 
 
@@ -56,6 +57,8 @@ class JobSpec:
     working_dir: str = "."
     #: Tasks on as many nodes (Slurm), with RANK/WORLD_SIZE/MASTER_ADDR for torch.distributed.
     replicas: int = 1
+    #: ``env.python``: the Python environment the job asks for; None (not written) is the image or host as it is.
+    python: PythonEnv | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -69,6 +72,8 @@ class JobSpec:
                 out[key] = [{k: v for k, v in asdict(item).items() if v is not None} for item in items]
         if self.env:
             out["env"] = {"vars": dict(self.env)}
+        if self.python is not None:
+            out.setdefault("env", {})["python"] = self.python.to_value()
         if self.image:
             out["image"] = self.image
         if self.instance_type:
@@ -191,6 +196,8 @@ class JobRecord:
     updated_at: float = 0.0
     #: Why the stored record could not be read whole (it is shown, but never run again).
     damaged: str = ""
+    #: The job's Python environment (``env.python``): its lock's hash and size, then how it was prepared.
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -238,4 +245,13 @@ class JobRecord:
             "cancel_requested": self.cancel_requested,
             "spec": self.spec.to_dict(),
             "damaged": self.damaged or None,
+            "environment": public_environment(self.environment),
         }
+
+
+def public_environment(environment: dict[str, Any]) -> dict[str, Any] | None:
+    """The REST shape of a job's environment (None when it asks for none); the interpreter path
+    a client sent stays on the server."""
+    if not environment:
+        return None
+    return {k: v for k, v in environment.items() if k != "interpreter"}

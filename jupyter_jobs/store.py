@@ -23,7 +23,7 @@ _ENCODERS: dict[str, Any] = {
     "exit_code": lambda v: v, "preparing_at": lambda v: v, "started_at": lambda v: v,
     "finished_at": lambda v: v, "attempt": int, "backend": str,
     "allocation": lambda v: json.dumps(asdict(v)), "handle": json.dumps,
-    "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps,
+    "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps, "environment": json.dumps,
 }
 MAX_PAGE = 500
 #: Largest job id (SQLite's INTEGER is 64-bit); anything past it cannot name a job.
@@ -155,13 +155,14 @@ class JobStore:
         cur = self._conn.execute(
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
-                   request_hash, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   request_hash, updated_at, environment)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.name, record.owner, record.status.value, record.message, record.instance_type,
                 record.image, record.command, json.dumps(record.spec.to_dict()), record.spec.priority,
                 record.created_at or now, record.attempt, record.rerun_of, record.backend,
                 json.dumps(asdict(record.allocation)), record.idempotency_key, request_hash, now,
+                json.dumps(record.environment),
             ),
         )
         return self.get(int(cur.lastrowid))
@@ -297,7 +298,15 @@ def _decode(row: sqlite3.Row) -> JobRecord:
         outputs=json.loads(row["outputs"]),
         idempotency_key=row["idempotency_key"],
         updated_at=row["updated_at"],
+        environment=_environment(row["environment"]),
     )
+
+
+def _environment(text: str) -> dict[str, Any]:
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise ValueError(f"its environment is {type(value).__name__}, not a mapping")
+    return value
 
 
 def _allocation(data: dict[str, Any]) -> Allocation:

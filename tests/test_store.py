@@ -46,8 +46,24 @@ def test_failed_migration_rolls_back_and_stays_pending(tmp_path):
     bad = MIGRATIONS + (Migration(99, "broken", ("CREATE TABLE extra (x)", "THIS IS NOT SQL")),)
     with pytest.raises(sqlite3.OperationalError):
         migrate(conn, bad)
-    assert current_version(conn) == 1
+    assert current_version(conn) == max(m.version for m in MIGRATIONS)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name='extra'").fetchone() is None
+
+
+def test_a_version_1_database_keeps_its_jobs_and_gains_their_environment(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])
+    conn.execute("INSERT INTO jobs (name, owner, status, spec, created_at, updated_at) "
+                 "VALUES ('old', 'ann', 'Succeeded', '{\"cmd\": \"true\"}', 1, 1)")
+    conn.close()
+    store = JobStore(path)
+    (old,) = store.list()[0]
+    assert (old.name, old.environment, old.to_json(0)["environment"]) == ("old", {}, None)
+    job = new(store, "with-env")
+    store.update(job.id, environment={"hash": "ab" * 32, "python": "3.11"})
+    assert store.get(job.id).environment["python"] == "3.11"
+    store.close()
 
 
 def test_database_from_a_newer_version_is_refused(tmp_path):

@@ -4,6 +4,8 @@ Layout under the cache's folder (the server's data dir, or a shared file system 
 
     envs/<hash>/             a finished venv; its jupyter-jobs-env.json says what it holds, and the
                              file's modification time is when it was last handed out
+    targets/<hash>/          the same packages installed into a plain folder (``uv pip install --target``)
+                             for Linux x86_64, to be copied into a container image of that Python
     locks/<hash>.lock        the fcntl lock held while one process builds, hands out or removes <hash>
     tmp/<hash>.<random>/     a build in progress (or the leftovers of one that crashed)
     uv-cache/                uv's download and wheel cache, shared by every build
@@ -30,10 +32,11 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import EnvironmentBuildFailed
 from .lock import LocalPackage, Lock
@@ -44,6 +47,15 @@ from .wheels import WheelStore
 METADATA = "jupyter-jobs-env.json"
 
 log = logging.getLogger(__name__)
+
+
+#: The two forms an environment takes: a virtual environment, or a folder of packages for an image.
+KINDS = {"venv": "envs", "target": "targets"}
+#: The platform of ``target`` folders (manylinux wheels for the images' glibc).
+TARGET_PLATFORM = "x86_64-manylinux_2_28"
+
+#: Called with (packages installed so far, packages in all) while a build installs.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,22 @@ class EnvironmentInfo:
     last_used: float
     built_at: float
     build_seconds: float
+    kind: str = "venv"
+    packages: int = 0
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash, "kind": self.kind, "python": self.python, "packages": self.packages,
+                "size_bytes": self.size_bytes, "last_used": self.last_used, "built_at": self.built_at,
+                "build_seconds": self.build_seconds}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An environment handed out: where it is, and whether this call built it (how long that took)."""
+
+    path: Path
+    built: bool
+    seconds: float
 
 
 class EnvironmentCache:
@@ -71,20 +99,23 @@ class EnvironmentCache:
         The uv executable; by default the one the ``uv`` package ships.
     """
 
-    def __init__(self, root: str | os.PathLike[str], uv: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], uv: str | None = None,
+                 uv_cache: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root)
         self.uv = uv or find_uv()
+        #: uv's download and wheel cache (default ``<root>/uv-cache``); several caches may share one.
+        self.uv_cache = Path(uv_cache) if uv_cache else self.root / "uv-cache"
         #: Builds this object has run (the others were found done): for tests and the job's record.
         self.builds = 0
         self._locks: dict[str, asyncio.Lock] = {}
-        for sub in ("envs", "locks", "tmp", "uv-cache"):
+        for sub in ("envs", "targets", "locks", "tmp", "uv-cache"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         #: Local packages' wheels, by digest; :meth:`ensure` installs a lock's local packages from here.
-        self.wheels = WheelStore(self.root / "wheels", self.uv, self.root / "uv-cache")
+        self.wheels = WheelStore(self.root / "wheels", self.uv, self.uv_cache)
 
-    def path(self, env_hash: str) -> Path:
+    def path(self, env_hash: str, kind: str = "venv") -> Path:
         """Where the environment of ``env_hash`` lives once built."""
-        return self.root / "envs" / env_hash
+        return self.root / KINDS[kind] / env_hash
 
     async def ensure(self, lock: Lock) -> Path:
         """The folder of ``lock``'s environment, built first if it is not there yet.
@@ -101,27 +132,46 @@ class EnvironmentCache:
 
     def ensure_sync(self, lock: Lock) -> Path:
         """:meth:`ensure` for callers without an event loop; blocks until built."""
-        final = self.path(lock.hash)
-        with self._file_lock(lock.hash):
+        return self.prepare_sync(lock).path
+
+    async def prepare(self, lock: Lock, *, kind: str = "venv", say: Callable[[str], None] | None = None,
+                      progress: Progress | None = None) -> Prepared:
+        """:meth:`ensure`, saying whether this call built it; ``say`` gets uv's output, ``progress`` the count
+        of packages installed while it builds. Jobs of one server waiting for the same hash wait for one build."""
+        in_process = self._locks.setdefault(f"{kind}:{lock.hash}", asyncio.Lock())
+        async with in_process:
+            return await asyncio.to_thread(self.prepare_sync, lock, kind=kind, say=say, progress=progress)
+
+    def prepare_sync(self, lock: Lock, *, kind: str = "venv", say: Callable[[str], None] | None = None,
+                     progress: Progress | None = None) -> Prepared:
+        """:meth:`prepare` for callers without an event loop (a batch script on a node)."""
+        final = self.path(lock.hash, kind)
+        started = time.monotonic()
+        built = False
+        with self._file_lock(f"{kind}-{lock.hash}" if kind != "venv" else lock.hash):
             if not (final / METADATA).is_file():
-                self._build(lock, final)
+                self._build(lock, final, kind, say, progress)
+                built = True
             # Marks it used (prune() goes by this time), with the clock's own precision: a plain
             # utime() takes the kernel's coarse tick, which ranks two uses a millisecond apart as one.
             now = time.time_ns()
             os.utime(final / METADATA, ns=(now, now))
-        return final
+        return Prepared(final, built, time.monotonic() - started)
 
     def list(self) -> list[EnvironmentInfo]:
-        """The finished environments, least recently used first."""
+        """The finished environments (venvs and image folders), least recently used first."""
         infos = []
-        for entry in (self.root / "envs").iterdir():
-            try:
-                meta = json.loads((entry / METADATA).read_text())
-                used = (entry / METADATA).stat().st_mtime
-            except (OSError, ValueError):
-                continue  # removed meanwhile, or not ours
-            infos.append(EnvironmentInfo(entry.name, entry, meta["lock"]["python"], _size(entry), used,
-                                         meta["built_at"], meta["build_seconds"]))
+        for kind, sub in KINDS.items():
+            for entry in (self.root / sub).iterdir():
+                try:
+                    meta = json.loads((entry / METADATA).read_text())
+                    used = (entry / METADATA).stat().st_mtime
+                    lock = meta["lock"]
+                    count = len(lock.get("packages", [])) + len(lock.get("local", []))
+                    infos.append(EnvironmentInfo(entry.name, entry, lock["python"], _size(entry), used,
+                                                 meta["built_at"], meta["build_seconds"], kind, count))
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    continue  # removed meanwhile, or not ours
         return sorted(infos, key=lambda info: info.last_used)
 
     def prune(self, max_bytes: int, in_use: set[str]) -> list[str]:
@@ -146,7 +196,7 @@ class EnvironmentCache:
                 break
             if info.hash in in_use:
                 continue
-            with self._file_lock(info.hash, blocking=False) as held:
+            with self._file_lock(info.hash if info.kind == "venv" else f"{info.kind}-{info.hash}", blocking=False) as held:
                 if not held:
                     continue  # another process builds or hands it out right now
                 trash = Path(tempfile.mkdtemp(prefix=f"{info.hash}.", dir=self.root / "tmp"))
@@ -160,26 +210,38 @@ class EnvironmentCache:
 
     # -- building --------------------------------------------------------------------------------
 
-    def _build(self, lock: Lock, final: Path) -> None:
+    def _build(self, lock: Lock, final: Path, kind: str = "venv", say: Callable[[str], None] | None = None,
+               progress: Progress | None = None) -> None:
         """Build ``lock`` in ``tmp/`` and rename it to ``final``; the caller holds the file lock."""
         wheels = [self._wheel(lock, package) for package in lock.local]
-        for stale in (self.root / "tmp").glob(f"{lock.hash}.*"):
+        prefix = f"{lock.hash}.{kind}."
+        for stale in (self.root / "tmp").glob(f"{prefix}*"):
             shutil.rmtree(stale, ignore_errors=True)  # a build that crashed; we hold its lock
         started = time.monotonic()
-        log.info("building Python environment %s: Python %s, %d packages", lock.hash[:12], lock.python,
-                 len(lock.packages))
-        staging = Path(tempfile.mkdtemp(prefix=f"{lock.hash}.", dir=self.root / "tmp"))
+        total = len(lock.packages) + len(lock.local)
+        log.info("building Python environment %s (%s): Python %s, %d packages", lock.hash[:12], kind, lock.python,
+                 total)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root / "tmp"))
         try:
             env = staging / "env"
-            self._uv(lock, "venv", "--relocatable", "--python", lock.python, str(env))
+            if kind == "venv":
+                self._uv(lock, say, "venv", "--relocatable", "--python", lock.python, str(env))
+                where = ["--python", str(env / "bin" / "python")]
+            else:  # packages for an image's Python of this version, whatever Python the server has
+                env.mkdir()
+                where = ["--target", str(env), "--python-version", lock.python, "--python-platform", TARGET_PLATFORM]
             requirements = staging / "requirements.txt"
             requirements.write_text(lock.requirements())
             if lock.packages or wheels:
                 pinned = ["-r", str(requirements)] if lock.packages else []
-                self._uv(lock, "pip", "install", "--python", str(env / "bin" / "python"), *pinned, *map(str, wheels),
-                         *lock.pip_options)
+                # The lock is the whole environment, every dependency pinned: installed as it is (--no-deps),
+                # an exact replica, and no resolution to wait for.
+                with _counting(env, total, progress):
+                    self._uv(lock, say, "pip", "install", "--no-deps", *where, *pinned, *map(str, wheels),
+                             *lock.pip_options)
             seconds = time.monotonic() - started
-            meta = {"hash": lock.hash, "lock": lock.to_dict(), "built_at": time.time(), "build_seconds": seconds}
+            meta = {"hash": lock.hash, "kind": kind, "lock": lock.to_dict(), "built_at": time.time(),
+                    "build_seconds": seconds}
             (env / METADATA).write_text(json.dumps(meta, indent=1))
             env.rename(final)
         finally:
@@ -187,11 +249,11 @@ class EnvironmentCache:
         self.builds += 1
         log.info("built Python environment %s in %.1f s", lock.hash[:12], seconds)
 
-    def _uv(self, lock: Lock, *args: str) -> None:
+    def _uv(self, lock: Lock, say: Callable[[str], None] | None, *args: str) -> None:
         """Run one uv command of ``lock``'s build; its failure becomes :class:`EnvironmentBuildFailed`."""
         names = [p.name for p in lock.packages] + [p.name for p in lock.local]
-        run_uv(self.uv, *args, doing=f"building Python environment {lock.hash[:12]}", cache_dir=self.root / "uv-cache",
-               names=names, env_hash=lock.hash)
+        run_uv(self.uv, *args, doing=f"building Python environment {lock.hash[:12]}", cache_dir=self.uv_cache,
+               names=names, env_hash=lock.hash, say=say)
 
     def _wheel(self, lock: Lock, package: LocalPackage) -> Path:
         """The stored wheel of one of ``lock``'s local packages."""
@@ -216,6 +278,34 @@ class EnvironmentCache:
             yield True
         finally:
             os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def _counting(env: Path, total: int, progress: Progress | None, every: float = 0.5) -> Iterator[None]:
+    """While the body installs into ``env``, call ``progress(installed, total)`` as ``.dist-info`` folders appear."""
+    if progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def count() -> None:
+        last = -1
+        while not done.wait(every):
+            found = sum(1 for _ in env.glob("lib/python*/site-packages/*.dist-info")) + sum(1 for _ in env.glob("*.dist-info"))
+            if found != last:
+                last = found
+                with contextlib.suppress(Exception):
+                    progress(min(found, total), total)
+
+    watcher = threading.Thread(target=count, name="jupyter-jobs-env-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        with contextlib.suppress(Exception):
+            progress(total, total)
 
 
 def _size(folder: Path) -> int:

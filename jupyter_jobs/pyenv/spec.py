@@ -59,6 +59,21 @@ class PythonEnv:
         """Whether the job's Python environment is built for it (anything but ``none``)."""
         return self.mode != "none"
 
+    def to_value(self) -> str | dict[str, Any]:
+        """How a spec writes it (``auto``, ``none`` or the mapping), for :func:`parse_python_env`."""
+        if self.mode != "custom":
+            return self.mode
+        value: dict[str, Any] = {}
+        if self.version:
+            value["version"] = self.version
+        if self.requirements_file:
+            value["requirements-file"] = self.requirements_file
+        if self.packages:
+            value["packages"] = list(self.packages)
+        if self.pip_options:
+            value["pip-options"] = list(self.pip_options)
+        return value
+
 
 def parse_python_env(value: Any, field: str = "env.python") -> PythonEnv:
     """Read the value of ``env.python``; ``None`` (the key is absent) means ``none``.

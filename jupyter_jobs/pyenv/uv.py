@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import EnvironmentBuildFailed
 
@@ -26,7 +26,7 @@ def find_uv() -> str:
 
 
 def run_uv(uv: str, *args: str, doing: str, cache_dir: Path, names: Iterable[str] = (), env_hash: str = "",
-           environ: Mapping[str, str] | None = None) -> str:
+           environ: Mapping[str, str] | None = None, say: Callable[[str], None] | None = None) -> str:
     """Run ``uv args...`` with its cache in ``cache_dir``; its standard output.
 
     Parameters
@@ -48,6 +48,8 @@ def run_uv(uv: str, *args: str, doing: str, cache_dir: Path, names: Iterable[str
     except OSError as exc:
         raise EnvironmentBuildFailed(f"{doing} failed: cannot run uv ({uv}): {exc}", env_hash=env_hash) from None
     if result.returncode == 0:
+        if say is not None and result.stderr.strip():
+            say(result.stderr.strip())
         return result.stdout
     stderr = result.stderr.strip()
     named = named_in(names, stderr)

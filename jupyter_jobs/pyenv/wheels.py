@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from ..errors import EnvironmentBuildFailed
+from ..errors import EnvironmentBuildFailed, SpecError
 from .lock import LocalPackage, Lock, normalise_name
 from .uv import find_uv, run_uv
 
@@ -60,6 +60,28 @@ class WheelStore:
             return None
         found = sorted((self.root / digest).glob("*.whl"))
         return found[0] if found else None
+
+    def add(self, digest: str, filename: str, source: Path) -> Path:
+        """Keep the wheel ``source`` (a client's upload, already checked to have sha256 ``digest``) as ``filename``."""
+        try:
+            parse_wheel_filename(filename)
+        except InvalidWheelFilename as exc:
+            raise SpecError(f"{filename!r} is not a wheel's file name: {exc}", "environment.wheels") from None
+        if "/" in filename or filename.startswith("."):
+            raise SpecError(f"{filename!r} must be a plain file name", "environment.wheels")
+        staging = Path(tempfile.mkdtemp(prefix="upload.", dir=self.root / "tmp"))
+        try:
+            shutil.copyfile(source, staging / filename)
+            try:
+                staging.rename(self.root / digest)
+            except OSError:
+                if self.path(digest) is None:
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        found = self.path(digest)
+        assert found is not None
+        return found
 
     def build_all(self, lock: Lock) -> Lock:
         """``lock`` with each local package built and its ``digest`` (and version) filled in."""

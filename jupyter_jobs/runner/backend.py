@@ -4,13 +4,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..jobdir import JobDir
 from ..models import Dataset, InstanceType, JobRecord
+
+if TYPE_CHECKING:
+    from ..pyenv.environments import Environments
+    from ..pyenv.lock import Lock
 
 
 StateCallback = Callable[[str, str], None]
@@ -38,6 +42,14 @@ class Launch:
     instance_type: InstanceType
     #: Sets the job's message while it is being prepared ("Preparing: pulling IMAGE").
     report: Callable[[str], None] = field(default=lambda message: None)
+    #: The job's Python environment (``env.python``), None for the image or host as it is.
+    python: Lock | None = None
+    #: Where environments are built and cached.
+    environments: Environments | None = None
+    #: What ``prepare`` found out about the environment (built, how long, where), for the job's record.
+    environment_outcome: dict[str, Any] = field(default_factory=dict)
+    #: The folder of the ``python`` that runs the job (local and Slurm backends), once prepared.
+    python_bin: str = ""
 
 
 class Backend(LoggingConfigurable):

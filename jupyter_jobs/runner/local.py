@@ -55,6 +55,8 @@ _WRAPPER = (
     '/bin/sh -c "$_jj_cmd"; _jj_end "$?"'
 )
 _EXIT_FILE = "exit-status"
+#: The server's own variables a job does not inherit: they would point its Python at the server's packages.
+_NOT_INHERITED = frozenset({"VIRTUAL_ENV", "PYTHONHOME", "CONDA_PREFIX"})
 _HANDLE_FILE = "handle.json"
 #: The handle less its pid, written before the job starts; the wrapper writes its pid beside the
 #: exit status first thing, so a server killed between starting a job and writing its handle
@@ -234,6 +236,10 @@ class LocalBackend(Backend):
                 f"working-dir {launch.job.spec.working_dir!r} is not a folder of the job's files; "
                 "ship it with inputs or change working-dir"
             )
+        if launch.python is not None and launch.environments is not None:
+            bin_dir, launch.environment_outcome = await launch.environments.venv(
+                launch.python, launch.job.environment, say=launch.folder.say, report=launch.report)
+            launch.python_bin = str(bin_dir)
 
     def environment(self, launch: Launch) -> dict[str, str]:
         return job_environment(
@@ -250,9 +256,13 @@ class LocalBackend(Backend):
         command = job_command(job, job_env)
         exit_file = folder.run / _EXIT_FILE
         exit_file.unlink(missing_ok=True)
-        env = {**os.environ, **job_env}
-        # The server's own virtualenv first, so `python` is the notebook's python.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env = {k: v for k, v in os.environ.items() if not (launch.python_bin and k in _NOT_INHERITED)}
+        env.update(job_env)
+        # The job's environment first (env.python), else the server's own: `python` is the job's python.
+        bin_dir = launch.python_bin or str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+        if launch.python_bin and (Path(bin_dir).parent / "pyvenv.cfg").is_file():
+            env["VIRTUAL_ENV"] = str(Path(bin_dir).parent)
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
         cgroup = await self._make_cgroup(job, memory_mib)
         unshare = self.confinement().unshare

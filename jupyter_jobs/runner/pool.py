@@ -19,6 +19,7 @@ from ..cluster import Cluster
 from ..errors import BackendUnavailable, JobNotFound, JobsError, SpecError, storage_error
 from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
+from ..pyenv.environments import Environments, read_lock
 from ..states import JobStatus
 from ..store import JobStore
 from .backend import Backend, Exit, Launch
@@ -39,9 +40,10 @@ class RunnerPool(LoggingConfigurable):
 
     def setup(
         self, store: JobStore, backend: Backend, cluster: Cluster, jobs_dir: Path,
-        notify: Callable[[int], None],
+        notify: Callable[[int], None], environments: Environments | None = None,
     ) -> None:
         self.store, self.backend, self.cluster = store, backend, cluster
+        self.environments = environments
         self.jobs_dir = jobs_dir
         self.notify = notify
         self.capacity = Capacity(cluster.total_cpus, cluster.total_memory_mib, cluster.host_gpus, self.max_concurrent)
@@ -135,11 +137,9 @@ class RunnerPool(LoggingConfigurable):
     async def _run(self, job: JobRecord) -> None:
         folder = self.folder(job.id)
         try:
-            launch = Launch(
-                job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets],
-                self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
-            )
+            launch = self._launch(job, folder)
             await self.backend.prepare(launch)
+            self._record_environment(job, launch)
             job = self.store.get(job.id)
             if job.cancel_requested:
                 self._end(job, JobStatus.CANCELLED, "Cancelled before it started")
@@ -170,6 +170,19 @@ class RunnerPool(LoggingConfigurable):
         self.notify(job.id)
         folder.say(f"Running attempt {job.attempt} on {self.backend.name}: {job.command}")
         await self._supervise(job, handle)
+
+    def _launch(self, job: JobRecord, folder: JobDir) -> Launch:
+        """What the backend needs to prepare and start ``job`` (its lock read from its folder)."""
+        return Launch(
+            job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets],
+            self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
+            python=read_lock(folder.root) if job.environment.get("hash") else None, environments=self.environments,
+        )
+
+    def _record_environment(self, job: JobRecord, launch: Launch) -> None:
+        if launch.environment_outcome:
+            self.store.update(job.id, environment={**job.environment, **launch.environment_outcome})
+            self.notify(job.id)
 
     async def _record_running(self, job_id: int, handle: dict[str, Any]) -> JobRecord | None:
         """Record that a job runs, waiting out a full database (the job keeps running meanwhile);
@@ -204,11 +217,9 @@ class RunnerPool(LoggingConfigurable):
             await self._supervise(self.store.get(job.id), handle)
             return
         try:
-            launch = Launch(
-                job, self.folder(job.id), [self.cluster.dataset(d.name) for d in job.spec.datasets],
-                self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
-            )
+            launch = self._launch(job, self.folder(job.id))
             await self.backend.prepare(launch)
+            self._record_environment(job, launch)
             handle = await self.backend.start(launch)
         except asyncio.CancelledError:
             raise

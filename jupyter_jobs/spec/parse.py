@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import FieldProblem, SpecError
 from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec
+from ..pyenv.spec import PythonEnv, parse_python_env
 from .limits import check_document, check_override_key, component_problem, load_yaml
 
 #: Keys a spec may have, in their documented (hyphenated) spelling.
@@ -216,13 +217,24 @@ def _named_entries(check: _Checker, field: str, value: Any, key: str) -> list[tu
     return out
 
 
+def _parse_python(check: _Checker, value: Any) -> PythonEnv | None:
+    """``env.python`` (absent: None, the image or host as it is)."""
+    if not isinstance(value, Mapping) or "python" not in value:
+        return None
+    try:
+        return parse_python_env(value["python"])
+    except SpecError as exc:
+        check.problems.extend(exc.problems)
+        return None
+
+
 def _parse_env(check: _Checker, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        check.add("env", f"expected a mapping with 'vars', got {_type_name(value)}")
+        check.add("env", f"expected a mapping with 'vars' and 'python', got {_type_name(value)}")
         return {}
     for key in value:
-        if key != "vars":
-            check.add(f"env.{key}", "unknown key; env has only 'vars'")
+        if key not in ("vars", "python"):
+            check.add(f"env.{key}", "unknown key; env has 'vars' and 'python'")
     raw = value.get("vars", {})
     if isinstance(raw, list):
         merged: dict[str, Any] = {}
@@ -279,6 +291,7 @@ def parse_spec(data: Any) -> JobSpec:
             seen.add(item.path)
 
     env = _parse_env(check, spec["env"]) if "env" in spec else {}
+    python = _parse_python(check, spec.get("env"))
     image = check.string("image", spec["image"]) if spec.get("image") is not None else None
     instance_type = (
         check.string("instance-type", spec["instance-type"]) if spec.get("instance-type") is not None else None
@@ -312,7 +325,7 @@ def parse_spec(data: Any) -> JobSpec:
     return JobSpec(
         cmd=cmd, name=name, desc=desc, args=args, inputs=inputs, outputs=outputs, datasets=datasets,
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
-        priority=priority, labels=labels, working_dir=working_dir, replicas=replicas,
+        priority=priority, labels=labels, working_dir=working_dir, replicas=replicas, python=python,
     )
 
 

@@ -1,0 +1,268 @@
+"""The server's Python environments: a job's lock at submit, its venv before it starts, the cache's bounds.
+
+The manager creates one :class:`Environments` and calls it at two moments:
+
+- **submit** (:meth:`Environments.lock_for`): the spec's ``env.python`` and what the submitting client
+  sent (its capture, the interpreter it runs in, the wheels of its local packages, uploaded as blobs)
+  become the job's :class:`~.lock.Lock`, written beside the job's files as ``environment.lock.json``.
+  A mistake (a requirements file that is missing, a package the index lacks) is refused then, with
+  uv's words.
+- **prepare** (:meth:`Environments.venv`, called by the local and Slurm backends; the Docker backend
+  builds an image from :meth:`Environments.target`): the environment is made ready, built once per hash
+  for every job that wants it, while the job is Preparing with "building environment 3f2a…: 14 of 57
+  packages" as its message and uv's output in its log.
+
+Nothing here knows about backends or the pool: they hand in what to say and where.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from traitlets import Bool, Int, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..errors import EnvironmentBuildFailed, SpecError
+from .cache import EnvironmentCache, Prepared
+from .lock import Lock, capture
+from .resolve import resolve
+from .spec import PythonEnv
+
+#: The job's lock, beside its code (written at submit, read before each attempt and by a rerun).
+LOCK_FILE = "environment.lock.json"
+#: Distributions a capture leaves out: jupyter-jobs runs the job, it is not the job's (the job side
+#: ships as files with each job), and it is rarely on the package index in the version a notebook has.
+NOT_CAPTURED = frozenset({"jupyter-jobs"})
+
+
+def client_capture() -> Lock:
+    """The lock of the environment this (client) interpreter runs in, less :data:`NOT_CAPTURED`."""
+    lock = capture()
+    return replace(lock, packages=tuple(p for p in lock.packages if p.name not in NOT_CAPTURED),
+                   local=tuple(p for p in lock.local if p.name not in NOT_CAPTURED))
+
+
+def same_packages(a: Lock, b: Lock) -> bool:
+    """Whether two locks name the same Python and distributions (a local package by where it is
+    installed from, not by the digest of a wheel built from it: an interpreter runs its source)."""
+    return (a.python == b.python and a.packages == b.packages
+            and [(p.name, p.url) for p in a.local] == [(p.name, p.url) for p in b.local])
+
+
+class Environments(LoggingConfigurable):
+    """Builds and hands out the Python environments jobs ask for (``env.python``)."""
+
+    root = Unicode(
+        "", config=True, help="Folder of the environment cache (default: <data_dir>/environments). For Slurm it "
+        "must be on a file system the nodes share, as the data dir is.",
+    )
+    max_bytes = Int(
+        20 * 2**30, config=True, help="Most bytes the environment cache keeps; past it the least recently used "
+        "environments not used by an active job are removed after each build. 0: no limit.",
+    )
+    uv_cache_dir = Unicode(
+        "", config=True, help="uv's download and wheel cache, shared by every build (default: <root>/uv-cache).",
+    )
+    allow_source_builds = Bool(
+        False, config=True, help="Let a spec's packages be built from source distributions while resolving "
+        "(building one runs its code in the server). Off: packages must have wheels.",
+    )
+    same_interpreter = Bool(
+        True, config=True, help="Local backend: run a job with the interpreter it was submitted from (the "
+        "notebook's kernel, or the server's) when that is on this host and still has exactly the job's "
+        "packages: no build at all.",
+    )
+
+    def __init__(self, data_dir: str | os.PathLike[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        root = Path(self.root or Path(data_dir) / "environments")
+        self.cache = EnvironmentCache(root, uv_cache=self.uv_cache_dir or None)
+        self._server_lock: Lock | None = None
+        #: interpreter -> (what its site folders looked like, its lock): asked once per change.
+        self._interpreters: dict[str, tuple[tuple, Lock | None]] = {}
+
+    # -- submit ---------------------------------------------------------------------------------
+    def lock_for(self, python: PythonEnv, *, folder: Path, sent: Mapping[str, Any] | None,
+                 wheels: Callable[[str], Path | None], base: Lock | None = None) -> tuple[Lock, dict[str, Any]]:
+        """The lock of a job (blocking: uv may resolve) and the summary its record keeps.
+
+        Parameters
+        ----------
+        folder
+            The job's files (``requirements-file`` is read there).
+        sent
+            The envelope's ``environment``: ``lock`` (the client's capture), ``interpreter`` (its path)
+            and ``wheels`` (``{sha256: file name}`` of its local packages, uploaded as blobs).
+        wheels
+            The uploaded blob of a digest, or None.
+        base
+            A rerun's lock: what ``auto`` means for it.
+        """
+        sent = sent or {}
+        client = Lock.from_dict(sent["lock"], "environment.lock") if sent.get("lock") is not None else None
+        interpreter = sent.get("interpreter") if client is not None else None
+        if interpreter is not None and not isinstance(interpreter, str):
+            raise SpecError("must be the path of the client's Python", "environment.interpreter")
+        auto = base or client
+        if auto is None:  # REST with no capture (curl, the Lab panel): the server's own environment
+            auto, interpreter = self.server_lock(), sys.executable
+        lock = resolve(python, auto=auto, folder=folder, cache_dir=self.cache.uv_cache,
+                       allow_builds=self.allow_source_builds)
+        lock = self._local_wheels(lock, sent.get("wheels") or {}, wheels)
+        summary: dict[str, Any] = {
+            "hash": lock.hash, "python": lock.python, "packages": len(lock.packages) + len(lock.local),
+            "local": [p.name for p in lock.local], "source": python.mode,
+        }
+        if interpreter and lock is not None and same_packages(lock, auto) and base is None:
+            summary["interpreter"] = interpreter
+        return lock, summary
+
+    def _local_wheels(self, lock: Lock, sent: Mapping[str, Any], blobs: Callable[[str], Path | None]) -> Lock:
+        """``lock`` with each local package's wheel in the store: sent as a blob, or built here from its folder."""
+        if not isinstance(sent, Mapping):
+            raise SpecError("must map each wheel's sha256 to its file name", "environment.wheels")
+        local = []
+        for index, package in enumerate(lock.local):
+            if package.digest and self.cache.wheels.path(package.digest) is None:
+                name, blob = sent.get(package.digest), blobs(package.digest)
+                if not isinstance(name, str) or blob is None:
+                    raise SpecError(f"the wheel of local package {package.name} ({package.digest[:12]}…) was not "
+                                    "uploaded; PUT it to /blobs and name it in environment.wheels",
+                                    f"environment.lock.local[{index}]")
+                self.cache.wheels.add(package.digest, name, blob)
+            elif not package.digest:  # the server's own capture: the package's folder is on this host
+                package = self.cache.wheels.build(package, lock.python)
+            local.append(package)
+        return replace(lock, local=tuple(local))
+
+    def server_lock(self) -> Lock:
+        """The server's own environment (captured once)."""
+        if self._server_lock is None:
+            self._server_lock = client_capture()
+        return self._server_lock
+
+    # -- prepare --------------------------------------------------------------------------------
+    async def venv(self, lock: Lock, summary: Mapping[str, Any], *, say: Callable[[str], None],
+                   report: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+        """The ``bin`` folder whose ``python`` runs the job, and what to add to its record.
+
+        The interpreter the job was submitted from when it still has exactly the job's packages
+        (:attr:`same_interpreter`); else the cached venv of the lock, built first if need be.
+        """
+        interpreter = summary.get("interpreter")
+        if self.same_interpreter and isinstance(interpreter, str) and interpreter:
+            started = time.monotonic()
+            found = await asyncio.to_thread(self._interpreter_lock, interpreter)
+            if found is not None and same_packages(found, lock):
+                say(f"environment {lock.hash[:12]}: the interpreter it was submitted from ({interpreter}) has "
+                    "exactly its packages; no build")
+                return Path(interpreter).parent, {"built": False, "prepare_seconds": round(time.monotonic() - started, 3),
+                                                  "where": "interpreter"}
+        prepared = await self.prepare(lock, "venv", say=say, report=report)
+        return prepared.path / "bin", self.outcome(prepared, "venv")
+
+    async def prepare(self, lock: Lock, kind: str, *, say: Callable[[str], None],
+                      report: Callable[[str], None]) -> Prepared:
+        """The lock's environment of ``kind`` (``venv`` or ``target``), built once per hash; prunes after a build."""
+        short = lock.hash[:12]
+        total = len(lock.packages) + len(lock.local)
+
+        def progress(done: int, of: int) -> None:
+            report(f"Preparing: building environment {short}…: {done} of {of} packages")
+
+        if not self.cache.path(lock.hash, kind).exists():
+            report(f"Preparing: environment {short}… ({total} packages, Python {lock.python})")
+        try:
+            prepared = await self.cache.prepare(lock, kind=kind, say=say, progress=progress)
+        except EnvironmentBuildFailed as exc:
+            say(exc.message)
+            raise
+        if prepared.built:
+            say(f"built environment {short} (Python {lock.python}, {total} packages) in {prepared.seconds:.1f} s")
+            await self.prune_later()
+        else:
+            say(f"environment {short} is cached; no build")
+        return prepared
+
+    @staticmethod
+    def outcome(prepared: Prepared, where: str) -> dict[str, Any]:
+        return {"built": prepared.built, "prepare_seconds": round(prepared.seconds, 3), "where": where}
+
+    def _interpreter_lock(self, interpreter: str) -> Lock | None:
+        """What ``interpreter`` has installed now (asked again only when its site folders changed)."""
+        path = Path(interpreter)
+        if not path.is_file() or not os.access(path, os.X_OK):
+            return None
+        key = _site_stamp(path)
+        known = self._interpreters.get(interpreter)
+        if known is not None and known[0] == key:
+            return known[1]
+        if Path(interpreter).resolve() == Path(sys.executable).resolve() and Path(interpreter).parent == Path(sys.executable).parent:
+            found: Lock | None = client_capture()
+        else:
+            found = _ask_interpreter(interpreter)
+        self._interpreters[interpreter] = (key, found)
+        return found
+
+    # -- the cache ------------------------------------------------------------------------------
+    #: Hashes of the environments active jobs use (set by the manager): never pruned.
+    in_use: Callable[[], set[str]] = staticmethod(lambda: set())
+
+    async def prune_later(self) -> list[str]:
+        if not self.max_bytes:
+            return []
+        return await asyncio.to_thread(self.cache.prune, self.max_bytes, self.in_use())
+
+    def list(self) -> list[dict[str, Any]]:
+        used = self.in_use()
+        return [{**info.to_json(), "in_use": info.hash in used} for info in reversed(self.cache.list())]
+
+    def prune(self, max_bytes: int | None = None) -> list[str]:
+        """Remove least recently used environments past ``max_bytes`` (default: :attr:`max_bytes`)."""
+        return self.cache.prune(self.max_bytes if max_bytes is None else max_bytes, self.in_use())
+
+
+def _site_stamp(interpreter: Path) -> tuple:
+    """Modification times of the site-packages folders of a venv's interpreter (an install changes them)."""
+    prefix = interpreter.parent.parent
+    stamps = []
+    for site in sorted(prefix.glob("lib/python3*/site-packages")):
+        try:
+            stamps.append((str(site), site.stat().st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(stamps)
+
+
+def _ask_interpreter(interpreter: str) -> Lock | None:
+    """The capture of another interpreter (``python -m jupyter_jobs.pyenv.lock``), or None if it cannot say."""
+    try:
+        result = subprocess.run([interpreter, "-m", "jupyter_jobs.pyenv.lock"], capture_output=True, text=True,
+                                timeout=60, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONSAFEPATH": "1"})
+        if result.returncode != 0:
+            return None
+        lock = Lock.from_dict(json.loads(result.stdout))
+    except (OSError, subprocess.SubprocessError, ValueError, SpecError):
+        return None
+    return replace(lock, packages=tuple(p for p in lock.packages if p.name not in NOT_CAPTURED),
+                   local=tuple(p for p in lock.local if p.name not in NOT_CAPTURED))
+
+
+def read_lock(folder: Path) -> Lock | None:
+    """The lock written beside a job's files at submit, or None (the job asks for no environment)."""
+    try:
+        text = (folder / LOCK_FILE).read_text()
+    except FileNotFoundError:
+        return None
+    return Lock.from_dict(json.loads(text))
+
+
+def write_lock(folder: Path, lock: Lock) -> None:
+    (folder / LOCK_FILE).write_text(json.dumps(lock.to_dict(), indent=1))
