@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -90,7 +91,31 @@ class RemoteClient:
 
     async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self.call("POST", "jobs", {"base_dir": base_dir}, spec, headers)
+        body = spec
+        if _wants_environment(spec):  # this Python, as the environment of the job (env.python)
+            body = {"spec": spec, "base_dir": base_dir, "environment": await self._environment()}
+        return await self.call("POST", "jobs", {"base_dir": base_dir}, body, headers)
+
+    async def _environment(self) -> dict:
+        """This Python's capture, interpreter and local packages' wheels (uploaded as blobs)."""
+        from .kernel.environment import build_local, client_capture, sha256_file
+
+        lock = client_capture()
+        wheels: dict[str, str] = {}
+        if lock.local:
+            lock, paths = await asyncio.to_thread(build_local, lock)
+            digests = {await asyncio.to_thread(sha256_file, p): p for p in paths}
+            missing = (await self.call("POST", "blobs/missing", body={"hashes": list(digests)}))["missing"]
+            for digest in missing:
+                request = self._request("PUT", f"blobs/{digest}", request_timeout=600)
+                request.body = await asyncio.to_thread(digests[digest].read_bytes)
+                request.headers["Content-Type"] = "application/octet-stream"
+                try:
+                    await self.http.fetch(request)
+                except HTTPClientError as exc:
+                    raise _api_error(exc) from None
+            wheels = {digest: path.name for digest, path in digests.items()}
+        return {"lock": lock.to_dict(), "interpreter": sys.executable, "wheels": wheels}
 
     async def get(self, job_id: int) -> dict:
         return await self.call("GET", f"jobs/{job_id}")
@@ -148,6 +173,12 @@ def _api_error(exc: HTTPClientError) -> ApiError:
     if exc.code == 403:
         message += " (check the token: JUPYTER_JOBS_TOKEN or --token)"
     return ApiError(exc.code, message)
+
+
+def _wants_environment(spec: Any) -> bool:
+    from .kernel.environment import wants_environment
+
+    return isinstance(spec, dict) and wants_environment(spec)
 
 
 class EmbeddedClient:

@@ -20,7 +20,7 @@ from jupyter_core.paths import jupyter_data_dir
 from traitlets import CaselessStrEnum, Instance, Int, Set, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import __version__
+from . import __version__, jobside
 from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
@@ -120,9 +120,14 @@ class JobManager(LoggingConfigurable):
             self.log.error("jupyter-jobs: %s", exc.message)
             self.unavailable = exc.message
             self.engine_down = True
-            self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id())
+            self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id(),
+                                       jobside_dir=str(self._jobside()))
         self.environments.in_use = self._environments_in_use
         self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments)
+
+    def _jobside(self) -> Path:
+        """The job-side package, copied under the data dir (shared with Slurm's nodes) for jobs' PYTHONPATH."""
+        return jobside.install(self.data_dir)
 
     def _environments_in_use(self) -> set[str]:
         """Hashes of the environments of jobs not ended yet (never pruned)."""
@@ -153,7 +158,7 @@ class JobManager(LoggingConfigurable):
                 klass = SlurmBackend
             else:
                 klass = LocalBackend
-        return klass(parent=self, log=self.log, server_id=self._server_id())
+        return klass(parent=self, log=self.log, server_id=self._server_id(), jobside_dir=str(self._jobside()))
 
     def _last_backend(self) -> str:
         """The backend that ran this data dir's jobs last ('' for a new one)."""

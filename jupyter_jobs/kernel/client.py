@@ -89,8 +89,16 @@ class JobsClient:
         return json.loads(payload) if payload else None
 
     # -- jobs ------------------------------------------------------------------------------------
-    def submit(self, spec: dict, files: dict[str, str] | None = None) -> dict:
-        body = {"spec": spec, "files": files} if files is not None else spec
+    def submit(self, spec: dict, files: dict[str, str] | None = None, environment: dict | None = None) -> dict:
+        """Queue a job; ``files`` is a manifest of uploaded blobs, ``environment`` what this kernel's Python is
+        (:func:`~jupyter_jobs.kernel.environment.envelope`), for a spec with ``env.python``."""
+        if files is None and environment is None:
+            return self.request("POST", "jobs", spec)
+        body: dict = {"spec": spec}
+        if files is not None:
+            body["files"] = files
+        if environment is not None:
+            body["environment"] = environment
         return self.request("POST", "jobs", body)
 
     def get(self, job_id: int) -> dict:

@@ -18,6 +18,7 @@ from traitlets import Int
 from ..errors import JobsError
 from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
+from .environment import envelope, wants_environment
 from .packaging import check_size, collect_project, local_modules
 
 RUNNER = Path(__file__).with_name("cell_runner.py")
@@ -72,6 +73,8 @@ class JobMagics(Magics):
     @argument("--project", metavar="DIR", help="ship this folder (ignore rules apply) and run the cell in it")
     @argument("--config", metavar="job.yaml", help="run this spec with its folder (the cell body is not used)")
     @argument("--wait", action="store_true", help="block until the job ends; raise JobFailed if it fails")
+    @argument("--python", choices=("auto", "none"), default="auto",
+              help="auto (default): the job gets this notebook's Python and packages; none: the image or host as it is")
     @cell_magic("job")
     def job(self, line: str, cell: str) -> Any:
         """Run this cell as a job on the Jupyter server's runner pool.
@@ -90,7 +93,7 @@ class JobMagics(Magics):
             return self._submit(self._apply_flags(spec, args), files, args.wait, [])
         outputs = _names(args.outputs)
         spec = self._apply_flags({"name": args.name or "cell", "cmd": "python _jj_run.py",
-                                  "env": {"vars": {"JJ_OUT": ",".join(outputs)}}}, args)
+                                  "env": {"vars": {"JJ_OUT": ",".join(outputs)}, "python": args.python}}, args)
         if outputs:
             spec["outputs"] = [OUT_FILE]
         if args.project:
@@ -143,7 +146,8 @@ class JobMagics(Magics):
         client = self.client
         try:
             manifest = client.upload(files)
-            job = client.submit(spec, manifest)
+            environment = envelope(client) if wants_environment(spec) else None
+            job = client.submit(spec, manifest, environment)
         except JobsError as exc:
             raise UsageError(exc.message) from None
 
@@ -227,8 +231,9 @@ class JobMagics(Magics):
         params = " ".join(f"-p {shlex.quote(p)}" for p in args.param)
         spec = apply_overrides({
             "name": args.name or target.stem,
-            "cmd": f"python -m jupyter_jobs.kernel.notebook_runner {shlex.quote(name)} \"$JOB_OUTPUTS/{executed}\" {params}".strip(),
+            "cmd": f"python -m jupyter_jobs_jobside.notebook {shlex.quote(name)} \"$JOB_OUTPUTS/{executed}\" {params}".strip(),
             "outputs": [executed],
+            "env": {"python": "auto"},
         }, overrides)
 
         def save(done: dict) -> None:  # the executed notebook, beside the original

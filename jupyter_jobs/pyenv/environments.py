@@ -111,11 +111,12 @@ class Environments(LoggingConfigurable):
         if interpreter is not None and not isinstance(interpreter, str):
             raise SpecError("must be the path of the client's Python", "environment.interpreter")
         auto = base or client
-        if auto is None:  # REST with no capture (curl, the Lab panel): the server's own environment
+        ours = auto is None
+        if ours:  # REST with no capture (curl, the Lab panel): the server's own environment
             auto, interpreter = self.server_lock(), sys.executable
         lock = resolve(python, auto=auto, folder=folder, cache_dir=self.cache.uv_cache,
                        allow_builds=self.allow_source_builds)
-        lock = self._local_wheels(lock, sent.get("wheels") or {}, wheels)
+        lock = self._local_wheels(lock, sent.get("wheels") or {}, wheels, build_here=ours)
         summary: dict[str, Any] = {
             "hash": lock.hash, "python": lock.python, "packages": len(lock.packages) + len(lock.local),
             "local": [p.name for p in lock.local], "source": python.mode,
@@ -124,8 +125,10 @@ class Environments(LoggingConfigurable):
             summary["interpreter"] = interpreter
         return lock, summary
 
-    def _local_wheels(self, lock: Lock, sent: Mapping[str, Any], blobs: Callable[[str], Path | None]) -> Lock:
-        """``lock`` with each local package's wheel in the store: sent as a blob, or built here from its folder."""
+    def _local_wheels(self, lock: Lock, sent: Mapping[str, Any], blobs: Callable[[str], Path | None], *,
+                      build_here: bool) -> Lock:
+        """``lock`` with each local package's wheel in the store: sent as a blob, or (the server's own
+        packages only: a client's folder is the client's to build) built here from its folder."""
         if not isinstance(sent, Mapping):
             raise SpecError("must map each wheel's sha256 to its file name", "environment.wheels")
         local = []
@@ -137,8 +140,11 @@ class Environments(LoggingConfigurable):
                                     "uploaded; PUT it to /blobs and name it in environment.wheels",
                                     f"environment.lock.local[{index}]")
                 self.cache.wheels.add(package.digest, name, blob)
-            elif not package.digest:  # the server's own capture: the package's folder is on this host
+            elif not package.digest and build_here:  # the server's own capture: its folder is on this host
                 package = self.cache.wheels.build(package, lock.python)
+            elif not package.digest:
+                raise SpecError(f"local package {package.name} was sent without its wheel; the client builds it "
+                                "and sends its sha256 as digest", f"environment.lock.local[{index}].digest")
             local.append(package)
         return replace(lock, local=tuple(local))
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -19,10 +21,23 @@ STDERR_TAIL = 4000
 
 
 def find_uv() -> str:
-    """The uv executable the ``uv`` package ships."""
-    from uv import find_uv_bin
+    """The uv executable the ``uv`` package ships, else the one on ``PATH``.
 
-    return find_uv_bin()
+    Raises
+    ------
+    EnvironmentBuildFailed
+        When there is none (``pip install uv``).
+    """
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise EnvironmentBuildFailed("uv is needed to build Python environments and local packages' wheels, and this "
+                                 f"Python ({sys.executable}) has none: pip install uv")
 
 
 def run_uv(uv: str, *args: str, doing: str, cache_dir: Path, names: Iterable[str] = (), env_hash: str = "",

@@ -50,6 +50,8 @@ class Launch:
     environment_outcome: dict[str, Any] = field(default_factory=dict)
     #: The folder of the ``python`` that runs the job (local and Slurm backends), once prepared.
     python_bin: str = ""
+    #: The image that runs the job when it is not the job's own (Docker: the image with its environment).
+    run_image: str = ""
 
 
 class Backend(LoggingConfigurable):
@@ -62,6 +64,8 @@ class Backend(LoggingConfigurable):
     schedules_itself = False
     #: Identifies this server's jobs among those of other servers sharing an engine.
     server_id = Unicode("")
+    #: The host folder holding the job-side package (``jupyter_jobs_jobside``), on every job's PYTHONPATH.
+    jobside_dir = Unicode("")
     #: Called, from any thread, when ``unavailable()`` changes; the pool sets it to wake itself.
     availability_changed: Callable[[], None] = staticmethod(lambda: None)
 

@@ -32,7 +32,8 @@ from ..images import DEFAULT_TAG
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
-from .environment import job_command, job_environment, owner_folder
+from .docker_env import EnvImages
+from .environment import JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
 
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
@@ -107,6 +108,7 @@ class DockerBackend(Backend):
         self._down_message = f"the Docker daemon does not answer ({where}); running jobs keep their resources " \
             "and are followed again when it is back"
         self._closed = threading.Event()
+        self._env_images = EnvImages(self.client, self.log)
         threading.Thread(target=self._watch_daemon, name="jupyter-jobs-docker-health", daemon=True).start()
 
     # -- the daemon's health ------------------------------------------------------------------
@@ -155,6 +157,18 @@ class DockerBackend(Backend):
     # -- prepare: the image ------------------------------------------------------------------
     async def prepare(self, launch: Launch) -> None:
         image = launch.job.image or self.image
+        await self._ensure_image(launch, image)
+        if launch.python is not None and launch.environments is not None:
+            try:
+                launch.run_image, launch.environment_outcome = await self._env_images.image_for(
+                    image, launch.python, launch.environments, say=launch.folder.say, report=launch.report)
+            except _DAEMON_ERRORS as exc:
+                raise BackendUnavailable(f"the Docker daemon does not answer: {exc}") from None
+            except docker.errors.DockerException as exc:
+                raise BackendError(f"Docker could not make the image of the job's environment: {_reason(exc)}") from None
+
+    async def _ensure_image(self, launch: Launch, image: str) -> None:
+        """Pull ``image`` unless it is here."""
         if image in self._present:
             return
         try:
@@ -193,6 +207,7 @@ class DockerBackend(Backend):
         env = job_environment(
             job, code="/code", outputs="/outputs",
             datasets={d.name: f"/data/{owner}/{d.name}" for d in launch.datasets}, gpus=gpus,
+            jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "",
         )
         env["JOB_GPUS"] = ",".join(str(i) for i in gpus)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # /code is read-only
@@ -208,6 +223,7 @@ class DockerBackend(Backend):
             _outputs_mount(folder, self.outputs_nosuid),
             Mount(LOG_IN_CONTAINER, str(folder.log), type="bind"),
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
+            *([Mount(JOBSIDE_IN_CONTAINER, self.jobside_dir, type="bind", read_only=True)] if self.jobside_dir else []),
         ]
         if self.user:
             _let_user_write(folder, self.user)
@@ -224,7 +240,7 @@ class DockerBackend(Backend):
             pids_limit=self.pids_limit or None, shm_size=self.shm_size, device_requests=device_requests,
             stdin_open=False, tty=False, detach=True,
         )
-        image = job.image or self.image
+        image = launch.run_image or job.image or self.image
         try:
             container = await asyncio.to_thread(self._create, image, kwargs)
             await asyncio.to_thread(self.client.api.start, container.id)

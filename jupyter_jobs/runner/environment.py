@@ -1,6 +1,7 @@
 """The environment contract every backend gives a job, with the backend's own paths."""
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from typing import Mapping
@@ -9,13 +10,19 @@ from ..models import JobRecord
 from ..spec import substitute
 
 
+#: Where the job-side package (:mod:`jupyter_jobs.jobside`) is mounted in a container.
+JOBSIDE_IN_CONTAINER = "/opt/jupyter-jobs/jobside"
+
+
 def job_environment(
-    job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...]
+    job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...],
+    jobside: str = "",
 ) -> dict[str, str]:
     """Variables of a job: env.vars, then JOB_*, GPUs and the vars of inputs, outputs and datasets.
 
-    ``code``, ``outputs`` and ``datasets`` are paths as the job sees them (host paths for
-    the local backend, ``/code`` ... in a container).
+    ``code``, ``outputs``, ``datasets`` and ``jobside`` (the folder holding ``jupyter_jobs_jobside``,
+    appended to ``PYTHONPATH``) are paths as the job sees them (host paths for the local backend,
+    ``/code`` ... in a container).
     """
     visible = ",".join(str(i) for i in gpus)
     # The spec's own variables first: what the product sets below always wins (the parser
@@ -32,6 +39,8 @@ def job_environment(
         "NVIDIA_VISIBLE_DEVICES": visible if visible else "void",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     })
+    if jobside:  # after the spec's own PYTHONPATH: the job's modules win
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), jobside) if p)
     for item in job.spec.inputs:
         if item.var:
             env[item.var] = posixpath.join(code, item.path)

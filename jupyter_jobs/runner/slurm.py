@@ -24,7 +24,7 @@ from ..errors import BackendError, BackendUnavailable
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
-from .environment import job_command, job_environment, owner_folder
+from .environment import JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
 
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
@@ -150,7 +150,7 @@ class SlurmBackend(Backend):
         job, folder, itype = launch.job, launch.folder, launch.instance_type
         replicas = job.spec.replicas
         env = job_environment(job, code=str(folder.code), outputs=str(folder.outputs),
-                              datasets={d.name: d.path for d in launch.datasets}, gpus=())
+                              datasets={d.name: d.path for d in launch.datasets}, gpus=(), jobside=self.jobside_dir)
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)  # Slurm sets the GPUs it gives the job
         command = job_command(job, env)
@@ -175,6 +175,9 @@ class SlurmBackend(Backend):
         if self._partition(launch):
             lines.append(directive("partition", self._partition(launch)))
         lines += [self._export(name, value) for name, value in env.items()]
+        if launch.python_bin:  # the job's environment (env.python) first: `python` is its python
+            venv = posixpath.dirname(launch.python_bin)
+            lines += [f"export PATH={shlex.quote(launch.python_bin)}:\"$PATH\"", f"export VIRTUAL_ENV={shlex.quote(venv)}"]
         run = f"/bin/sh -c {shlex.quote(_refuse(_UNWRITABLE, 'the command', command))}"
         if self.container:
             run, command = self._docker(launch)
@@ -216,12 +219,15 @@ class SlurmBackend(Backend):
         job, folder = launch.job, launch.folder
         # The owner names a folder in the container: never a path or shell word of the user's choosing.
         data = {d.name: posixpath.join("/data", owner_folder(job.owner), d.name) for d in launch.datasets}
-        env = job_environment(job, code="/code", outputs="/outputs", datasets=data, gpus=())
+        env = job_environment(job, code="/code", outputs="/outputs", datasets=data, gpus=(),
+                              jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "")
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)
         command = job_command(job, env)
         volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs")]
         volumes += [(d.path, f"{data[d.name]}:ro") for d in launch.datasets]
+        if self.jobside_dir:
+            volumes.append((self.jobside_dir, f"{JOBSIDE_IN_CONTAINER}:ro"))
         for source, target in volumes:
             if ":" in source or ":" in target.removesuffix(":ro"):  # docker -v splits at colons
                 raise BackendError(f"{source!r} -> {target!r}: `docker run -v` cannot mount a path with a ':'; "
@@ -239,6 +245,19 @@ class SlurmBackend(Backend):
         return run, command
 
     # -- the protocol --------------------------------------------------------------------------
+    async def prepare(self, launch: Launch) -> None:
+        """Build the job's Python environment (``env.python``) once per hash, by the server, in the
+        environment cache on the file system the nodes share: compute nodes need no package index."""
+        if launch.python is None or launch.environments is None:
+            return
+        if self.container:
+            raise BackendError("env.python with SlurmBackend.container is not supported yet: name an image that "
+                               "has the packages and set env.python: none, or run jobs without containers")
+        prepared = await launch.environments.prepare(launch.python, "venv", say=launch.folder.say,
+                                                     report=launch.report)
+        launch.python_bin = str(prepared.path / "bin")
+        launch.environment_outcome = launch.environments.outcome(prepared, "venv")
+
     async def start(self, launch: Launch) -> dict[str, Any]:
         script, command = self.script(launch)
         path = launch.folder.run / "job.sbatch"

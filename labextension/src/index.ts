@@ -39,9 +39,11 @@ export function notebookSpec(path: string): { spec: { [key: string]: any }; base
     baseDir: PathExt.dirname(path),
     spec: {
       name: stem,
-      cmd: `python -m jupyter_jobs.kernel.notebook_runner ${quoted} "$JOB_OUTPUTS/${executed}"`,
+      cmd: `python -m jupyter_jobs_jobside.notebook ${quoted} "$JOB_OUTPUTS/${executed}"`,
       inputs: [name],
-      outputs: [executed]
+      outputs: [executed],
+      // The server's own Python and packages (those of the notebooks it runs), on any backend.
+      env: { python: 'auto' }
     }
   };
 }

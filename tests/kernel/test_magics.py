@@ -1,5 +1,6 @@
 """Magic arguments and spec building, without a server (the upload and submit are recorded)."""
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ class RecordingClient:
         self.files = {rel: Path(path).read_bytes() for rel, path in files.items()}
         return {rel: "0" * 64 for rel in files}
 
-    def submit(self, spec, manifest):
+    def submit(self, spec, manifest, environment=None):
         self.submitted.append((spec, manifest))
+        self.environments = getattr(self, "environments", []) + [environment]
         return {"id": 1, "name": spec["name"], "status": "Pending", "message": "", "instance_type": "cpu"}
 
     def follow(self, job_id, write):
@@ -49,13 +51,26 @@ def test_cell_job_spec_from_options(magics, tmp_path):
                       "--image img:1 --env SEED=1 --max-runtime 2h --in x --out y --wait", "import helpers\ny = x * 2\n")
     spec, manifest = m._client.submitted[0]
     assert spec == {
-        "name": "train", "cmd": "python _jj_run.py", "env": {"vars": {"JJ_OUT": "y", "SEED": "1"}},
+        "name": "train", "cmd": "python _jj_run.py",
+        "env": {"vars": {"JJ_OUT": "y", "SEED": "1"}, "python": "auto"},
         "instance-type": "gpu", "image": "img:1", "max-runtime": "2h",
         "datasets": [{"name": "mnist", "var": "DATA"}, "imagenet"], "outputs": ["_jj_out.pkl"],
     }
     assert sorted(manifest) == ["_jj_cell.py", "_jj_in.pkl", "_jj_run.py", "helpers.py"]
     assert pickle.loads(m._client.files["_jj_in.pkl"]) == {"x": 21}
     assert ip.user_ns["y"] == 42  # --out arrived
+    sent = m._client.environments[0]  # the notebook's Python, as the job's (env.python: auto)
+    assert sent["interpreter"] == sys.executable
+    assert sent["lock"]["python"] == "%d.%d" % sys.version_info[:2]
+    names = {p["name"] for p in sent["lock"]["packages"]}
+    assert {"ipython", "traitlets"} <= names and "jupyter-jobs" not in names
+
+
+def test_python_none_sends_no_environment(magics):
+    ip, m = magics
+    ip.run_cell_magic("job", "--python none --wait", "print(1)\n")
+    spec, _ = m._client.submitted[0]
+    assert spec["env"]["python"] == "none" and m._client.environments == [None]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -1,0 +1,185 @@
+"""Images with a job's Python environment: ``jupyter-jobs/env:<lock hash>-<base>``, built once per pair.
+
+The packages are installed on the server by uv into a plain folder for the lock's Python and Linux
+(:meth:`~jupyter_jobs.pyenv.environments.Environments.prepare` with ``kind="target"``, shared with every
+other build through uv's cache), then copied into a container made from the job's image and committed:
+
+- the folder goes to ``/opt/jupyter-jobs/env/<hash>``, and a ``.pth`` file in the image's own
+  site-packages puts it on ``sys.path``, so the image's ``python`` imports the packages (no venv, no
+  pip, nothing run inside the image);
+- its ``bin/`` (console scripts) goes first on the image's ``PATH``.
+
+No container ever reaches the network: only uv, on the server, talks to the package index (an admin
+points it at a mirror, or turns it off, with uv's own settings; see docs/operators.md). The image's
+Python is asked its version first (a container with no network, removed at once); a lock for another
+version fails the job in Preparing, saying which Python the image has and what to do.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import docker.errors
+
+from ..errors import BackendError
+from ..pyenv.cache import METADATA
+from ..pyenv.environments import Environments
+from ..pyenv.lock import Lock
+
+REPOSITORY = "jupyter-jobs/env"
+#: Where an environment's packages live in its image.
+ENV_ROOT = "/opt/jupyter-jobs/env"
+LABEL = "jupyter_jobs.env"
+#: Asks an image's Python its version, its site-packages folders and its PATH.
+_PROBE = (
+    "import json, site, sys, sysconfig; "
+    "print(json.dumps({'version': '%d.%d' % sys.version_info[:2], 'site': site.getsitepackages(), "
+    "'purelib': sysconfig.get_path('purelib')}))"
+)
+
+
+@dataclass(frozen=True)
+class ImagePython:
+    """What a base image's ``python3`` is."""
+
+    version: str
+    site: str
+
+
+def image_tag(lock: Lock, base_id: str) -> str:
+    """The tag of ``lock``'s environment on the image ``base_id`` (``sha256:…``)."""
+    return f"{REPOSITORY}:{lock.hash[:32]}-{base_id.split(':')[-1][:12]}"
+
+
+class EnvImages:
+    """Builds and finds the environment images of one Docker daemon."""
+
+    def __init__(self, client: Any, log: Any) -> None:
+        self.client = client
+        self.log = log
+        self._pythons: dict[str, ImagePython] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def image_for(self, base: str, lock: Lock, environments: Environments, *, say: Callable[[str], None],
+                        report: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+        """The image that runs the job (built first when missing), and what the job's record keeps."""
+        started = time.monotonic()
+        base_id = (await asyncio.to_thread(self.client.images.get, base)).id
+        tag = image_tag(lock, base_id)
+        async with self._locks.setdefault(tag, asyncio.Lock()):
+            if await asyncio.to_thread(self._exists, tag):
+                say(f"environment {lock.hash[:12]}: image {tag} is cached; no build")
+                return tag, {"built": False, "prepare_seconds": round(time.monotonic() - started, 3), "where": tag}
+            python = await self._python(base, base_id)
+            if python.version != lock.python:
+                raise BackendError(
+                    f"image {base!r} has Python {python.version}, and the job's environment is for Python "
+                    f"{lock.python}: name an image with Python {lock.python} (image: or the instance type's), "
+                    f"or set env.python.version: \"{python.version}\" to have its packages resolved for that Python"
+                )
+            prepared = await environments.prepare(lock, "target", say=say, report=report)
+            report(f"Preparing: environment {lock.hash[:12]}…: making image {tag}")
+            await asyncio.to_thread(self._build, base, tag, lock, prepared.path, python)
+        seconds = time.monotonic() - started
+        say(f"built image {tag} (environment {lock.hash[:12]} on {base}) in {seconds:.1f} s")
+        return tag, {"built": True, "prepare_seconds": round(seconds, 3), "where": tag}
+
+    def _exists(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    async def _python(self, base: str, base_id: str) -> ImagePython:
+        if base_id not in self._pythons:
+            self._pythons[base_id] = await asyncio.to_thread(self._probe, base)
+        return self._pythons[base_id]
+
+    def _probe(self, base: str) -> ImagePython:
+        """Run ``python3`` in ``base`` (no network, removed at once) and read what it says of itself."""
+        try:
+            out = self.client.containers.run(base, ["python3", "-c", _PROBE], network_mode="none", remove=True,
+                                             stdout=True, stderr=True, cap_drop=["ALL"], entrypoint=[])
+            facts = json.loads(out.decode().strip().splitlines()[-1])
+        except (docker.errors.ContainerError, ValueError, IndexError) as exc:
+            raise BackendError(f"image {base!r} has no working python3 ({_short(exc)}), so a Python environment "
+                               "cannot be put in it: name an image with Python, or set env.python: none") from None
+        sites = [s for s in facts.get("site", []) if isinstance(s, str)] or [facts["purelib"]]
+        return ImagePython(str(facts["version"]), sites[0])
+
+    def _build(self, base: str, tag: str, lock: Lock, folder: Path, python: ImagePython) -> None:
+        """A container of ``base`` (never started) gets the packages, then is committed as ``tag``."""
+        where = posixpath.join(ENV_ROOT, lock.hash)
+        image_env = self.client.images.get(base).attrs.get("Config", {}).get("Env") or []
+        path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        container = self.client.containers.create(base, ["true"], network_mode="none", entrypoint=[])
+        try:
+            with tempfile.TemporaryFile(dir=folder.parent.parent / "tmp") as archive:
+                _write_archive(archive, folder, where, posixpath.join(python.site, "jupyter-jobs-env.pth"))
+                archive.seek(0)
+                if not self.client.api.put_archive(container.id, "/", archive):
+                    raise BackendError(f"Docker did not take the packages of environment {lock.hash[:12]}")
+            repository, _, version = tag.partition(":")
+            container.commit(repository=repository, tag=version, changes=[
+                f"ENV PATH={where}/bin:{path}",
+                f"LABEL {LABEL}={lock.hash} {LABEL}.base={base}",
+            ])
+        finally:
+            container.remove(force=True)
+
+
+def _write_archive(stream: Any, folder: Path, where: str, pth: str) -> None:
+    """A tar of ``folder`` at ``where`` (scripts' ``#!`` lines made the image's python3), plus the ``.pth`` file."""
+    with tarfile.open(fileobj=stream, mode="w") as tar:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            rel = os.path.relpath(root, folder)
+            inside = posixpath.normpath(posixpath.join(where, rel)).lstrip("/")
+            info = tar.gettarinfo(root, inside)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info)
+            for name in sorted(files):
+                if rel == "." and name == METADATA:
+                    continue
+                source = os.path.join(root, name)
+                info = tar.gettarinfo(source, posixpath.join(inside, name))
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                if info.isfile() and rel == "bin":
+                    data = _script(Path(source).read_bytes())
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                elif info.isfile():
+                    with open(source, "rb") as handle:
+                        tar.addfile(info, handle)
+                else:
+                    tar.addfile(info)
+        line = f"{where}\n".encode()
+        info = tarfile.TarInfo(pth.lstrip("/"))
+        info.size, info.mode = len(line), 0o644
+        tar.addfile(info, io.BytesIO(line))
+
+
+def _script(data: bytes) -> bytes:
+    """A console script with its ``#!`` line pointing at the image's python3 (uv wrote the server's)."""
+    first, newline, rest = data.partition(b"\n")
+    if first.startswith(b"#!") and b"python" in first:
+        return b"#!/usr/bin/env python3" + newline + rest
+    return data
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "stderr", b"") or exc)
+    return text.strip().splitlines()[-1][:200] if text.strip() else type(exc).__name__
