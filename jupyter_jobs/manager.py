@@ -25,7 +25,12 @@ from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import (
-    STAGING_PREFIX, JobDir, copy_for_rerun, copy_inputs, highest_job_folder, measure_inputs,
+    STAGING_PREFIX,
+    JobDir,
+    copy_for_rerun,
+    copy_inputs,
+    highest_job_folder,
+    measure_inputs,
     remove_staging_leftovers,
 )
 from .models import JobRecord, JobSpec

@@ -59,7 +59,25 @@ def slurm_missing() -> str | None:
     return None
 
 
-ENGINES = {"docker": ("JUPYTER_JOBS_TEST_DOCKER", docker_missing), "slurm": ("JUPYTER_JOBS_TEST_SLURM", slurm_missing)}
+@functools.cache
+def index_missing() -> str | None:
+    """Why uv cannot install from the package index here, or None when it can."""
+    from jupyter_jobs.pyenv.uv import find_uv
+
+    try:
+        result = subprocess.run([find_uv(), "pip", "compile", "--no-cache", "--no-header", "-"], input="six\n",
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"uv cannot reach the package index: {exc}"
+    if result.returncode != 0:
+        return f"uv cannot reach the package index: {result.stderr.strip()[-500:]}"
+    return None
+
+
+ENGINES = {"docker": ("JUPYTER_JOBS_TEST_DOCKER", docker_missing), "slurm": ("JUPYTER_JOBS_TEST_SLURM", slurm_missing),
+           "index": ("JUPYTER_JOBS_TEST_INDEX", index_missing)}
+#: uv's download cache for the tests' environments: kept between runs (CI caches ~/.cache), shared by all.
+UV_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jupyter-jobs" / "test-uv-cache"
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -20,7 +20,6 @@ not happen in the server; a package with no wheels then fails with uv's message 
 from __future__ import annotations
 
 import os
-import shlex
 import tempfile
 from pathlib import Path
 

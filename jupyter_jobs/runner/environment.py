@@ -9,7 +9,6 @@ from typing import Mapping
 from ..models import JobRecord
 from ..spec import substitute
 
-
 #: Where the job-side package (:mod:`jupyter_jobs.jobside`) is mounted in a container.
 JOBSIDE_IN_CONTAINER = "/opt/jupyter-jobs/jobside"
 

@@ -64,3 +64,21 @@ async def test_prune_removes_the_least_recently_used_and_never_one_in_use(tmp_pa
     assert cache.prune(0, in_use={b.hash}) == [a.hash]
     assert [info.hash for info in cache.list()] == [b.hash]
     assert cache.prune(0, in_use=set()) == [b.hash] and cache.list() == []
+
+
+async def test_a_build_reports_its_progress_and_uvs_output_and_a_target_folder_serves_another_python(tmp_path):
+    cache = EnvironmentCache(tmp_path / "cache")
+    lock = Lock(PYTHON, (SIX, ATTRS))
+    said, counts = [], []
+    prepared = await cache.prepare(lock, say=said.append, progress=lambda done, of: counts.append((done, of)))
+    assert prepared.built and counts[-1] == (2, 2) and all(of == 2 and 0 <= done <= 2 for done, of in counts)
+    assert any("+ six==1.16.0" in text for text in said)
+    again = await cache.prepare(lock)
+    assert (again.built, again.path) == (False, prepared.path)
+    # The same packages in a plain folder for an image's Python 3.12 (no such interpreter here is needed).
+    other = Lock("3.12", (SIX,))
+    target = await cache.prepare(other, kind="target")
+    assert target.path == cache.path(other.hash, "target") and (target.path / "six.py").is_file()
+    assert {(info.kind, info.python) for info in cache.list()} == {("venv", PYTHON), ("target", "3.12")}
+    assert sorted(cache.prune(0, in_use=set())) == sorted([lock.hash, other.hash])
+    assert cache.list() == []

@@ -1,0 +1,144 @@
+"""``env.python`` through a real server: jobs get the environment they ask for, built once per hash with real
+packages from the package index, on the local backend, in Docker images and on Slurm; the cache is bounded."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import UV_CACHE
+from tornado.httpclient import HTTPClientError
+
+pytestmark = [pytest.mark.integration, pytest.mark.index]
+
+SIX = {"version": "3.11", "packages": ["six==1.16.0"]}
+SHOW = "python -c 'import six, sys; print(\"six\", six.__version__, \"at\", sys.executable)'"
+
+
+def config(backend: str = "local", **environments) -> dict:
+    return {"JobManager": {"backend": backend}, "Environments": {"uv_cache_dir": str(UV_CACHE), **environments}}
+
+
+async def run(api, spec: dict, timeout: float = 240) -> dict:
+    job = await api.submit(spec)
+    return await api.wait(job["id"], timeout=timeout)
+
+
+async def test_bad_env_python_is_a_400_naming_the_field(api):
+    for python, field, words in [
+        ("sometimes", "env.python", "is not a choice"),
+        ({"version": 3.1}, "env.python.version", "quoted string"),
+        ({"packages": ["six=="]}, "env.python.packages[0]", "not a requirement"),
+        ({"pip-options": ["--target", "/etc"]}, "env.python.pip-options", "not an allowed installer option"),
+        ({"version": "3.11", "requirements-file": "missing.txt"}, "env.python.requirements-file", "missing.txt"),
+    ]:
+        with pytest.raises(HTTPClientError) as info:
+            await api.submit({"cmd": "true", "env": {"python": python}})
+        body = json.loads(info.value.response.body)
+        assert info.value.code == 400, body
+        assert any(e["field"] == field and words in e["message"] for e in body["errors"]), body
+    assert (await api.call("GET", "jobs"))["jobs"] == []  # nothing was queued
+
+
+@pytest.mark.parametrize("jobs_config", [config()])
+async def test_a_package_the_index_lacks_is_refused_at_submit_with_uvs_words(api, root_dir):
+    (root_dir / "requirements.txt").write_text("six==1.16.0\nno-such-package-jupyter-jobs-test==1.0\n")
+    with pytest.raises(HTTPClientError) as info:
+        await api.submit({"cmd": "true", "inputs": ["requirements.txt"],
+                          "env": {"python": {"version": "3.11", "requirements-file": "requirements.txt"}}})
+    body = json.loads(info.value.response.body)
+    assert info.value.code == 400
+    assert "no-such-package-jupyter-jobs-test" in body["message"] and "uv pip compile" in body["message"], body
+    assert (await run(api, {"cmd": "true"}))["status"] == "Succeeded"  # nothing else is affected
+
+
+@pytest.mark.parametrize("jobs_config", [config(same_interpreter=False)])
+async def test_local_job_runs_in_its_environment_built_once_and_reused(api, manager):
+    first = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert first["status"] == "Succeeded", first["message"]
+    env = first["environment"]
+    assert (env["python"], env["packages"], env["source"], env["built"], env["where"]) == ("3.11", 1, "custom", True, "venv")
+    log = await api.log(first["id"])
+    assert "six 1.16.0 at " + str(manager.environments.cache.path(env["hash"]) / "bin" / "python") in log
+    assert "+ six==1.16.0" in log and f"built environment {env['hash'][:12]}" in log  # uv's output, then ours
+    second = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert second["status"] == "Succeeded"
+    assert (second["environment"]["hash"], second["environment"]["built"]) == (env["hash"], False)
+    assert "is cached; no build" in await api.log(second["id"])
+    rerun = await api.call("POST", "jobs", str(second["id"]), "rerun", body={})
+    rerun = await api.wait(rerun["id"], timeout=60)
+    assert (rerun["status"], rerun["environment"]["hash"], rerun["environment"]["built"]) == ("Succeeded", env["hash"], False)
+    none = await run(api, {"cmd": SHOW, "env": {"python": "none"}})
+    assert none["environment"] is None and "six 1.16.0" not in (await api.log(none["id"])).split("Running")[-1]
+
+
+@pytest.mark.parametrize("jobs_config", [config()])
+async def test_two_jobs_wanting_one_new_environment_wait_for_one_build(api, manager):
+    spec = {"cmd": "python -c 'import attr; print(attr.__version__)'",
+            "env": {"python": {"version": "3.11", "packages": ["attrs==23.2.0"]}}}
+    jobs = await asyncio.gather(api.submit(spec), api.submit(spec))
+    done = [await api.wait(j["id"], timeout=240) for j in jobs]
+    assert [d["status"] for d in done] == ["Succeeded", "Succeeded"]
+    assert sorted(d["environment"]["built"] for d in done) == [False, True]
+    assert manager.environments.cache.builds == 1
+    assert [e["hash"] for e in manager.environments.list()] == [done[0]["environment"]["hash"]]
+
+
+@pytest.mark.parametrize("jobs_config", [config(max_bytes=1)])
+async def test_the_cache_evicts_the_least_recently_used_never_one_in_use(api, manager):
+    """max_bytes=1: every build prunes all it may. The environment of the job that is being
+    prepared (its job active) is kept; the other goes, and comes back with a build when asked."""
+    old = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    hold = await api.submit({"cmd": "sleep 30", "env": {"python": {"version": "3.11", "packages": ["attrs==23.2.0"]}}})
+    await api.wait(hold["id"], ("Running",), timeout=240)
+    cache = manager.environments.cache
+    assert not cache.path(old["environment"]["hash"]).exists(), "the least recently used environment was kept"
+    running = (await api.job(hold["id"]))["environment"]["hash"]
+    assert cache.path(running).exists()
+    assert manager.environments.prune(0) == []  # in use: never removed
+    again = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert again["status"] == "Succeeded" and again["environment"]["built"] is True
+    await api.call("POST", "jobs", str(hold["id"]), "cancel")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("jobs_config", [config("docker")])
+async def test_docker_job_runs_in_an_image_with_its_environment(api, manager):
+    import docker
+
+    spec = {"cmd": "python -c 'import numpy, six; print(\"numpy\", numpy.__version__, \"six\", six.__version__)'",
+            "env": {"python": {"version": "3.11", "packages": ["six==1.16.0", "numpy==1.26.4"]}}}
+    first = await run(api, spec)
+    assert first["status"] == "Succeeded", first["message"] + await api.log(first["id"])
+    assert "numpy 1.26.4 six 1.16.0" in await api.log(first["id"])
+    env = first["environment"]
+    assert env["built"] is True and env["where"].startswith("jupyter-jobs/env:" + env["hash"][:32])
+    client = docker.from_env()
+    try:
+        image = client.images.get(env["where"])
+        assert image.labels["jupyter_jobs.env"] == env["hash"]
+        second = await run(api, spec)
+        assert (second["status"], second["environment"]["built"]) == ("Succeeded", False)
+        plain = await run(api, {**spec, "env": {"python": "none"}})  # the image as it is: no numpy
+        assert plain["status"] == "Failed" and "No module named 'numpy'" in await api.log(plain["id"])
+        other = await run(api, {**spec, "env": {"python": {"version": "3.12", "packages": ["six"]}}})
+        assert other["status"] == "Failed"
+        assert "has Python 3.11, and the job's environment is for Python 3.12" in other["message"]
+    finally:
+        client.images.remove(env["where"], force=True)
+        client.close()
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("jobs_config", [{
+    **config("slurm"), "SlurmBackend": {"poll_seconds": 0.3},
+    "Cluster": {"instance_types": [{"name": "cpu", "cpus": 1, "memory": 100}]}}])
+async def test_slurm_job_runs_in_a_venv_built_once_on_the_shared_data_dir(api, manager):
+    first = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert first["status"] == "Succeeded", first["message"]
+    env = first["environment"]
+    venv = manager.environments.cache.path(env["hash"])
+    assert str(venv).startswith(manager.data_dir) and env["built"] is True
+    assert f"six 1.16.0 at {venv}/bin/python" in await api.log(first["id"])
+    second = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert (second["status"], second["environment"]["built"]) == ("Succeeded", False)
