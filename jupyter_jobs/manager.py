@@ -128,6 +128,7 @@ class JobManager(LoggingConfigurable):
             self.engine = LocalBackend(parent=self, log=self.log, server_id=self._server_id(),
                                        jobside_dir=str(self._jobside()))
         self.environments.in_use = self._environments_in_use
+        self.environments.removed = lambda hashes: self.engine.environments_removed(hashes)
         self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments)
 
     def _jobside(self) -> Path:

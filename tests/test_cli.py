@@ -104,3 +104,19 @@ def test_spec_outside_the_server_root_is_explained(server_process, tmp_path):
     env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}
     result = jobs("run", str(outside / "job.yaml"), env=env, check=2)
     assert "outside the root folder" in result.stderr and "--local" in result.stderr
+
+
+def test_cli_sends_its_own_environment_for_env_python_auto(server_process, tmp_path):
+    """The CLI's Python is the job's (here the server's too: the job runs with that interpreter, no build)."""
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    project = server_process.root / "envproj"
+    project.mkdir()
+    (project / "job.yaml").write_text("name: env\ncmd: python -c 'import sys, yaml; print(\"PY\", sys.executable)'\n"
+                                      "env: {python: auto}\n")
+    result = jobs("run", str(project / "job.yaml"), "--follow", env=env, check=0)
+    assert f"PY {sys.executable}" in result.stdout, result.stdout + result.stderr
+    job = server_process.request("GET", f"jobs/{result.stderr.split()[1]}")
+    environment = job["environment"]
+    assert (environment["source"], environment["python"], environment["where"]) == (
+        "auto", "%d.%d" % sys.version_info[:2], "interpreter")
+    assert environment["packages"] > 20 and "interpreter" not in environment

@@ -124,8 +124,11 @@ async def test_docker_job_runs_in_an_image_with_its_environment(api, manager):
         other = await run(api, {**spec, "env": {"python": {"version": "3.12", "packages": ["six"]}}})
         assert other["status"] == "Failed"
         assert "has Python 3.11, and the job's environment is for Python 3.12" in other["message"]
+        assert env["hash"] in manager.environments.prune(0)  # the cache is emptied: its images go with it
+        assert not client.images.list(filters={"label": f"jupyter_jobs.env={env['hash']}"})
     finally:
-        client.images.remove(env["where"], force=True)
+        if client.images.list(filters={"label": f"jupyter_jobs.env={env['hash']}"}):
+            client.images.remove(env["where"], force=True)
         client.close()
 
 

@@ -221,18 +221,29 @@ class Environments(LoggingConfigurable):
     #: Hashes of the environments active jobs use (set by the manager): never pruned.
     in_use: Callable[[], set[str]] = staticmethod(lambda: set())
 
+    #: Told the hashes removed from the cache (the Docker backend removes their images then).
+    removed: Callable[[list[str]], None] = staticmethod(lambda hashes: None)
+
     async def prune_later(self) -> list[str]:
         if not self.max_bytes:
             return []
-        return await asyncio.to_thread(self.cache.prune, self.max_bytes, self.in_use())
+        return await asyncio.to_thread(self.prune)
 
     def list(self) -> list[dict[str, Any]]:
         used = self.in_use()
         return [{**info.to_json(), "in_use": info.hash in used} for info in reversed(self.cache.list())]
 
     def prune(self, max_bytes: int | None = None) -> list[str]:
-        """Remove least recently used environments past ``max_bytes`` (default: :attr:`max_bytes`)."""
-        return self.cache.prune(self.max_bytes if max_bytes is None else max_bytes, self.in_use())
+        """Remove least recently used environments past ``max_bytes`` (default: :attr:`max_bytes`), and
+        what was made from them (images); blocking."""
+        gone = self.cache.prune(self.max_bytes if max_bytes is None else max_bytes, self.in_use())
+        if gone:
+            try:
+                self.removed(gone)
+            except Exception:  # an engine that does not answer keeps its images; the cache is pruned
+                self.log.warning("jupyter-jobs: could not remove what was made from environments %s",
+                                 ", ".join(h[:12] for h in gone), exc_info=True)
+        return gone
 
 
 def _site_stamp(interpreter: Path) -> tuple:

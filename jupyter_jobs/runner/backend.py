@@ -106,6 +106,9 @@ class Backend(LoggingConfigurable):
         """
         return None
 
+    def environments_removed(self, hashes: list[str]) -> None:
+        """Python environments left the cache: remove what this backend made of them (blocking)."""
+
     def close(self) -> None:
         """Stop what the backend runs in the background (jobs keep running)."""
 

@@ -136,6 +136,9 @@ class DockerBackend(Backend):
     def close(self) -> None:
         self._closed.set()
 
+    def environments_removed(self, hashes: list[str]) -> None:
+        self._env_images.remove(hashes)
+
     # -- facts -------------------------------------------------------------------------------
     def default_image(self) -> str | None:
         return self.image

@@ -93,6 +93,19 @@ class EnvImages:
         say(f"built image {tag} (environment {lock.hash[:12]} on {base}) in {seconds:.1f} s")
         return tag, {"built": True, "prepare_seconds": round(seconds, 3), "where": tag}
 
+    def remove(self, hashes: list[str]) -> list[str]:
+        """Remove the images of these environments (on any base); one a container still uses is kept."""
+        removed = []
+        for env_hash in hashes:
+            for image in self.client.images.list(filters={"label": f"{LABEL}={env_hash}"}):
+                for tag in image.tags or [image.id]:
+                    try:
+                        self.client.images.remove(tag, noprune=False)
+                        removed.append(tag)
+                    except docker.errors.APIError as exc:  # in use by a container: the next prune takes it
+                        self.log.info("jupyter-jobs: environment image %s kept: %s", tag, exc)
+        return removed
+
     def _exists(self, tag: str) -> bool:
         try:
             self.client.images.get(tag)
