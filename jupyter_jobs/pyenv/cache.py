@@ -54,8 +54,8 @@ KINDS = {"venv": "envs", "target": "targets"}
 #: The platform of ``target`` folders (manylinux wheels for the images' glibc).
 TARGET_PLATFORM = "x86_64-manylinux_2_28"
 
-#: Called with (packages installed so far, packages in all) while a build installs.
-Progress = Callable[[int, int], None]
+#: Called with (packages installed so far, packages in all, what uv is doing now or "") while a build runs.
+Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,8 @@ class EnvironmentCache:
                 # The lock is the whole environment, every dependency pinned: installed as it is (--no-deps),
                 # an exact replica, and no resolution to wait for.
                 with _counting(env, total, progress):
-                    self._uv(lock, say, "pip", "install", "--no-deps", *where, *pinned, *map(str, wheels),
-                             *lock.pip_options)
+                    self._uv(lock, _noting(say, progress, total), "pip", "install", "--no-deps", *where, *pinned,
+                             *map(str, wheels), *lock.pip_options)
             seconds = time.monotonic() - started
             meta = {"hash": lock.hash, "kind": kind, "lock": lock.to_dict(), "built_at": time.time(),
                     "build_seconds": seconds}
@@ -295,7 +295,7 @@ def _counting(env: Path, total: int, progress: Progress | None, every: float = 0
             if found != last:
                 last = found
                 with contextlib.suppress(Exception):
-                    progress(min(found, total), total)
+                    progress(min(found, total), total, "")
 
     watcher = threading.Thread(target=count, name="jupyter-jobs-env-progress", daemon=True)
     watcher.start()
@@ -305,7 +305,23 @@ def _counting(env: Path, total: int, progress: Progress | None, every: float = 0
         done.set()
         watcher.join()
         with contextlib.suppress(Exception):
-            progress(total, total)
+            progress(total, total, "")
+
+
+def _noting(say: Callable[[str], None] | None, progress: Progress | None, total: int) -> Callable[[str], None] | None:
+    """``say``, also passing uv's downloads to ``progress`` (they take the time before anything is installed)."""
+    if progress is None:
+        return say
+
+    def note(line: str) -> None:
+        if say is not None:
+            say(line)
+        text = line.strip()
+        if text.startswith(("Downloading ", "Downloaded ", "Prepared ", "Resolved ")):
+            with contextlib.suppress(Exception):
+                progress(0, total, text[0].lower() + text[1:])
+
+    return note
 
 
 def _size(folder: Path) -> int:

@@ -180,15 +180,16 @@ class Environments(LoggingConfigurable):
         short = lock.hash[:12]
         total = len(lock.packages) + len(lock.local)
 
-        def progress(done: int, of: int) -> None:
-            report(f"Preparing: building environment {short}…: {done} of {of} packages")
+        def progress(done: int, of: int, doing: str) -> None:
+            report(f"Preparing: building environment {short}…: {doing or f'{done} of {of} packages installed'}")
 
         if not self.cache.path(lock.hash, kind).exists():
             report(f"Preparing: environment {short}… ({total} packages, Python {lock.python})")
         try:
             prepared = await self.cache.prepare(lock, kind=kind, say=say, progress=progress)
         except EnvironmentBuildFailed as exc:
-            say(exc.message)
+            named = f" ({', '.join(exc.packages)})" if exc.packages else ""
+            say(f"building environment {short} failed{named}; uv's words are above")
             raise
         if prepared.built:
             say(f"built environment {short} (Python {lock.python}, {total} packages) in {prepared.seconds:.1f} s")

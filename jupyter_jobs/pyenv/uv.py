@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -58,19 +59,28 @@ def run_uv(uv: str, *args: str, doing: str, cache_dir: Path, names: Iterable[str
     """
     command = [uv, *args]
     env = {**os.environ, **(environ or {}), "UV_CACHE_DIR": str(cache_dir), "NO_COLOR": "1"}
+    lines: list[str] = []
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True, env=env,
+                                    stdin=subprocess.DEVNULL, errors="replace")
+            assert proc.stderr is not None
+            for line in proc.stderr:  # as uv writes it: a job's log shows the build as it goes
+                lines.append(line)
+                if say is not None and line.strip():
+                    say(line.rstrip())
+            returncode = proc.wait()
+            out.seek(0)
+            stdout = out.read().decode("utf-8", "replace")
     except OSError as exc:
         raise EnvironmentBuildFailed(f"{doing} failed: cannot run uv ({uv}): {exc}", env_hash=env_hash) from None
-    if result.returncode == 0:
-        if say is not None and result.stderr.strip():
-            say(result.stderr.strip())
-        return result.stdout
-    stderr = result.stderr.strip()
+    if returncode == 0:
+        return stdout
+    stderr = "".join(lines).strip()
     named = named_in(names, stderr)
     which = f" ({', '.join(named)})" if named else ""
     step = f"uv {' '.join(args[:2])}" if args[:1] == ("pip",) else f"uv {args[0]}"
-    raise EnvironmentBuildFailed(f"{doing} failed{which}: {step} exited with {result.returncode}:\n"
+    raise EnvironmentBuildFailed(f"{doing} failed{which}: {step} exited with {returncode}:\n"
                                  f"{stderr[-STDERR_TAIL:]}", stderr=stderr, packages=named, env_hash=env_hash)
 
 

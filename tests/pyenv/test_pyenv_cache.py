@@ -70,7 +70,7 @@ async def test_a_build_reports_its_progress_and_uvs_output_and_a_target_folder_s
     cache = EnvironmentCache(tmp_path / "cache")
     lock = Lock(PYTHON, (SIX, ATTRS))
     said, counts = [], []
-    prepared = await cache.prepare(lock, say=said.append, progress=lambda done, of: counts.append((done, of)))
+    prepared = await cache.prepare(lock, say=said.append, progress=lambda done, of, doing: counts.append((done, of)))
     assert prepared.built and counts[-1] == (2, 2) and all(of == 2 and 0 <= done <= 2 for done, of in counts)
     assert any("+ six==1.16.0" in text for text in said)
     again = await cache.prepare(lock)
