@@ -446,6 +446,7 @@ class JobManager(LoggingConfigurable):
         lock, summary = await asyncio.to_thread(
             self.environments.lock_for, spec.python, folder=stage / "code", sent=sent,
             wheels=lambda digest: self.blobs.path(digest) if self.blobs.has(digest) else None, base=base,
+            base_interpreter=rerun_of.environment.get("interpreter") if rerun_of is not None else None,
         )
         write_lock(stage, lock)
         return summary

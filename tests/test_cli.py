@@ -120,3 +120,6 @@ def test_cli_sends_its_own_environment_for_env_python_auto(server_process, tmp_p
     assert (environment["source"], environment["python"], environment["where"]) == (
         "auto", "%d.%d" % sys.version_info[:2], "interpreter")
     assert environment["packages"] > 20 and "interpreter" not in environment
+    rerun = jobs("rerun", str(job["id"]), "--follow", env=env, check=0)
+    again = server_process.request("GET", f"jobs/{rerun.stderr.split()[1]}")["environment"]
+    assert (again["hash"], again["where"]) == (environment["hash"], "interpreter")  # its job's lock and interpreter

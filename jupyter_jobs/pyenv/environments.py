@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -90,7 +91,8 @@ class Environments(LoggingConfigurable):
 
     # -- submit ---------------------------------------------------------------------------------
     def lock_for(self, python: PythonEnv, *, folder: Path, sent: Mapping[str, Any] | None,
-                 wheels: Callable[[str], Path | None], base: Lock | None = None) -> tuple[Lock, dict[str, Any]]:
+                 wheels: Callable[[str], Path | None], base: Lock | None = None,
+                 base_interpreter: str | None = None) -> tuple[Lock, dict[str, Any]]:
         """The lock of a job (blocking: uv may resolve) and the summary its record keeps.
 
         Parameters
@@ -102,14 +104,19 @@ class Environments(LoggingConfigurable):
             and ``wheels`` (``{sha256: file name}`` of its local packages, uploaded as blobs).
         wheels
             The uploaded blob of a digest, or None.
-        base
-            A rerun's lock: what ``auto`` means for it.
+        base, base_interpreter
+            A rerun's lock (what ``auto`` means for it) and the interpreter its job was submitted from.
         """
         sent = sent or {}
+        unknown = sorted(set(map(str, sent)) - {"lock", "interpreter", "wheels"})
+        if unknown:
+            raise SpecError(f"unknown key {unknown[0]!r}; it has lock, interpreter and wheels", "environment")
         client = Lock.from_dict(sent["lock"], "environment.lock") if sent.get("lock") is not None else None
         interpreter = sent.get("interpreter") if client is not None else None
         if interpreter is not None and not isinstance(interpreter, str):
             raise SpecError("must be the path of the client's Python", "environment.interpreter")
+        if base is not None:  # a rerun: its job's lock, and the interpreter that job was sent from
+            interpreter = base_interpreter
         auto = base or client
         ours = auto is None
         if ours:  # REST with no capture (curl, the Lab panel): the server's own environment
@@ -121,7 +128,7 @@ class Environments(LoggingConfigurable):
             "hash": lock.hash, "python": lock.python, "packages": len(lock.packages) + len(lock.local),
             "local": [p.name for p in lock.local], "source": python.mode,
         }
-        if interpreter and lock is not None and same_packages(lock, auto) and base is None:
+        if interpreter and same_packages(lock, auto):
             summary["interpreter"] = interpreter
         return lock, summary
 
@@ -203,9 +210,10 @@ class Environments(LoggingConfigurable):
         return {"built": prepared.built, "prepare_seconds": round(prepared.seconds, 3), "where": where}
 
     def _interpreter_lock(self, interpreter: str) -> Lock | None:
-        """What ``interpreter`` has installed now (asked again only when its site folders changed)."""
+        """What ``interpreter`` has installed now (asked again only when its site folders changed); None
+        when it is gone or not this server's to run (see :func:`trusted_interpreter`)."""
         path = Path(interpreter)
-        if not path.is_file() or not os.access(path, os.X_OK):
+        if not path.is_file() or not os.access(path, os.X_OK) or not trusted_interpreter(path):
             return None
         key = _site_stamp(path)
         known = self._interpreters.get(interpreter)
@@ -247,11 +255,34 @@ class Environments(LoggingConfigurable):
         return gone
 
 
+def trusted_interpreter(interpreter: Path) -> bool:
+    """Whether the server may run ``interpreter`` (to ask what it has): it, what it links to and its
+    environment's folder belong to the server's user or root, and no one else may write them. A client
+    names the interpreter; one that another account controls is never run by the server (its job gets a
+    venv of the same lock instead)."""
+    me = os.geteuid()
+
+    def safe(path: Path) -> bool:
+        try:
+            info = path.lstat()
+        except OSError:
+            return False
+        # A symbolic link's own mode means nothing (always 0777); who owns it does.
+        writable = not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o022
+        return info.st_uid in (0, me) and not writable
+
+    try:
+        resolved = interpreter.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return all(safe(p) for p in (interpreter, interpreter.parent, interpreter.parent.parent, resolved))
+
+
 def _site_stamp(interpreter: Path) -> tuple:
     """Modification times of the site-packages folders of a venv's interpreter (an install changes them)."""
     prefix = interpreter.parent.parent
     stamps = []
-    for site in sorted(prefix.glob("lib/python3*/site-packages")):
+    for site in sorted([*prefix.glob("lib/python3*/site-packages"), *prefix.glob("lib/python3*/dist-packages")]):
         try:
             stamps.append((str(site), site.stat().st_mtime_ns))
         except OSError:
