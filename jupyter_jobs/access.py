@@ -8,6 +8,9 @@ An admin is a user named in ``JobManager.admin_users``, or one the server's auth
 ``write`` on the resource ``jupyter_jobs:admin`` (a custom ``Authorizer``; the default one,
 which allows everything to everyone, grants no admin role). On a single-user server every
 request is the server's own user, so all jobs are theirs.
+
+What belongs to the server rather than to a job (pruning the cache of Python environments) is
+for admins only; anyone else is refused with 403, since there is no existence to hide.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import JobNotFound
+from .errors import Forbidden, JobNotFound
 from .models import JobRecord
 
 #: The resource an authorizer is asked about to make a user an admin of all jobs.
@@ -39,6 +42,12 @@ class Access:
         if not self.can_see(job):
             raise JobNotFound(job.id)
         return job
+
+    def require_admin(self, doing: str) -> None:
+        """Nothing if this user is an admin; else :class:`Forbidden` saying who may ``doing``."""
+        if not self.admin:
+            raise Forbidden(f"only admins may {doing}, and {self.user} is not one; an admin is named in "
+                            "JobManager.admin_users (see docs/operators.md, \"Who sees which jobs\")")
 
     def list_owner(self, requested: str | None) -> str | None:
         """The owner filter of a list: admins choose (``None``: everyone); others see their own."""

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete a finished job with its log and outputs")
     delete.add_argument("id", type=int)
 
+    env = sub.add_parser("env", help="the cache of jobs' Python environments (env.python in a spec)")
+    env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")
+    env_list = env_sub.add_parser("list", help="cached environments, most recently used first")
+    env_list.add_argument("--json", action="store_true")
+    prune = env_sub.add_parser("prune", help="remove least recently used environments past a size (admins only "
+                               "on a server); those of active jobs are kept")
+    size = prune.add_mutually_exclusive_group()
+    size.add_argument("--max-bytes", type=_byte_count, metavar="N", help="keep at most N bytes (0: remove every "
+                      "environment no active job uses); default: the server's Environments.max_bytes")
+    size.add_argument("--max-size", type=parse_size, dest="max_bytes", metavar="SIZE",
+                      help="the same as a size: 500M, 10G, 1.5T (powers of 1024)")
+    prune.add_argument("--json", action="store_true")
+
     image = sub.add_parser("image", help="container images for the Docker backend")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build the offline base image (Debian minbase + Python)")
@@ -84,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
 async def _main(args: argparse.Namespace) -> int:
     if args.command == "image":
         return await asyncio.to_thread(_build_image, args)
+    if args.command == "env":
+        args.command = f"env {args.env_command}"
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
     server = None if args.local else _server(args, spec_dir)
     if server is not None:
@@ -254,9 +270,76 @@ async def cmd_delete(client: Any, args: argparse.Namespace, _: Path) -> int:
     return 0
 
 
+#: Binary units of --max-size (``10G`` is 10 GiB, as memory sizes are elsewhere).
+UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``123``, ``500M``, ``10G``, ``1.5TiB``, ``2GB`` (K, M, G, T are powers of 1024)."""
+    match = SIZE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give bytes or a number with K, M, G or T, e.g. 10G")
+    return int(float(match[1]) * UNITS[match[2].lower()])
+
+
+def _byte_count(text: str) -> int:
+    if not (text.strip().isascii() and text.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes >= 0 (--max-size takes 10G)")
+    return int(text)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f}"
+
+
+def _limit(max_bytes: int) -> str:
+    return f"limit {_mib(max_bytes)} MiB" if max_bytes else "no limit"
+
+
+async def cmd_env_list(client: Any, args: argparse.Namespace, _: Path) -> int:
+    cache = await client.environments()
+    if args.json:
+        print(json.dumps(cache, indent=2))
+        return 0
+    rows = [("HASH", "KIND", "PYTHON", "PACKAGES", "SIZE MIB", "LAST USED", "IN USE")]
+    for env in cache["environments"]:
+        rows.append((
+            env["hash"][:12], env["kind"], env["python"], str(env["packages"]), _mib(env["size_bytes"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(env["last_used"])), "yes" if env["in_use"] else "no",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    count = len(cache["environments"])
+    print(f"{count} environment{'s' * (count != 1)}, {_mib(cache['total_bytes'])} MiB ({_limit(cache['max_bytes'])})")
+    return 0
+
+
+async def cmd_env_prune(client: Any, args: argparse.Namespace, _: Path) -> int:
+    cache = await client.prune_environments(args.max_bytes)
+    if args.json:
+        print(json.dumps(cache, indent=2))
+        return 0
+    if args.max_bytes is None and not cache["max_bytes"]:  # 0 configured: no limit
+        print("the cache has no size limit (Environments.max_bytes = 0), so nothing was removed; "
+              "give --max-size to prune it to a size", file=sys.stderr)
+    removed = cache["removed"]
+    print(f"removed {len(removed)} environment{'s' * (len(removed) != 1)}"
+          + (": " + ", ".join(h[:12] for h in removed) if removed else ""))
+    limit = cache["max_bytes"] if args.max_bytes is None else args.max_bytes
+    kept = [env["hash"][:12] for env in cache["environments"] if env["in_use"]]
+    if (args.max_bytes is not None or limit) and cache["total_bytes"] > limit:
+        why = f"active jobs use {', '.join(kept)}" if kept else "environments being built or handed out are kept"
+        print(f"still over {_mib(limit)} MiB: {why}", file=sys.stderr)
+    print(f"the cache holds {_mib(cache['total_bytes'])} MiB ({_limit(cache['max_bytes'])})")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete,
+    "env list": cmd_env_list, "env prune": cmd_env_prune,
 }
 
 

@@ -132,6 +132,12 @@ class RemoteClient:
     async def delete(self, job_id: int) -> None:
         await self.call("DELETE", f"jobs/{job_id}")
 
+    async def environments(self) -> dict:
+        return await self.call("GET", "environments")
+
+    async def prune_environments(self, max_bytes: int | None = None) -> dict:
+        return await self.call("POST", "environments/prune", body={} if max_bytes is None else {"max_bytes": max_bytes})
+
     async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
         """Write the log from ``offset`` to ``sink``; reconnect from the last byte on a dropped
         connection. Returns the offset reached."""
@@ -164,13 +170,14 @@ class RemoteClient:
 
 
 def _api_error(exc: HTTPClientError) -> ApiError:
-    message = exc.message or str(exc)
+    message, reason = exc.message or str(exc), None
     if exc.response is not None and exc.response.body:
         try:
-            message = json.loads(exc.response.body).get("message", message)
-        except ValueError:
+            body = json.loads(exc.response.body)
+            message, reason = body.get("message", message), body.get("reason")
+        except (ValueError, AttributeError):  # not JSON, or not an object
             message = exc.response.body.decode("utf-8", "replace")[:500]
-    if exc.code == 403:
+    if exc.code == 403 and reason != "Forbidden":  # Jupyter refused the request, not jupyter-jobs the action
         message += " (check the token: JUPYTER_JOBS_TOKEN or --token)"
     return ApiError(exc.code, message)
 
@@ -227,6 +234,16 @@ class EmbeddedClient:
 
     async def delete(self, job_id: int) -> None:
         await self.manager.delete(job_id)
+
+    async def environments(self) -> dict:
+        from .handlers import environments_report
+
+        return await environments_report(self.manager.environments)
+
+    async def prune_environments(self, max_bytes: int | None = None) -> dict:
+        from .handlers import prune_environments
+
+        return await prune_environments(self.manager.environments, max_bytes)
 
     async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
         async for chunk in self.manager.follow_log(job_id, offset, follow):

@@ -75,7 +75,8 @@ class NotFound(JobsError):
 
 
 class Forbidden(JobsError):
-    """The thing exists but is not served (an output that is a link, a device, a hard link)."""
+    """The thing exists but is not served (an output that is a link, a device, a hard link), or the
+    user may not do this (only admins prune the environment cache)."""
 
     status_code = 403
 

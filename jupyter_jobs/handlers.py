@@ -26,6 +26,7 @@ from .blobs import Upload
 from .errors import JobNotFound, JobsError, SpecError, TooLarge, storage_error
 from .manager import JobManager, server_user
 from .models import JobRecord
+from .pyenv.environments import Environments
 from .spec import load_json, load_spec_text
 from .store import parse_id
 
@@ -403,6 +404,69 @@ class ConfigHandler(JobsAPIHandler):
         self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin})
 
 
+class EnvironmentsHandler(JobsAPIHandler):
+    """The cache of jobs' Python environments (``env.python``): hashes and sizes, no job or owner."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await environments_report(self.manager.environments))
+
+
+class EnvironmentsPruneHandler(JobsAPIHandler):
+    """Remove least recently used environments past a size: admins only (the cache is the server's)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        (await self.access()).require_admin("prune the environment cache")
+        limit = prune_limit(await self.body(default={}))
+        self.write_json(await prune_environments(self.manager.environments, limit))
+
+
+def prune_limit(body: Any) -> int | None:
+    """The ``max_bytes`` of a prune request; None when it names none (the configured limit)."""
+    if not isinstance(body, dict):
+        raise SpecError('expected {"max_bytes": <bytes>}, or no body for the configured limit', "body")
+    unknown = sorted(set(body) - {"max_bytes"})
+    if unknown:
+        raise SpecError(f"unknown key {unknown[0]!r}; the only one is max_bytes", "body")
+    if "max_bytes" not in body:
+        return None
+    value = body["max_bytes"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{json.dumps(value)[:40]} is not a size; give a whole number of bytes >= 0 (0 removes "
+                        "every environment no active job uses)", "max_bytes")
+    return value
+
+
+async def environments_report(environments: Environments) -> dict[str, Any]:
+    """The body of GET /environments (and what ``jupyter jobs env list`` shows run embedded): the cached
+    environments, most recently used first, the cache's limit and its size, all in bytes.
+
+    The folders are measured off the event loop; which hashes active jobs use is asked on it, where
+    the job store is used."""
+    used = environments.in_use()
+    infos = await asyncio.to_thread(environments.cache.list)
+    return {
+        "environments": [{**info.to_json(), "in_use": info.hash in used} for info in reversed(infos)],
+        "max_bytes": environments.max_bytes,
+        "total_bytes": sum(info.size_bytes for info in infos),
+    }
+
+
+async def prune_environments(environments: Environments, max_bytes: int | None) -> dict[str, Any]:
+    """Remove least recently used environments until the cache holds at most ``max_bytes`` (None: the
+    configured ``Environments.max_bytes``, where 0 means no limit, so nothing is removed). Environments of
+    active jobs are kept, even past the limit. Returns :func:`environments_report` after it, with
+    ``removed``: the hashes removed, oldest use first."""
+    removed: list[str] = []
+    limit = environments.max_bytes if max_bytes is None else max_bytes
+    if max_bytes is not None or limit:
+        removed = await asyncio.to_thread(environments.cache.prune, limit, environments.in_use())
+    return {"removed": removed, **await environments_report(environments)}
+
+
 _JOB = r"/jobs/([^/]+)"
 ROUTES = [
     (r"/jobs/?", JobsHandler),
@@ -416,6 +480,8 @@ ROUTES = [
     (r"/instance-types", InstanceTypesHandler),
     (r"/datasets", DatasetsHandler),
     (r"/config", ConfigHandler),
+    (r"/environments/?", EnvironmentsHandler),
+    (r"/environments/prune", EnvironmentsPruneHandler),
 ]
 
 

@@ -1,11 +1,16 @@
 """`jupyter jobs`: against a running server, and embedded when there is none."""
+import getpass
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from jupyter_jobs.pyenv.cache import EnvironmentCache
+from jupyter_jobs.pyenv.lock import Lock, Pin
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +128,59 @@ def test_cli_sends_its_own_environment_for_env_python_auto(server_process, tmp_p
     rerun = jobs("rerun", str(job["id"]), "--follow", env=env, check=0)
     again = server_process.request("GET", f"jobs/{rerun.stderr.split()[1]}")["environment"]
     assert (again["hash"], again["where"]) == (environment["hash"], "interpreter")  # its job's lock and interpreter
+
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+UV_CACHE = Path(tempfile.gettempdir()) / "jupyter-jobs-test-uv-cache"
+
+
+@pytest.mark.index
+@pytest.mark.parametrize("server_args", [  # the CLI's user is an admin of jobs; builds share one uv cache
+    [f"--JobManager.admin_users={getpass.getuser()}", f"--Environments.uv_cache_dir={UV_CACHE}"]])
+def test_env_list_and_prune_against_a_running_server(server_process):
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    empty = jobs("env", "list", env=env, check=0).stdout.splitlines()
+    assert empty[-1] == "0 environments, 0.0 MiB (limit 20480.0 MiB)"
+    # Built where the server keeps its environments, as a job's Preparing builds one.
+    lock = Lock(PYTHON, (Pin("six", "1.16.0"),))
+    cache = EnvironmentCache(server_process.data / "environments", uv_cache=UV_CACHE)
+    path = cache.prepare_sync(lock).path
+    listing = jobs("env", "list", env=env, check=0).stdout.splitlines()
+    assert listing[0].split() == ["HASH", "KIND", "PYTHON", "PACKAGES", "SIZE", "MIB", "LAST", "USED", "IN", "USE"]
+    row = listing[1].split()
+    assert row[:4] == [lock.hash[:12], "venv", PYTHON, "1"] and row[-1] == "no"
+    assert float(row[4]) == round(cache.list()[0].size_bytes / 2**20, 1) > 0
+    assert listing[2].startswith("1 environment, ")
+    assert jobs("env", "list", "--json", env=env, check=0).stdout.count(lock.hash) == 1
+
+    kept = jobs("env", "prune", "--max-size", "1T", env=env, check=0)
+    assert kept.stdout.splitlines()[0] == "removed 0 environments" and path.is_dir()
+    assert "is not a size" in jobs("env", "prune", "--max-size", "lots", env=env, check=2).stderr
+    assert "not allowed with argument" in jobs("env", "prune", "--max-bytes", "0", "--max-size", "1G", env=env,
+                                                check=2).stderr
+    pruned = jobs("env", "prune", "--max-bytes", "0", env=env, check=0).stdout.splitlines()
+    assert pruned == [f"removed 1 environment: {lock.hash[:12]}", "the cache holds 0.0 MiB (limit 20480.0 MiB)"]
+    assert not path.exists()
+    assert "0 environments" in jobs("env", "list", env=env, check=0).stdout
+
+
+def test_env_prune_is_for_admins(server_process):
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    refused = jobs("env", "prune", "--max-bytes", "0", env=env, check=2).stderr
+    assert "only admins may prune the environment cache" in refused and "JobManager.admin_users" in refused
+    assert "check the token" not in refused  # the token was fine; the user is not an admin
+    assert "check the token" in jobs("env", "list", env={**env, "JUPYTER_JOBS_TOKEN": "wrong"}, check=2).stderr
+
+
+def test_env_list_and_prune_embedded(fresh_env):
+    """No server: the CLI reads and prunes the cache of the data dir itself (no admin to ask)."""
+    lock = Lock(PYTHON, ())  # an empty venv: no package index needed
+    cache = EnvironmentCache(Path(fresh_env["JUPYTER_DATA_DIR"]) / "jupyter_jobs" / "environments", uv_cache=UV_CACHE)
+    path = cache.prepare_sync(lock).path
+    assert jobs("env", "list", env=fresh_env, check=0).stdout.splitlines()[1].split()[:4] == [
+        lock.hash[:12], "venv", PYTHON, "0"]
+    result = jobs("env", "prune", env=fresh_env, check=0)  # the default limit, 20 GiB: nothing to remove
+    assert result.stdout.startswith("removed 0 environments") and path.is_dir()
+    assert jobs("env", "prune", "--max-size", "0", env=fresh_env, check=0).stdout.startswith(
+        f"removed 1 environment: {lock.hash[:12]}")
+    assert not path.exists()
