@@ -414,12 +414,15 @@ class EnvironmentsHandler(JobsAPIHandler):
 
 
 class EnvironmentsPruneHandler(JobsAPIHandler):
-    """Remove least recently used environments past a size: admins only (the cache is the server's)."""
+    """Remove least recently used environments past a size: the cache is the server's, so its own user
+    (on a single-user server: the one user) and admins only."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        (await self.access()).require_admin("prune the environment cache")
+        access = await self.access()
+        if access.user != server_user():
+            access.require_admin("prune the environment cache")
         limit = prune_limit(await self.body(default={}))
         self.write_json(await prune_environments(self.manager.environments, limit))
 
@@ -441,30 +444,14 @@ def prune_limit(body: Any) -> int | None:
 
 
 async def environments_report(environments: Environments) -> dict[str, Any]:
-    """The body of GET /environments (and what ``jupyter jobs env list`` shows run embedded): the cached
-    environments, most recently used first, the cache's limit and its size, all in bytes.
-
-    The folders are measured off the event loop; which hashes active jobs use is asked on it, where
-    the job store is used."""
-    used = environments.in_use()
-    infos = await asyncio.to_thread(environments.cache.list)
-    return {
-        "environments": [{**info.to_json(), "in_use": info.hash in used} for info in reversed(infos)],
-        "max_bytes": environments.max_bytes,
-        "total_bytes": sum(info.size_bytes for info in infos),
-    }
+    """The body of GET /environments (and what ``jupyter jobs env list`` shows run embedded)."""
+    return await environments.report()
 
 
 async def prune_environments(environments: Environments, max_bytes: int | None) -> dict[str, Any]:
-    """Remove least recently used environments until the cache holds at most ``max_bytes`` (None: the
-    configured ``Environments.max_bytes``, where 0 means no limit, so nothing is removed). Environments of
-    active jobs are kept, even past the limit. Returns :func:`environments_report` after it, with
-    ``removed``: the hashes removed, oldest use first."""
-    removed: list[str] = []
-    limit = environments.max_bytes if max_bytes is None else max_bytes
-    if max_bytes is not None or limit:
-        removed = await asyncio.to_thread(environments.cache.prune, limit, environments.in_use())
-    return {"removed": removed, **await environments_report(environments)}
+    """The body of POST /environments/prune: :meth:`Environments.prune`, then the report, with ``removed``."""
+    removed = await environments.prune(max_bytes)
+    return {"removed": removed, **await environments.report()}
 
 
 _JOB = r"/jobs/([^/]+)"

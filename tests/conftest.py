@@ -80,21 +80,6 @@ ENGINES = {"docker": ("JUPYTER_JOBS_TEST_DOCKER", docker_missing), "slurm": ("JU
 UV_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jupyter-jobs" / "test-uv-cache"
 
 
-@functools.cache
-def index_missing() -> str | None:
-    """Why uv cannot install from the package index here, or None when it can."""
-    from uv import find_uv_bin
-
-    try:
-        result = subprocess.run([find_uv_bin(), "pip", "compile", "--no-cache", "--no-header", "-"], input="six\n",
-                                capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"uv cannot reach the package index: {exc}"
-    if result.returncode != 0:
-        return f"uv cannot reach the package index: {result.stderr.strip()[-500:]}"
-    return None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker, (required, missing) in ENGINES.items():
@@ -105,9 +90,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"{required}=1 (CI) runs the {marker} tests, but {reason}", pytrace=False)
         if reason:
             pytest.skip(reason)
-    # Tests marked `index` install real packages; they skip with uv's reason when the index is out of reach.
-    if item.get_closest_marker("index") is not None and index_missing():
-        pytest.skip(index_missing())
 
 
 @pytest.fixture

@@ -81,7 +81,8 @@ async def test_two_jobs_wanting_one_new_environment_wait_for_one_build(api, mana
     assert [d["status"] for d in done] == ["Succeeded", "Succeeded"]
     assert sorted(d["environment"]["built"] for d in done) == [False, True]
     assert manager.environments.cache.builds == 1
-    assert [e["hash"] for e in manager.environments.list()] == [done[0]["environment"]["hash"]]
+    listed = (await api.call("GET", "environments"))["environments"]
+    assert [e["hash"] for e in listed] == [done[0]["environment"]["hash"]]
 
 
 @pytest.mark.parametrize("jobs_config", [config(max_bytes=1)])
@@ -95,7 +96,7 @@ async def test_the_cache_evicts_the_least_recently_used_never_one_in_use(api, ma
     assert not cache.path(old["environment"]["hash"]).exists(), "the least recently used environment was kept"
     running = (await api.job(hold["id"]))["environment"]["hash"]
     assert cache.path(running).exists()
-    assert manager.environments.prune(0) == []  # in use: never removed
+    assert await manager.environments.prune(0) == []  # in use: never removed
     again = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
     assert again["status"] == "Succeeded" and again["environment"]["built"] is True
     await api.call("POST", "jobs", str(hold["id"]), "cancel")
@@ -124,7 +125,7 @@ async def test_docker_job_runs_in_an_image_with_its_environment(api, manager):
         other = await run(api, {**spec, "env": {"python": {"version": "3.12", "packages": ["six"]}}})
         assert other["status"] == "Failed"
         assert "has Python 3.11, and the job's environment is for Python 3.12" in other["message"]
-        assert env["hash"] in manager.environments.prune(0)  # the cache is emptied: its images go with it
+        assert env["hash"] in await manager.environments.prune(0)  # the cache is emptied: its images go with it
         assert not client.images.list(filters={"label": f"jupyter_jobs.env={env['hash']}"})
     finally:
         if client.images.list(filters={"label": f"jupyter_jobs.env={env['hash']}"}):

@@ -234,18 +234,32 @@ class Environments(LoggingConfigurable):
     removed: Callable[[list[str]], None] = staticmethod(lambda hashes: None)
 
     async def prune_later(self) -> list[str]:
-        if not self.max_bytes:
-            return []
-        return await asyncio.to_thread(self.prune)
+        """After a build: trim the cache to :attr:`max_bytes` (0: no limit)."""
+        return await self.prune(None) if self.max_bytes else []
 
-    def list(self) -> list[dict[str, Any]]:
+    async def report(self) -> dict[str, Any]:
+        """The cached environments, most recently used first, the cache's limit and its size, in bytes.
+        Folders are measured off the event loop; which hashes active jobs use is asked on it (the job store)."""
         used = self.in_use()
-        return [{**info.to_json(), "in_use": info.hash in used} for info in reversed(self.cache.list())]
+        infos = await asyncio.to_thread(self.cache.list)
+        return {
+            "environments": [{**info.to_json(), "in_use": info.hash in used} for info in reversed(infos)],
+            "max_bytes": self.max_bytes,
+            "total_bytes": sum(info.size_bytes for info in infos),
+        }
 
-    def prune(self, max_bytes: int | None = None) -> list[str]:
-        """Remove least recently used environments past ``max_bytes`` (default: :attr:`max_bytes`), and
-        what was made from them (images); blocking."""
-        gone = self.cache.prune(self.max_bytes if max_bytes is None else max_bytes, self.in_use())
+    async def prune(self, max_bytes: int | None = None) -> list[str]:
+        """Remove least recently used environments until the cache holds at most ``max_bytes`` (None: :attr:`max_bytes`,
+        where 0 is no limit: nothing is removed), and what was made from them (images). Environments of active jobs
+        are kept, even past the limit. Returns the hashes removed, oldest use first."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if max_bytes is None and not limit:
+            return []
+        used = self.in_use()
+        return await asyncio.to_thread(self._prune, limit, used)
+
+    def _prune(self, limit: int, used: set[str]) -> list[str]:
+        gone = self.cache.prune(limit, used)
         if gone:
             try:
                 self.removed(gone)

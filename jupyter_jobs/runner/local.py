@@ -55,8 +55,9 @@ _WRAPPER = (
     '/bin/sh -c "$_jj_cmd"; _jj_end "$?"'
 )
 _EXIT_FILE = "exit-status"
-#: The server's own variables a job does not inherit: they would point its Python at the server's packages.
-_NOT_INHERITED = frozenset({"VIRTUAL_ENV", "PYTHONHOME", "CONDA_PREFIX"})
+#: The server's own variables a job with its own environment (env.python) does not inherit: they would
+#: point its Python at the server's packages.
+_NOT_INHERITED = frozenset({"VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "CONDA_PREFIX", "PYTHONUSERBASE"})
 _HANDLE_FILE = "handle.json"
 #: The handle less its pid, written before the job starts; the wrapper writes its pid beside the
 #: exit status first thing, so a server killed between starting a job and writing its handle
@@ -258,6 +259,10 @@ class LocalBackend(Backend):
         exit_file.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not (launch.python_bin and k in _NOT_INHERITED)}
         env.update(job_env)
+        if not launch.python_bin and os.environ.get("PYTHONPATH"):  # the host as it is: the server's path first
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ["PYTHONPATH"], job_env.get("PYTHONPATH")) if p)
+        elif launch.python_bin:
+            env["PYTHONNOUSERSITE"] = "1"  # exactly its packages: not those of the user's ~/.local either
         # The job's environment first (env.python), else the server's own: `python` is the job's python.
         bin_dir = launch.python_bin or str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])

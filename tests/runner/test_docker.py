@@ -158,7 +158,7 @@ async def test_docker_inspect_shows_limits_labels_mounts_and_isolation(api, clie
     mounts = {m["Destination"]: (m["Type"], m["RW"]) for m in attrs["Mounts"]}
     owner = (await api.job(job["id"]))["owner"]
     assert mounts == {"/code": ("bind", False), "/outputs": ("volume", True), LOG_IN_CONTAINER: ("bind", True),
-                      f"/data/{owner}/ds": ("bind", False)}
+                      f"/data/{owner}/ds": ("bind", False), "/opt/jupyter-jobs/jobside": ("bind", False)}
     labels = attrs["Config"]["Labels"]
     assert labels["jupyter_jobs.job_id"] == str(job["id"])
     assert labels["jupyter_jobs.server"] == manager.engine.server_id
