@@ -146,3 +146,15 @@ async def test_slurm_job_runs_in_a_venv_built_once_on_the_shared_data_dir(api, m
     assert f"six 1.16.0 at {venv}/bin/python" in await api.log(first["id"])
     second = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
     assert (second["status"], second["environment"]["built"]) == ("Succeeded", False)
+
+
+@pytest.mark.parametrize("jobs_config", [config(same_interpreter=False)])
+async def test_a_job_with_an_environment_does_not_see_the_servers_python_path(api, tmp_path, monkeypatch):
+    shadow = tmp_path / "server-path"
+    shadow.mkdir()
+    (shadow / "six.py").write_text("__version__ = 'the server path'\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))  # as a server started with PYTHONPATH set
+    managed = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert "six 1.16.0 at" in await api.log(managed["id"])
+    plain = await run(api, {"cmd": SHOW, "env": {"python": "none"}})  # the host as it is: its path too
+    assert "six the server path at" in await api.log(plain["id"])
