@@ -15,7 +15,14 @@ SCHEMA = ROOT / "docs" / "api" / "openapi.yaml"
 EXAMPLES = int(os.environ.get("JUPYTER_JOBS_FUZZ_EXAMPLES", "40"))
 
 
+@pytest.fixture
+def offline_uv(monkeypatch):
+    """Generated env.python packages are resolved by uv offline: refused at once, never fetched from the index."""
+    monkeypatch.setenv("UV_OFFLINE", "1")
+
+
 @pytest.mark.timeout(900)
+@pytest.mark.usefixtures("offline_uv")
 # An admin, so that admin-only routes (POST /environments/prune) are fuzzed past their 403.
 @pytest.mark.parametrize("server_args", [[f"--JobManager.admin_users={getpass.getuser()}"]])
 def test_no_request_gets_a_server_error(server_process, tmp_path):

@@ -30,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import threading
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 
 #: The two forms an environment takes: a virtual environment, or a folder of packages for an image.
 KINDS = {"venv": "envs", "target": "targets"}
-#: The platform of ``target`` folders (manylinux wheels for the images' glibc).
-TARGET_PLATFORM = "x86_64-manylinux_2_28"
+#: The platform of ``target`` folders when the caller names none (uv's name: manylinux wheels up to that glibc).
+TARGET_PLATFORM = f"{platform.machine() or 'x86_64'}-manylinux_2_28"
 
 #: Called with (packages installed so far, packages in all, what uv is doing now or "") while a build runs.
 Progress = Callable[[int, int, str], None]
@@ -113,9 +114,9 @@ class EnvironmentCache:
         #: Local packages' wheels, by digest; :meth:`ensure` installs a lock's local packages from here.
         self.wheels = WheelStore(self.root / "wheels", self.uv, self.uv_cache)
 
-    def path(self, env_hash: str, kind: str = "venv") -> Path:
-        """Where the environment of ``env_hash`` lives once built."""
-        return self.root / KINDS[kind] / env_hash
+    def path(self, env_hash: str, kind: str = "venv", target: str = "") -> Path:
+        """Where the environment of ``env_hash`` lives once built (a ``target`` folder: for that platform)."""
+        return self.root / KINDS[kind] / (f"{env_hash}.{target}" if kind == "target" and target else env_hash)
 
     async def ensure(self, lock: Lock) -> Path:
         """The folder of ``lock``'s environment, built first if it is not there yet.
@@ -135,22 +136,23 @@ class EnvironmentCache:
         return self.prepare_sync(lock).path
 
     async def prepare(self, lock: Lock, *, kind: str = "venv", say: Callable[[str], None] | None = None,
-                      progress: Progress | None = None) -> Prepared:
+                      progress: Progress | None = None, target: str = "") -> Prepared:
         """:meth:`ensure`, saying whether this call built it; ``say`` gets uv's output, ``progress`` the count
         of packages installed while it builds. Jobs of one server waiting for the same hash wait for one build."""
-        in_process = self._locks.setdefault(f"{kind}:{lock.hash}", asyncio.Lock())
+        in_process = self._locks.setdefault(f"{kind}:{lock.hash}:{target}", asyncio.Lock())
         async with in_process:
-            return await asyncio.to_thread(self.prepare_sync, lock, kind=kind, say=say, progress=progress)
+            return await asyncio.to_thread(self.prepare_sync, lock, kind=kind, say=say, progress=progress, target=target)
 
     def prepare_sync(self, lock: Lock, *, kind: str = "venv", say: Callable[[str], None] | None = None,
-                     progress: Progress | None = None) -> Prepared:
-        """:meth:`prepare` for callers without an event loop (a batch script on a node)."""
-        final = self.path(lock.hash, kind)
+                     progress: Progress | None = None, target: str = "") -> Prepared:
+        """:meth:`prepare` for callers without an event loop (a batch script on a node). ``target`` is the
+        platform of a ``target`` folder, as uv names it (``x86_64-manylinux_2_36``; default :data:`TARGET_PLATFORM`)."""
+        final = self.path(lock.hash, kind, target)
         started = time.monotonic()
         built = False
-        with self._file_lock(f"{kind}-{lock.hash}" if kind != "venv" else lock.hash):
+        with self._file_lock(_lock_name(kind, final.name)):
             if not (final / METADATA).is_file():
-                self._build(lock, final, kind, say, progress)
+                self._build(lock, final, kind, say, progress, target or TARGET_PLATFORM)
                 built = True
             # Marks it used (prune() goes by this time), with the clock's own precision: a plain
             # utime() takes the kernel's coarse tick, which ranks two uses a millisecond apart as one.
@@ -168,7 +170,7 @@ class EnvironmentCache:
                     used = (entry / METADATA).stat().st_mtime
                     lock = meta["lock"]
                     count = len(lock.get("packages", [])) + len(lock.get("local", []))
-                    infos.append(EnvironmentInfo(entry.name, entry, lock["python"], _size(entry), used,
+                    infos.append(EnvironmentInfo(meta.get("hash", entry.name), entry, lock["python"], _size(entry), used,
                                                  meta["built_at"], meta["build_seconds"], kind, count))
                 except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     continue  # removed meanwhile, or not ours
@@ -196,7 +198,7 @@ class EnvironmentCache:
                 break
             if info.hash in in_use:
                 continue
-            with self._file_lock(info.hash if info.kind == "venv" else f"{info.kind}-{info.hash}", blocking=False) as held:
+            with self._file_lock(_lock_name(info.kind, info.path.name), blocking=False) as held:
                 if not held:
                     continue  # another process builds or hands it out right now
                 trash = Path(tempfile.mkdtemp(prefix=f"{info.hash}.", dir=self.root / "tmp"))
@@ -211,7 +213,7 @@ class EnvironmentCache:
     # -- building --------------------------------------------------------------------------------
 
     def _build(self, lock: Lock, final: Path, kind: str = "venv", say: Callable[[str], None] | None = None,
-               progress: Progress | None = None) -> None:
+               progress: Progress | None = None, target: str = TARGET_PLATFORM) -> None:
         """Build ``lock`` in ``tmp/`` and rename it to ``final``; the caller holds the file lock."""
         wheels = [self._wheel(lock, package) for package in lock.local]
         prefix = f"{lock.hash}.{kind}."
@@ -229,7 +231,7 @@ class EnvironmentCache:
                 where = ["--python", str(env / "bin" / "python")]
             else:  # packages for an image's Python of this version, whatever Python the server has
                 env.mkdir()
-                where = ["--target", str(env), "--python-version", lock.python, "--python-platform", TARGET_PLATFORM]
+                where = ["--target", str(env), "--python-version", lock.python, "--python-platform", target]
             requirements = staging / "requirements.txt"
             requirements.write_text(lock.requirements())
             if lock.packages or wheels:
@@ -240,7 +242,7 @@ class EnvironmentCache:
                     self._uv(lock, _noting(say, progress, total), "pip", "install", "--no-deps", *where, *pinned,
                              *map(str, wheels), *lock.pip_options)
             seconds = time.monotonic() - started
-            meta = {"hash": lock.hash, "kind": kind, "lock": lock.to_dict(), "built_at": time.time(),
+            meta = {"hash": lock.hash, "kind": kind, "target": target if kind == "target" else "", "lock": lock.to_dict(), "built_at": time.time(),
                     "build_seconds": seconds}
             (env / METADATA).write_text(json.dumps(meta, indent=1))
             env.rename(final)
@@ -278,6 +280,11 @@ class EnvironmentCache:
             yield True
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _lock_name(kind: str, folder: str) -> str:
+    """The lock file's name of an environment's folder (a venv's is its hash, as it always was)."""
+    return folder if kind == "venv" else f"{kind}-{folder}"
 
 
 @contextlib.contextmanager

@@ -182,7 +182,7 @@ class Environments(LoggingConfigurable):
         return prepared.path / "bin", self.outcome(prepared, "venv")
 
     async def prepare(self, lock: Lock, kind: str, *, say: Callable[[str], None],
-                      report: Callable[[str], None]) -> Prepared:
+                      report: Callable[[str], None], target: str = "") -> Prepared:
         """The lock's environment of ``kind`` (``venv`` or ``target``), built once per hash; prunes after a build."""
         short = lock.hash[:12]
         total = len(lock.packages) + len(lock.local)
@@ -190,10 +190,10 @@ class Environments(LoggingConfigurable):
         def progress(done: int, of: int, doing: str) -> None:
             report(f"Preparing: building environment {short}…: {doing or f'{done} of {of} packages installed'}")
 
-        if not self.cache.path(lock.hash, kind).exists():
+        if not self.cache.path(lock.hash, kind, target).exists():
             report(f"Preparing: environment {short}… ({total} packages, Python {lock.python})")
         try:
-            prepared = await self.cache.prepare(lock, kind=kind, say=say, progress=progress)
+            prepared = await self.cache.prepare(lock, kind=kind, say=say, progress=progress, target=target)
         except EnvironmentBuildFailed as exc:
             named = f" ({', '.join(exc.packages)})" if exc.packages else ""
             say(f"building environment {short} failed{named}; uv's words are above")

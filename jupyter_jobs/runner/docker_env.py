@@ -42,8 +42,9 @@ LABEL = "jupyter_jobs.env"
 #: Asks an image's Python its version, its site-packages folders and its PATH.
 _PROBE = (
     "import json, site, sys, sysconfig; "
+    "import platform; libc = platform.libc_ver(); "
     "print(json.dumps({'version': '%d.%d' % sys.version_info[:2], 'site': site.getsitepackages(), "
-    "'purelib': sysconfig.get_path('purelib')}))"
+    "'purelib': sysconfig.get_path('purelib'), 'machine': platform.machine(), 'libc': list(libc)}))"
 )
 
 
@@ -53,6 +54,8 @@ class ImagePython:
 
     version: str
     site: str
+    #: uv's name of its platform (``x86_64-manylinux_2_36``, ``aarch64-unknown-linux-musl``).
+    platform: str
 
 
 def image_tag(lock: Lock, base_id: str) -> str:
@@ -86,7 +89,7 @@ class EnvImages:
                     f"{lock.python}: name an image with Python {lock.python} (image: or the instance type's), "
                     f"or set env.python.version: \"{python.version}\" to have its packages resolved for that Python"
                 )
-            prepared = await environments.prepare(lock, "target", say=say, report=report)
+            prepared = await environments.prepare(lock, "target", say=say, report=report, target=python.platform)
             report(f"Preparing: environment {lock.hash[:12]}…: making image {tag}")
             await asyncio.to_thread(self._build, base, tag, lock, prepared.path, python)
         seconds = time.monotonic() - started
@@ -128,7 +131,7 @@ class EnvImages:
             raise BackendError(f"image {base!r} has no working python3 ({_short(exc)}), so a Python environment "
                                "cannot be put in it: name an image with Python, or set env.python: none") from None
         sites = [s for s in facts.get("site", []) if isinstance(s, str)] or [facts["purelib"]]
-        return ImagePython(str(facts["version"]), sites[0])
+        return ImagePython(str(facts["version"]), sites[0], _uv_platform(facts))
 
     def _build(self, base: str, tag: str, lock: Lock, folder: Path, python: ImagePython) -> None:
         """A container of ``base`` (never started) gets the packages, then is committed as ``tag``."""
@@ -191,6 +194,21 @@ def _script(data: bytes) -> bytes:
     if first.startswith(b"#!") and b"python" in first:
         return b"#!/usr/bin/env python3" + newline + rest
     return data
+
+
+def _uv_platform(facts: dict[str, Any]) -> str:
+    """uv's ``--python-platform`` for an image: its machine, and manylinux up to its glibc (uv knows 2_17, 2_28,
+    then each of 2_31 to 2_40), or musl."""
+    machine = str(facts.get("machine") or "x86_64")
+    if machine not in ("x86_64", "aarch64"):
+        return "linux"
+    libc, version = (list(facts.get("libc") or []) + ["", ""])[:2]
+    if libc != "glibc":
+        return f"{machine}-unknown-linux-musl"
+    minor = str(version).split(".")[1] if str(version).startswith("2.") else ""
+    glibc = int(minor) if minor.isdigit() else 17
+    tag = "2_17" if glibc < 28 else "2_28" if glibc < 31 else f"2_{min(glibc, 40)}"
+    return f"{machine}-manylinux_{tag}"
 
 
 def _short(exc: BaseException) -> str:
