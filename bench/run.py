@@ -10,9 +10,15 @@ Measured in one run, against a baseline taken in the same run (these machines ar
 * job-list pages at 100,000 jobs (first page, a deep cursor page, filters, text search).
 
 * with ``--docker`` (default when a Docker daemon answers): the Docker backend against raw
-  ``docker run --rm`` (see ``docker_bench.py``).
+  ``docker run --rm`` (see ``docker_bench.py``);
+* with ``--slurm`` (default when ``SLURM_CONF`` is set): the Slurm backend against ``sbatch --wrap``
+  (see ``slurm_bench.py``);
+* with ``--env`` (default: on): Python environments (``env.python``): a cold build of a lock against
+  ``uv pip install`` of it, a warm job against the same job with ``env.python: none``, and (with Docker)
+  an environment image against ``docker build`` of the equivalent Dockerfile (see ``env_bench.py``).
 
-Writes ``bench/results/<name>/results.json`` and ``plots.png`` (``docker.png`` for Docker).
+Writes ``bench/results/<name>/results.json`` and ``plots.png`` (``docker.png``, ``slurm.png`` and
+``env.png`` with their ``.json`` for the others). ``--parts`` runs some of them only.
 """
 from __future__ import annotations
 
@@ -198,7 +204,31 @@ def main() -> None:
                         help="also measure the Slurm backend (auto: when SLURM_CONF is set and sinfo answers)")
     parser.add_argument("--slurm-jobs", type=int, default=20)
     parser.add_argument("--slurm-throughput-jobs", type=int, default=100)
+    parser.add_argument("--env", choices=["auto", "yes", "no"], default="auto",
+                        help="also measure Python environments (auto: skipped when uv cannot resolve the lock)")
+    parser.add_argument("--env-builds", type=int, default=5, help="cold builds of each kind, alternating")
+    parser.add_argument("--env-jobs", type=int, default=20, help="warm jobs of each kind, alternating")
+    parser.add_argument("--env-docker-builds", type=int, default=5, help="environment images of each kind")
+    parser.add_argument("--parts", default="local,docker,slurm,env",
+                        help="which figures to measure (comma-separated; each still obeys its own switch)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"local", "docker", "slurm", "env"}
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}")
+    out = HERE / "results" / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    if "local" in parts:
+        run_local(args, out)
+    if "docker" in parts and (args.docker == "yes" or (args.docker == "auto" and _docker_answers())):
+        run_docker(args, out)
+    if "slurm" in parts and (args.slurm == "yes" or (args.slurm == "auto" and os.environ.get("SLURM_CONF"))):
+        run_slurm(args, out)
+    if "env" in parts and args.env != "no":
+        run_env(args, out)
+
+
+def run_local(args: argparse.Namespace, out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     concurrency = len(os.sched_getaffinity(0))
     results = {"machine": f"{platform.node()}, {concurrency} CPUs, Python {platform.python_version()}",
@@ -220,8 +250,6 @@ def main() -> None:
             results["throughput"]["subprocess_jobs_per_s"] / results["throughput"]["jupyter_jobs_jobs_per_s"],
         "phases_median_ms": {k: statistics.median(v) * 1000 for k, v in lat["phases_s"].items()},
     }
-    out = HERE / "results" / args.name
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, out / "plots.png")
     shutil.rmtree(work, ignore_errors=True)
@@ -229,10 +257,31 @@ def main() -> None:
                       "throughput_jobs_per_s": {k: results["throughput"][k] for k in
                                                 ("jupyter_jobs_jobs_per_s", "subprocess_jobs_per_s")}}, indent=2))
     print(f"written to {out}")
-    if args.docker == "yes" or (args.docker == "auto" and _docker_answers()):
-        run_docker(args, out)
-    if args.slurm == "yes" or (args.slurm == "auto" and os.environ.get("SLURM_CONF")):
-        run_slurm(args, out)
+
+
+def run_env(args: argparse.Namespace, out: Path) -> None:
+    """Python environment figures: env.json and env.png."""
+    import env_bench
+
+    docker = args.docker != "no" and env_bench.docker_ready()
+    if args.docker == "yes" and not docker:
+        raise SystemExit(f"--docker yes: no Docker daemon answers, or it lacks {env_bench.BASE}")
+
+    def server(work: Path, extra: list[str]) -> Server:
+        work.mkdir(parents=True, exist_ok=True)
+        return Server(work, extra=extra)
+
+    result = env_bench.bench_env(server, builds=args.env_builds, jobs=args.env_jobs,
+                                 docker_builds=args.env_docker_builds, docker=docker, optional=args.env == "auto")
+    if result is None:
+        return
+    concurrency = len(os.sched_getaffinity(0))
+    result["machine"] = f"{platform.node()}, {concurrency} CPUs, Python {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (out / "env.json").write_text(json.dumps(result, indent=2))
+    env_bench.plot(result, out / "env.png", f"jupyter-jobs Python environments, baselines in the same run — "
+                   f"{result['machine']}")
+    print(f"written to {out / 'env.json'}")
 
 
 def run_slurm(args: argparse.Namespace, out: Path) -> None:
