@@ -118,6 +118,9 @@ async def test_docker_job_runs_in_an_image_with_its_environment(api, manager):
     try:
         image = client.images.get(env["where"])
         assert image.labels["jupyter_jobs.env"] == env["hash"]
+        assert image.attrs["Config"]["Cmd"] == ["python3"] and not image.attrs["Config"]["Entrypoint"]  # as the base's
+        assert not [c for c in client.containers.list(all=True) if c.image.id == client.images.get(
+            "jupyter-jobs/base:bookworm").id and "copy" in (c.attrs["Args"] or [])]  # the copying container is gone
         second = await run(api, spec)
         assert (second["status"], second["environment"]["built"]) == ("Succeeded", False)
         plain = await run(api, {**spec, "env": {"python": "none"}})  # the image as it is: no numpy
@@ -158,3 +161,50 @@ async def test_a_job_with_an_environment_does_not_see_the_servers_python_path(ap
     assert "six 1.16.0 at" in await api.log(managed["id"])
     plain = await run(api, {"cmd": SHOW, "env": {"python": "none"}})  # the host as it is: its path too
     assert "six the server path at" in await api.log(plain["id"])
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("jobs_config", [config("docker")])
+async def test_an_image_without_cp_gets_its_environment_as_an_archive(api, manager, monkeypatch):
+    """The quick way copies with the image's own cp; an image without it gets the files through Docker's archive API."""
+    import docker
+
+    from jupyter_jobs.runner import docker_env
+
+    copied, archived = [], []
+    quick, archive = docker_env.EnvImages._copied_in, docker_env._write_archive
+    monkeypatch.setattr(docker_env.EnvImages, "_copied_in", lambda self, *a: copied.append(quick(self, *a)) or copied[-1])
+    monkeypatch.setattr(docker_env, "_write_archive", lambda *a: archived.append(1) or archive(*a))
+
+    client = docker.from_env()
+    tag = "jupyter-jobs/test-no-cp:1"
+    maker = client.containers.run("jupyter-jobs/base:bookworm", ["rm", "/bin/cp", "/usr/bin/cp"], detach=True,
+                                  network_mode="none")
+    try:
+        maker.wait(timeout=60)
+        maker.commit(*tag.split(":"))
+        done = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": SIX}})
+        assert done["status"] == "Succeeded", done["message"] + await api.log(done["id"])
+        assert "six 1.16.0 at" in await api.log(done["id"])
+        assert done["environment"]["built"] is True
+        assert (copied, archived) == ([None], [1])  # the quick way failed, the archive did it
+    finally:
+        maker.remove(force=True)
+        for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):
+            client.images.remove(image.id, force=True)
+        client.images.remove(tag, force=True)
+        client.close()
+
+
+@pytest.mark.parametrize("jobs_config", [config()])
+async def test_the_same_packages_are_not_resolved_again_within_the_ttl(api, manager, monkeypatch):
+    first = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    # The index is out of reach now (a closed port on loopback): only a remembered resolution can answer.
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    second = await api.submit({"cmd": SHOW, "env": {"python": SIX}})
+    assert second["environment"]["hash"] == first["environment"]["hash"]
+    with pytest.raises(HTTPClientError) as info:  # what was never resolved needs the index
+        await api.submit({"cmd": SHOW, "env": {"python": {"version": "3.11", "packages": ["attrs==23.1.0"]}}})
+    assert info.value.code == 400
+    assert first["status"] == "Succeeded" and (await api.wait(second["id"], timeout=60))["status"] == "Succeeded"

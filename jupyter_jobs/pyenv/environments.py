@@ -17,6 +17,8 @@ Nothing here knows about backends or the pool: they hand in what to say and wher
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -75,6 +77,10 @@ class Environments(LoggingConfigurable):
         False, config=True, help="Let a spec's packages be built from source distributions while resolving "
         "(building one runs its code in the server). Off: packages must have wheels.",
     )
+    resolution_ttl = Int(
+        3600, config=True, help="Seconds a resolved env.python (its packages and requirements file, by content) is "
+        "reused without asking the package index again; newer releases are picked up after it. 0: always resolve.",
+    )
     same_interpreter = Bool(
         True, config=True, help="Local backend: run a job with the interpreter it was submitted from (the "
         "notebook's kernel, or the server's) when that is on this host and still has exactly the job's "
@@ -121,8 +127,7 @@ class Environments(LoggingConfigurable):
         ours = auto is None
         if ours:  # REST with no capture (curl, the Lab panel): the server's own environment
             auto, interpreter = self.server_lock(), sys.executable
-        lock = resolve(python, auto=auto, folder=folder, cache_dir=self.cache.uv_cache,
-                       allow_builds=self.allow_source_builds)
+        lock = self._resolve(python, auto, folder)
         lock = self._local_wheels(lock, sent.get("wheels") or {}, wheels, build_here=ours)
         summary: dict[str, Any] = {
             "hash": lock.hash, "python": lock.python, "packages": len(lock.packages) + len(lock.local),
@@ -131,6 +136,31 @@ class Environments(LoggingConfigurable):
         if interpreter and same_packages(lock, auto):
             summary["interpreter"] = interpreter
         return lock, summary
+
+    def _resolve(self, python: PythonEnv, auto: Lock, folder: Path) -> Lock:
+        """:func:`resolve`, remembering what ``uv pip compile`` said for :attr:`resolution_ttl` seconds: the
+        same packages (and requirements file, and preferences) give the same lock without asking the index."""
+        if python.mode != "custom" or not (python.packages or python.requirements_file) or not self.resolution_ttl:
+            return resolve(python, auto=auto, folder=folder, cache_dir=self.cache.uv_cache,
+                           allow_builds=self.allow_source_builds)
+        try:
+            requirements = (folder / python.requirements_file).read_bytes() if python.requirements_file else b""
+        except OSError:
+            requirements = b"?"  # resolve() says what is wrong with it
+        key = hashlib.sha256(json.dumps([python.to_value(), hashlib.sha256(requirements).hexdigest(), auto.hash,
+                                         self.allow_source_builds], sort_keys=True).encode()).hexdigest()
+        path = self.cache.root / "resolved" / f"{key}.json"
+        with contextlib.suppress(OSError, ValueError, SpecError, KeyError, TypeError):
+            if time.time() - path.stat().st_mtime < self.resolution_ttl:
+                return Lock.from_dict(json.loads(path.read_text())["lock"])
+        lock = resolve(python, auto=auto, folder=folder, cache_dir=self.cache.uv_cache,
+                       allow_builds=self.allow_source_builds)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(exist_ok=True)
+            staging = path.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_text(json.dumps({"lock": lock.to_dict()}))
+            staging.replace(path)
+        return lock
 
     def _local_wheels(self, lock: Lock, sent: Mapping[str, Any], blobs: Callable[[str], Path | None], *,
                       build_here: bool) -> Lock:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import docker.errors
+import requests.exceptions
+from docker.types import Mount
 
 from ..errors import BackendError
 from ..pyenv.cache import METADATA
@@ -134,25 +136,69 @@ class EnvImages:
         return ImagePython(str(facts["version"]), sites[0], _uv_platform(facts))
 
     def _build(self, base: str, tag: str, lock: Lock, folder: Path, python: ImagePython) -> None:
-        """A container of ``base`` (never started) gets the packages, then is committed as ``tag``."""
+        """A container of ``base`` gets the packages, then is committed as ``tag``.
+
+        The quick way: the folder is mounted read-only into a container of the image (no network, no
+        capabilities) whose own ``sh`` copies it in and writes the ``.pth`` file. Docker then only has to
+        commit the layer, as a ``docker build`` would. An image without ``sh`` and ``cp`` gets the files as an
+        archive instead (``put_archive``: slower, Docker unpacks it first)."""
         where = posixpath.join(ENV_ROOT, lock.hash)
-        image_env = self.client.images.get(base).attrs.get("Config", {}).get("Env") or []
+        pth = posixpath.join(python.site, "jupyter-jobs-env.pth")
+        config = self.client.images.get(base).attrs.get("Config") or {}
+        image_env = config.get("Env") or []
         path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")),
                     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        container = self.client.containers.create(base, ["true"], network_mode="none", entrypoint=[])
+        container = self._copied_in(base, folder, where, pth)
         try:
-            with tempfile.TemporaryFile(dir=folder.parent.parent / "tmp") as archive:
-                _write_archive(archive, folder, where, posixpath.join(python.site, "jupyter-jobs-env.pth"))
-                archive.seek(0)
-                if not self.client.api.put_archive(container.id, "/", archive):
-                    raise BackendError(f"Docker did not take the packages of environment {lock.hash[:12]}")
+            if container is None:
+                container = self.client.containers.create(base, ["true"], network_mode="none", entrypoint=[])
+                with tempfile.TemporaryFile(dir=folder.parent.parent / "tmp") as archive:
+                    _write_archive(archive, folder, where, pth)
+                    archive.seek(0)
+                    if not self.client.api.put_archive(container.id, "/", archive):
+                        raise BackendError(f"Docker did not take the packages of environment {lock.hash[:12]}")
             repository, _, version = tag.partition(":")
             container.commit(repository=repository, tag=version, changes=[
                 f"ENV PATH={where}/bin:{path}",
                 f"LABEL {LABEL}={lock.hash} {LABEL}.base={base}",
+                # The base image's own entry point and command, not those of the container that copied
+                # (Docker cannot unset a command: an image that had none gets python3, as an environment's).
+                f"ENTRYPOINT {json.dumps(config.get('Entrypoint') or [])}",
+                f"CMD {json.dumps(config.get('Cmd') or ['python3'])}",
             ])
         finally:
-            container.remove(force=True)
+            if container is not None:
+                container.remove(force=True)
+
+    def _copied_in(self, base: str, folder: Path, where: str, pth: str) -> Any:
+        """A stopped container of ``base`` into which its own ``sh`` copied ``folder``; None when it cannot."""
+        script = (
+            'set -e; mkdir -p "$1" "$(dirname "$2")"; cp -R /.jupyter-jobs-env/. "$1/"; rm -f "$1/$3"; '
+            'printf "%s\\n" "$1" > "$2"; '
+            # Console scripts: uv wrote the server's python in their #! lines; the image's python3 runs them.
+            'for f in "$1"/bin/*; do [ -f "$f" ] || continue; '
+            'head -n1 "$f" | grep -q "^#!.*python" && sed -i "1s|.*|#!/usr/bin/env python3|" "$f"; done; true'
+        )
+        try:
+            container = self.client.containers.create(
+                base, ["/bin/sh", "-c", script, "copy", where, pth, METADATA], entrypoint=[], network_mode="none",
+                user="0:0", cap_drop=["ALL"],
+                mounts=[Mount("/.jupyter-jobs-env", str(folder), type="bind", read_only=True)],
+            )
+        except docker.errors.APIError as exc:
+            self.log.info("jupyter-jobs: copying into %s in place failed (%s); sending an archive", base, _short(exc))
+            return None
+        try:
+            container.start()
+            status = container.wait(timeout=600).get("StatusCode")
+            if status == 0:
+                return container
+            output = container.logs().decode("utf-8", "replace").strip()[-300:]
+            self.log.info("jupyter-jobs: copying into %s in place exited %s (%s); sending an archive", base, status, output)
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            self.log.info("jupyter-jobs: copying into %s in place failed (%s); sending an archive", base, _short(exc))
+        container.remove(force=True)
+        return None
 
 
 def _write_archive(stream: Any, folder: Path, where: str, pth: str) -> None:
