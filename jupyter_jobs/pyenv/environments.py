@@ -91,7 +91,7 @@ class Environments(LoggingConfigurable):
         super().__init__(**kwargs)
         root = Path(self.root or Path(data_dir) / "environments")
         self.cache = EnvironmentCache(root, uv_cache=self.uv_cache_dir or None)
-        self._server_lock: Lock | None = None
+        self._server_lock: tuple[tuple, Lock] | None = None
         #: interpreter -> (what its site folders looked like, its lock): asked once per change.
         self._interpreters: dict[str, tuple[tuple, Lock | None]] = {}
 
@@ -186,10 +186,11 @@ class Environments(LoggingConfigurable):
         return replace(lock, local=tuple(local))
 
     def server_lock(self) -> Lock:
-        """The server's own environment (captured once)."""
-        if self._server_lock is None:
-            self._server_lock = client_capture()
-        return self._server_lock
+        """The server's own environment (captured again whenever its site-packages change)."""
+        stamp = _site_stamp(Path(sys.executable))
+        if self._server_lock is None or self._server_lock[0] != stamp:
+            self._server_lock = (stamp, client_capture())
+        return self._server_lock[1]
 
     # -- prepare --------------------------------------------------------------------------------
     async def venv(self, lock: Lock, summary: Mapping[str, Any], *, say: Callable[[str], None],
