@@ -21,6 +21,7 @@ them compiled (numpy, pandas, pydantic-core, pyyaml, markupsafe, charset-normali
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import logging
@@ -282,6 +283,9 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
         envs.cache.prepare_sync = timed("target", envs.cache.prepare_sync)
         spent.clear()
         start = time.perf_counter()
+        left = docker_env.image_tag(lock, client.images.get(BASE).id)  # a run that failed may have left it
+        with contextlib.suppress(docker_sdk.errors.ImageNotFound):
+            client.images.remove(left)
         tag, outcome = asyncio.run(images.image_for(BASE, lock, envs, say=lambda _: None, report=lambda _: None))
         elapsed = time.perf_counter() - start
         assert outcome["built"], outcome

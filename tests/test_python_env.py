@@ -208,3 +208,15 @@ async def test_the_same_packages_are_not_resolved_again_within_the_ttl(api, mana
         await api.submit({"cmd": SHOW, "env": {"python": {"version": "3.11", "packages": ["attrs==23.1.0"]}}})
     assert info.value.code == 400
     assert first["status"] == "Succeeded" and (await api.wait(second["id"], timeout=60))["status"] == "Succeeded"
+
+
+@pytest.mark.slurm
+@pytest.mark.docker  # container mode: the nodes run `docker run`
+@pytest.mark.parametrize("jobs_config", [{
+    **config("slurm"), "SlurmBackend": {"poll_seconds": 0.3, "container": True},
+    "Cluster": {"instance_types": [{"name": "cpu", "cpus": 1, "memory": 100}]}}])
+async def test_slurm_container_job_gets_its_packages_mounted_from_the_shared_cache(api, manager):
+    done = await run(api, {"cmd": SHOW, "env": {"python": SIX}})
+    assert done["status"] == "Succeeded", done["message"] + await api.log(done["id"])
+    assert "six 1.16.0 at /usr/bin/python" in await api.log(done["id"])  # the image's python, the job's six
+    assert (done["environment"]["built"], done["environment"]["where"]) == (True, "target")

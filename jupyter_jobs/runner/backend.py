@@ -50,6 +50,9 @@ class Launch:
     environment_outcome: dict[str, Any] = field(default_factory=dict)
     #: The folder of the ``python`` that runs the job (local and Slurm backends), once prepared.
     python_bin: str = ""
+    #: A folder of the job's packages for Linux (``uv pip install --target``), mounted into its container
+    #: (Slurm container mode), once prepared.
+    python_target: str = ""
     #: The image that runs the job when it is not the job's own (Docker: the image with its environment).
     run_image: str = ""
 

@@ -26,6 +26,9 @@ from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
 from .environment import JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
 
+#: Where a container job's environment (env.python) is mounted, under its folder's name.
+ENV_IN_CONTAINER = "/opt/jupyter-jobs/env"
+
 _EXIT_FILE = "exit-status"
 _HANDLE_FILE = "handle.json"
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
@@ -225,6 +228,10 @@ class SlurmBackend(Backend):
             env.pop(name)
         command = job_command(job, env)
         volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs")]
+        if launch.python_target:  # env.python: its packages first on the image's python's path
+            where = posixpath.join(ENV_IN_CONTAINER, posixpath.basename(launch.python_target))
+            volumes.append((launch.python_target, f"{where}:ro"))
+            env["PYTHONPATH"] = ":".join(p for p in (where, env.get("PYTHONPATH", "")) if p)
         volumes += [(d.path, f"{data[d.name]}:ro") for d in launch.datasets]
         if self.jobside_dir:
             volumes.append((self.jobside_dir, f"{JOBSIDE_IN_CONTAINER}:ro"))
@@ -250,9 +257,12 @@ class SlurmBackend(Backend):
         environment cache on the file system the nodes share: compute nodes need no package index."""
         if launch.python is None or launch.environments is None:
             return
-        if self.container:
-            raise BackendError("env.python with SlurmBackend.container is not supported yet: name an image that "
-                               "has the packages and set env.python: none, or run jobs without containers")
+        if self.container:  # the packages for Linux, mounted read-only from the shared cache into the container
+            prepared = await launch.environments.prepare(launch.python, "target", say=launch.folder.say,
+                                                         report=launch.report)
+            launch.python_target = str(prepared.path)
+            launch.environment_outcome = launch.environments.outcome(prepared, "target")
+            return
         prepared = await launch.environments.prepare(launch.python, "venv", say=launch.folder.say,
                                                      report=launch.report)
         launch.python_bin = str(prepared.path / "bin")
