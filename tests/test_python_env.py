@@ -220,3 +220,28 @@ async def test_slurm_container_job_gets_its_packages_mounted_from_the_shared_cac
     assert done["status"] == "Succeeded", done["message"] + await api.log(done["id"])
     assert "six 1.16.0 at /usr/bin/python" in await api.log(done["id"])  # the image's python, the job's six
     assert (done["environment"]["built"], done["environment"]["where"]) == (True, "target")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("jobs_config", [config("docker")])
+async def test_the_jobs_versions_win_over_packages_the_image_has(api, manager):
+    import docker
+
+    client = docker.from_env()
+    tag = "jupyter-jobs/test-own-six:1"
+    maker = client.containers.run("jupyter-jobs/base:bookworm", [
+        "sh", "-c", "echo \"__version__ = 'of the image'\" > /usr/lib/python3/dist-packages/six.py"],
+        detach=True, network_mode="none")
+    try:
+        maker.wait(timeout=60)
+        maker.commit(*tag.split(":"))
+        plain = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": "none"}})
+        assert "six of the image at" in await api.log(plain["id"])
+        managed = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": SIX}})
+        assert "six 1.16.0 at" in await api.log(managed["id"]), await api.log(managed["id"])
+    finally:
+        maker.remove(force=True)
+        for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):
+            client.images.remove(image.id, force=True)
+        client.images.remove(tag, force=True)
+        client.close()

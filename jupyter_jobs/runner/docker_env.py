@@ -5,8 +5,8 @@ The packages are installed on the server by uv into a plain folder for the lock'
 other build through uv's cache), then copied into a container made from the job's image and committed:
 
 - the folder goes to ``/opt/jupyter-jobs/env/<hash>``, and a ``.pth`` file in the image's own
-  site-packages puts it on ``sys.path``, so the image's ``python`` imports the packages (no venv, no
-  pip, nothing run inside the image);
+  site-packages puts it on ``sys.path`` ahead of the image's site-packages, so the image's ``python``
+  imports the job's versions (no venv, no pip; only the image's ``sh`` and ``cp`` copy the files in);
 - its ``bin/`` (console scripts) goes first on the image's ``PATH``.
 
 No container ever reaches the network: only uv, on the server, talks to the package index (an admin
@@ -174,14 +174,15 @@ class EnvImages:
         """A stopped container of ``base`` into which its own ``sh`` copied ``folder``; None when it cannot."""
         script = (
             'set -e; mkdir -p "$1" "$(dirname "$2")"; cp -R /.jupyter-jobs-env/. "$1/"; rm -f "$1/$3"; '
-            'printf "%s\\n" "$1" > "$2"; '
+            'printf "%s\\n" "$4" > "$2"; '
             # Console scripts: uv wrote the server's python in their #! lines; the image's python3 runs them.
             'for f in "$1"/bin/*; do [ -f "$f" ] || continue; '
             'head -n1 "$f" | grep -q "^#!.*python" && sed -i "1s|.*|#!/usr/bin/env python3|" "$f"; done; true'
         )
         try:
             container = self.client.containers.create(
-                base, ["/bin/sh", "-c", script, "copy", where, pth, METADATA], entrypoint=[], network_mode="none",
+                base, ["/bin/sh", "-c", script, "copy", where, pth, METADATA, pth_line(where)], entrypoint=[],
+                network_mode="none",
                 user="0:0", cap_drop=["ALL"],
                 mounts=[Mount("/.jupyter-jobs-env", str(folder), type="bind", read_only=True)],
             )
@@ -199,6 +200,13 @@ class EnvImages:
             self.log.info("jupyter-jobs: copying into %s in place failed (%s); sending an archive", base, _short(exc))
         container.remove(force=True)
         return None
+
+
+def pth_line(where: str) -> str:
+    """The ``.pth`` line that puts ``where`` on ``sys.path`` before the image's own site-packages, so the job's
+    versions win over packages the image has (a plain path line would come after them)."""
+    return (f"import sys; sys.path.insert(next((i for i, p in enumerate(sys.path) if p.endswith(('site-packages', "
+            f"'dist-packages'))), len(sys.path)), {where!r})")
 
 
 def _write_archive(stream: Any, folder: Path, where: str, pth: str) -> None:
@@ -228,7 +236,7 @@ def _write_archive(stream: Any, folder: Path, where: str, pth: str) -> None:
                         tar.addfile(info, handle)
                 else:
                     tar.addfile(info)
-        line = f"{where}\n".encode()
+        line = f"{pth_line(where)}\n".encode()
         info = tarfile.TarInfo(pth.lstrip("/"))
         info.size, info.mode = len(line), 0o644
         tar.addfile(info, io.BytesIO(line))

@@ -5,7 +5,7 @@ import tarfile
 import pytest
 
 from jupyter_jobs.pyenv.lock import Lock, Pin
-from jupyter_jobs.runner.docker_env import _script, _uv_platform, _write_archive, image_tag
+from jupyter_jobs.runner.docker_env import _script, _uv_platform, _write_archive, image_tag, pth_line
 
 
 @pytest.mark.parametrize("machine, libc, platform", [
@@ -34,7 +34,8 @@ def test_the_archive_puts_the_packages_under_the_env_root_and_a_pth_in_the_site(
         names = set(tar.getnames())
         assert "opt/jupyter-jobs/env/abc/six.py" in names and "opt/jupyter-jobs/env/abc/six-1.16.0.dist-info" in names
         assert "opt/jupyter-jobs/env/abc/jupyter-jobs-env.json" not in names
-        assert tar.extractfile("usr/lib/python3/dist-packages/jupyter-jobs-env.pth").read() == b"/opt/jupyter-jobs/env/abc\n"
+        line = tar.extractfile("usr/lib/python3/dist-packages/jupyter-jobs-env.pth").read().decode()
+        assert line == pth_line("/opt/jupyter-jobs/env/abc") + "\n"
         assert tar.extractfile("opt/jupyter-jobs/env/abc/bin/tool").read().startswith(b"#!/usr/bin/env python3\n")
         assert {m.uid for m in tar.getmembers()} == {0}
 
@@ -43,3 +44,17 @@ def test_scripts_and_tags():
     assert _script(b"#!/bin/sh\necho\n") == b"#!/bin/sh\necho\n"
     lock = Lock("3.11", (Pin("six", "1.16.0"),))
     assert image_tag(lock, "sha256:" + "f" * 64) == f"jupyter-jobs/env:{lock.hash[:32]}-{'f' * 12}"
+
+
+def test_the_pth_line_puts_the_environment_before_the_site_packages():
+    import sys
+
+    path = ["/work", "/usr/lib/python311.zip", "/usr/lib/python3.11", "/usr/local/lib/python3.11/dist-packages",
+            "/usr/lib/python3/dist-packages"]
+    saved = sys.path[:]
+    try:
+        sys.path[:] = path
+        exec(pth_line("/opt/jupyter-jobs/env/abc"))
+        assert sys.path == [*path[:3], "/opt/jupyter-jobs/env/abc", *path[3:]]
+    finally:
+        sys.path[:] = saved
