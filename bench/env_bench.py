@@ -230,6 +230,23 @@ def dockerfile(uv_image: str, cert: bool) -> str:
     )
 
 
+def pip_dockerfile(cert: bool) -> str:
+    """The issue's baseline: the same pins installed by ``pip install`` in a ``docker build`` of the same base.
+
+    The base image has no pip (Debian strips ensurepip), so pip comes in as a folder (pip installed with
+    ``--target`` on the host, copied in) and runs from it, as ``get-pip.py`` would leave it; ``--no-cache-dir``
+    and no uv anywhere. Same network and certificate as :func:`dockerfile`.
+    """
+    ssl = "SSL_CERT_FILE=/tmp/ca.crt " if cert else ""
+    return (
+        f"FROM {BASE}\n"
+        "COPY pip /opt/pip\n"
+        f"COPY requirements.txt {'ca.crt ' if cert else ''}/tmp/\n"
+        f"RUN {ssl}PYTHONPATH=/opt/pip python3 -m pip install --no-deps --no-cache-dir --break-system-packages "
+        "--disable-pip-version-check -q -r /tmp/requirements.txt\n"
+    )
+
+
 def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: str = "docker") -> dict[str, Any]:
     """Cold environment images: ``EnvImages.image_for`` (uv cache warm, and empty) vs ``docker build``."""
     import docker as docker_sdk
@@ -253,6 +270,14 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
         shutil.copy2(cert, context / "ca.crt")
     (context / "requirements.txt").write_text(lock.requirements())
     (context / "Dockerfile").write_text(dockerfile(uv_image, bool(cert)))
+    pip_context = work / "docker-pip"
+    pip_context.mkdir()
+    if cert:
+        shutil.copy2(cert, pip_context / "ca.crt")
+    (pip_context / "requirements.txt").write_text(lock.requirements())
+    (pip_context / "Dockerfile").write_text(pip_dockerfile(bool(cert)))
+    subprocess.run([uv, "pip", "install", "-q", "--target", str(pip_context / "pip"), "pip"], check=True,
+                   env=_uv_env(cache))
     quiet = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
 
     # Where our build's time goes: each step timed by wrapping it (this object's methods, the docker
@@ -306,11 +331,11 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
         shutil.rmtree(data)
         return elapsed
 
-    def raw() -> float:
+    def raw(folder: Path = context) -> float:
         tag = f"jj-bench/env-dockerfile:{stamp}"
         start = time.perf_counter()
         result = subprocess.run([docker, "build", "--network", "host", "--no-cache", "--force-rm", "-q", "-t", tag,
-                                 str(context)], **quiet)
+                                 str(folder)], **quiet)
         elapsed = time.perf_counter() - start
         made.append(tag)
         if result.returncode != 0:
@@ -326,7 +351,7 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
         assert out.returncode == 0, out.stderr[-1000:]
 
     runs: dict[str, list[float]] = {"jupyter_jobs_warm_uv_cache": [], "jupyter_jobs_cold_uv_cache": [],
-                                    "docker_build": []}
+                                    "docker_build": [], "docker_build_pip": []}
     try:
         subprocess.run([docker, "build", "-q", "-t", uv_image, str(uv_context)], **quiet, check=True)
         made.append(uv_image)
@@ -334,9 +359,9 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
         ours(True, record=False)
         kinds: list[tuple[str, Callable[[], float]]] = [
             ("docker_build", raw), ("jupyter_jobs_warm_uv_cache", lambda: ours(True)),
-            ("jupyter_jobs_cold_uv_cache", lambda: ours(False))]
+            ("jupyter_jobs_cold_uv_cache", lambda: ours(False)), ("docker_build_pip", lambda: raw(pip_context))]
         for index in range(reps):
-            for name, measure in kinds[index % 3:] + kinds[:index % 3]:
+            for name, measure in kinds[index % 4:] + kinds[:index % 4]:
                 runs[name].append(measure())
     finally:
         docker_env._write_archive = write_archive
@@ -346,6 +371,7 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
     medians = {name: _med(values) for name, values in runs.items()}
     return {
         "reps": reps, "base": BASE, "dockerfile": dockerfile(uv_image, bool(cert)),
+        "dockerfile_pip": pip_dockerfile(bool(cert)),
         "docker_build_command": f"{docker} build --network host --no-cache --force-rm -q -t TAG CONTEXT",
         "context_bytes": sum(f.stat().st_size for f in context.iterdir()),
         "seconds": runs, "phases_s": phases,
@@ -356,6 +382,8 @@ def bench_docker_env(work: Path, lock, uv: str, cache: Path, reps: int, docker: 
                                 for name, rows in phases.items()},
             "ratio_warm_uv_cache_vs_docker_build": medians["jupyter_jobs_warm_uv_cache"] / medians["docker_build"],
             "ratio_cold_uv_cache_vs_docker_build": medians["jupyter_jobs_cold_uv_cache"] / medians["docker_build"],
+            "ratio_warm_uv_cache_vs_docker_build_pip": medians["jupyter_jobs_warm_uv_cache"] / medians["docker_build_pip"],
+            "ratio_cold_uv_cache_vs_docker_build_pip": medians["jupyter_jobs_cold_uv_cache"] / medians["docker_build_pip"],
         },
     }
 
@@ -446,9 +474,10 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     axes[1].set_title(f"warm job `{CMD}` (n={jobs['n']}, local backend)")
     if panels == 3:
         d = result["docker"]["seconds"]
-        data = [d["jupyter_jobs_warm_uv_cache"], d["jupyter_jobs_cold_uv_cache"], d["docker_build"]]
+        data = [d["jupyter_jobs_warm_uv_cache"], d["jupyter_jobs_cold_uv_cache"], d["docker_build"],
+                d["docker_build_pip"]]
         axes[2].boxplot(data, tick_labels=["EnvImages\n(warm uv cache)", "EnvImages\n(empty uv cache)",
-                                           "docker build\n(uv, PyPI)"])
+                                           "docker build\n(uv, PyPI)", "docker build\n(pip, PyPI)"])
         _medians(axes[2], data, "s")
         axes[2].set_ylabel("s")
         axes[2].set_title(f"cold environment image (n={result['docker']['reps']})")
