@@ -37,6 +37,9 @@ class BlobStore:
         self.remove_stale_uploads()
 
     def path(self, digest: str) -> Path:
+        """Where the blob of ``digest`` is; a value that is not a SHA-256 hex digest is a :class:`SpecError`
+        (it could name a path outside the store)."""
+        check_hash(digest)
         return self.root / digest[:2] / digest[2:]
 
     def has(self, digest: str) -> bool:

@@ -93,6 +93,10 @@ async def test_the_cache_evicts_the_least_recently_used_never_one_in_use(api, ma
     hold = await api.submit({"cmd": "sleep 30", "env": {"python": {"version": "3.11", "packages": ["attrs==23.2.0"]}}})
     await api.wait(hold["id"], ("Running",), timeout=240)
     cache = manager.environments.cache
+    for _ in range(300):  # pruned in the background after the build
+        if not cache.path(old["environment"]["hash"]).exists():
+            break
+        await asyncio.sleep(0.1)
     assert not cache.path(old["environment"]["hash"]).exists(), "the least recently used environment was kept"
     running = (await api.job(hold["id"]))["environment"]["hash"]
     assert cache.path(running).exists()
@@ -223,7 +227,8 @@ async def test_slurm_container_job_gets_its_packages_mounted_from_the_shared_cac
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("jobs_config", [config("docker")])
+# Jobs as root: the image below names a user (nobody), which the environment image must keep as its own.
+@pytest.mark.parametrize("jobs_config", [{**config("docker"), "DockerBackend": {"user": "0:0"}}])
 async def test_the_jobs_versions_win_over_packages_the_image_has(api, manager):
     import docker
 
@@ -234,11 +239,14 @@ async def test_the_jobs_versions_win_over_packages_the_image_has(api, manager):
         detach=True, network_mode="none")
     try:
         maker.wait(timeout=60)
-        maker.commit(*tag.split(":"))
+        maker.commit(*tag.split(":"), changes=["USER 65534:65534"])  # an image that runs as nobody
         plain = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": "none"}})
         assert "six of the image at" in await api.log(plain["id"])
         managed = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": SIX}})
         assert "six 1.16.0 at" in await api.log(managed["id"]), await api.log(managed["id"])
+        image = client.images.get(managed["environment"]["where"])
+        assert image.attrs["Config"]["User"] == "65534:65534"  # its user, not the root that copied the files
+        assert not client.containers.list(all=True, filters={"label": "jupyter_jobs.helper"})  # probe, copy: gone
     finally:
         maker.remove(force=True)
         for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):

@@ -101,11 +101,13 @@ class EnvironmentCache:
     """
 
     def __init__(self, root: str | os.PathLike[str], uv: str | None = None,
-                 uv_cache: str | os.PathLike[str] | None = None) -> None:
+                 uv_cache: str | os.PathLike[str] | None = None, allow_builds: bool = False) -> None:
         self.root = Path(root)
         self.uv = uv or find_uv()
         #: uv's download and wheel cache (default ``<root>/uv-cache``); several caches may share one.
         self.uv_cache = Path(uv_cache) if uv_cache else self.root / "uv-cache"
+        #: Whether an install may build a source distribution (that runs its code here); off: wheels only.
+        self.allow_builds = allow_builds
         #: Builds this object has run (the others were found done): for tests and the job's record.
         self.builds = 0
         self._locks: dict[str, asyncio.Lock] = {}
@@ -139,9 +141,17 @@ class EnvironmentCache:
                       progress: Progress | None = None, target: str = "") -> Prepared:
         """:meth:`ensure`, saying whether this call built it; ``say`` gets uv's output, ``progress`` the count
         of packages installed while it builds. Jobs of one server waiting for the same hash wait for one build."""
-        in_process = self._locks.setdefault(f"{kind}:{lock.hash}:{target}", asyncio.Lock())
-        async with in_process:
-            return await asyncio.to_thread(self.prepare_sync, lock, kind=kind, say=say, progress=progress, target=target)
+        key = f"{kind}:{lock.hash}:{target}"
+        in_process = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with in_process:
+                # A thread of its own: a build may take minutes, and must not hold the loop's small default
+                # executor (submits, Docker calls) meanwhile.
+                return await _in_thread(lambda: self.prepare_sync(lock, kind=kind, say=say, progress=progress,
+                                                                  target=target))
+        finally:
+            if not in_process.locked() and self._locks.get(key) is in_process:
+                del self._locks[key]
 
     def prepare_sync(self, lock: Lock, *, kind: str = "venv", say: Callable[[str], None] | None = None,
                      progress: Progress | None = None, target: str = "") -> Prepared:
@@ -159,6 +169,14 @@ class EnvironmentCache:
             now = time.time_ns()
             os.utime(final / METADATA, ns=(now, now))
         return Prepared(final, built, time.monotonic() - started)
+
+    def touch(self, env_hash: str, kind: str = "venv") -> None:
+        """Mark the environments of ``env_hash`` of ``kind`` used now (for any target platform)."""
+        now = time.time_ns()
+        for entry in (self.root / KINDS[kind]).glob(f"{env_hash}*"):
+            if entry.name == env_hash or entry.name.startswith(f"{env_hash}."):
+                with contextlib.suppress(OSError):
+                    os.utime(entry / METADATA, ns=(now, now))
 
     def list(self) -> list[EnvironmentInfo]:
         """The finished environments (venvs and image folders), least recently used first."""
@@ -201,8 +219,13 @@ class EnvironmentCache:
             with self._file_lock(_lock_name(info.kind, info.path.name), blocking=False) as held:
                 if not held:
                     continue  # another process builds or hands it out right now
-                trash = Path(tempfile.mkdtemp(prefix=f"{info.hash}.", dir=self.root / "tmp"))
-                info.path.rename(trash / "env")  # gone from envs/ at once; the slow delete follows
+                try:
+                    if (info.path / METADATA).stat().st_mtime > info.last_used:
+                        continue  # handed out since it was listed (a job starting now, here or elsewhere)
+                    trash = Path(tempfile.mkdtemp(prefix=f"{info.hash}.", dir=self.root / "tmp"))
+                    info.path.rename(trash / "env")  # gone from envs/ at once; the slow delete follows
+                except OSError:  # removed meanwhile (another prune)
+                    continue
                 shutil.rmtree(trash, ignore_errors=True)
             total -= info.size_bytes
             removed.append(info.hash)
@@ -240,7 +263,7 @@ class EnvironmentCache:
                 # an exact replica, and no resolution to wait for.
                 with _counting(env, total, progress):
                     self._uv(lock, _noting(say, progress, total), "pip", "install", "--no-deps", *where, *pinned,
-                             *map(str, wheels), *lock.pip_options)
+                             *map(str, wheels), *lock.pip_options, *([] if self.allow_builds else ["--no-build"]))
             seconds = time.monotonic() - started
             meta = {"hash": lock.hash, "kind": kind, "target": target if kind == "target" else "", "lock": lock.to_dict(), "built_at": time.time(),
                     "build_seconds": seconds}
@@ -280,6 +303,27 @@ class EnvironmentCache:
             yield True
         finally:
             os.close(fd)  # closing releases the lock
+
+
+async def _in_thread(function: Callable[[], Prepared]) -> Prepared:
+    """``function()`` on a daemon thread of its own (one a stopping server does not wait for)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def deliver(setter: Callable, value: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(lambda: future.done() or setter(value))
+
+    def target() -> None:
+        try:
+            result = function()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            deliver(future.set_exception, exc)
+        else:
+            deliver(future.set_result, result)
+
+    threading.Thread(target=target, name="jupyter-jobs-env-build", daemon=True).start()
+    return await future
 
 
 def _lock_name(kind: str, folder: str) -> str:

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -32,12 +33,13 @@ from typing import Any, Callable, Mapping
 from traitlets import Bool, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..errors import EnvironmentBuildFailed, SpecError
+from ..errors import EnvironmentBuildFailed, FieldProblem, SpecError
 from .cache import EnvironmentCache, Prepared
 from .lock import Lock, capture
 from .resolve import resolve
-from .spec import PythonEnv
+from .spec import REMOTE_URLS, PythonEnv, _pip_options
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: The job's lock, beside its code (written at submit, read before each attempt and by a rerun).
 LOCK_FILE = "environment.lock.json"
 #: Distributions a capture leaves out: jupyter-jobs runs the job, it is not the job's (the job side
@@ -74,8 +76,8 @@ class Environments(LoggingConfigurable):
         "", config=True, help="uv's download and wheel cache, shared by every build (default: <root>/uv-cache).",
     )
     allow_source_builds = Bool(
-        False, config=True, help="Let a spec's packages be built from source distributions while resolving "
-        "(building one runs its code in the server). Off: packages must have wheels.",
+        False, config=True, help="Let packages be built from source distributions, while resolving and "
+        "installing (building one runs its code in the server). Off: every package must have a wheel.",
     )
     resolution_ttl = Int(
         3600, config=True, help="Seconds a resolved env.python (its packages and requirements file, by content) is "
@@ -90,8 +92,10 @@ class Environments(LoggingConfigurable):
     def __init__(self, data_dir: str | os.PathLike[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         root = Path(self.root or Path(data_dir) / "environments")
-        self.cache = EnvironmentCache(root, uv_cache=self.uv_cache_dir or None)
+        self.cache = EnvironmentCache(root, uv_cache=self.uv_cache_dir or None, allow_builds=self.allow_source_builds)
         self._server_lock: tuple[tuple, Lock] | None = None
+        self._pruning = asyncio.Lock()
+        self._prunes: set[asyncio.Task] = set()
         #: interpreter -> (what its site folders looked like, its lock): asked once per change.
         self._interpreters: dict[str, tuple[tuple, Lock | None]] = {}
 
@@ -117,7 +121,7 @@ class Environments(LoggingConfigurable):
         unknown = sorted(set(map(str, sent)) - {"lock", "interpreter", "wheels"})
         if unknown:
             raise SpecError(f"unknown key {unknown[0]!r}; it has lock, interpreter and wheels", "environment")
-        client = Lock.from_dict(sent["lock"], "environment.lock") if sent.get("lock") is not None else None
+        client = check_lock(Lock.from_dict(sent["lock"], "environment.lock")) if sent.get("lock") is not None else None
         interpreter = sent.get("interpreter") if client is not None else None
         if interpreter is not None and not isinstance(interpreter, str):
             raise SpecError("must be the path of the client's Python", "environment.interpreter")
@@ -166,7 +170,7 @@ class Environments(LoggingConfigurable):
                       build_here: bool) -> Lock:
         """``lock`` with each local package's wheel in the store: sent as a blob, or (the server's own
         packages only: a client's folder is the client's to build) built here from its folder."""
-        if not isinstance(sent, Mapping):
+        if not isinstance(sent, Mapping) or not all(isinstance(k, str) and _SHA256.match(k) for k in sent):
             raise SpecError("must map each wheel's sha256 to its file name", "environment.wheels")
         local = []
         for index, package in enumerate(lock.local):
@@ -217,9 +221,12 @@ class Environments(LoggingConfigurable):
         """The lock's environment of ``kind`` (``venv`` or ``target``), built once per hash; prunes after a build."""
         short = lock.hash[:12]
         total = len(lock.packages) + len(lock.local)
+        loop = asyncio.get_running_loop()
 
-        def progress(done: int, of: int, doing: str) -> None:
-            report(f"Preparing: building environment {short}…: {doing or f'{done} of {of} packages installed'}")
+        def progress(done: int, of: int, doing: str) -> None:  # called from the build's thread
+            text = f"Preparing: building environment {short}…: {doing or f'{done} of {of} packages installed'}"
+            with contextlib.suppress(RuntimeError):  # the loop closed (the server stopped)
+                loop.call_soon_threadsafe(report, text)
 
         if not self.cache.path(lock.hash, kind, target).exists():
             report(f"Preparing: environment {short}… ({total} packages, Python {lock.python})")
@@ -231,7 +238,7 @@ class Environments(LoggingConfigurable):
             raise
         if prepared.built:
             say(f"built environment {short} (Python {lock.python}, {total} packages) in {prepared.seconds:.1f} s")
-            await self.prune_later()
+            self.prune_soon()
         else:
             say(f"environment {short} is cached; no build")
         return prepared
@@ -246,14 +253,16 @@ class Environments(LoggingConfigurable):
         path = Path(interpreter)
         if not path.is_file() or not os.access(path, os.X_OK) or not trusted_interpreter(path):
             return None
+        try:  # the job finds `python` on PATH in the interpreter's folder: it must be this very interpreter
+            if not (path.parent / "python").samefile(path):
+                return None
+        except OSError:
+            return None
         key = _site_stamp(path)
         known = self._interpreters.get(interpreter)
         if known is not None and known[0] == key:
             return known[1]
-        if Path(interpreter).resolve() == Path(sys.executable).resolve() and Path(interpreter).parent == Path(sys.executable).parent:
-            found: Lock | None = client_capture()
-        else:
-            found = _ask_interpreter(interpreter)
+        found = _ask_interpreter(interpreter)
         self._interpreters[interpreter] = (key, found)
         return found
 
@@ -264,9 +273,22 @@ class Environments(LoggingConfigurable):
     #: Told the hashes removed from the cache (the Docker backend removes their images then).
     removed: Callable[[list[str]], None] = staticmethod(lambda hashes: None)
 
-    async def prune_later(self) -> list[str]:
-        """After a build: trim the cache to :attr:`max_bytes` (0: no limit)."""
-        return await self.prune(None) if self.max_bytes else []
+    def prune_soon(self) -> None:
+        """After a build: trim the cache to :attr:`max_bytes` (0: no limit) in the background, one prune at a
+        time; the job that built does not wait for it, and a failure is logged, never the job's."""
+        if not self.max_bytes:
+            return
+
+        async def run() -> None:
+            async with self._pruning:
+                try:
+                    await self.prune(None)
+                except Exception:  # the cache stays over its size until the next build; jobs go on
+                    self.log.warning("jupyter-jobs: pruning the environment cache failed", exc_info=True)
+
+        task = asyncio.ensure_future(run())
+        self._prunes.add(task)
+        task.add_done_callback(self._prunes.discard)
 
     async def report(self) -> dict[str, Any]:
         """The cached environments, most recently used first, the cache's limit and its size, in bytes.
@@ -298,6 +320,50 @@ class Environments(LoggingConfigurable):
                 self.log.warning("jupyter-jobs: could not remove what was made from environments %s",
                                  ", ".join(h[:12] for h in gone), exc_info=True)
         return gone
+
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
+
+def check_lock(lock: Lock, field: str = "environment.lock") -> Lock:
+    """A lock a client sent, checked before any of it reaches uv: PEP 508 names, PEP 440 versions, direct
+    references to http(s) or git+https only, the allowed installer options, wheel digests that are SHA-256s.
+    Nothing in it may be read as another line or option of a requirements file, or name the server's files.
+
+    Raises
+    ------
+    SpecError
+        Naming each entry at fault.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    problems = []
+    for kind, packages in (("packages", lock.packages), ("local", lock.local)):
+        for index, package in enumerate(packages):
+            where = f"{field}.{kind}[{index}]"
+            if not _NAME.match(package.name):
+                problems.append(FieldProblem(f"{where}.name", f"{package.name[:80]!r} is not a package name"))
+            if package.version or kind == "local" or not package.url:
+                try:
+                    Version(package.version)
+                except InvalidVersion:
+                    problems.append(FieldProblem(f"{where}.version", f"{package.version[:80]!r} is not a version"))
+            url = package.url
+            bad_url = any(c.isspace() for c in url) or "\\" in url
+            if kind == "packages" and url and (bad_url or not url.lower().startswith(REMOTE_URLS)):
+                problems.append(FieldProblem(f"{where}.url", f"{url[:120]!r} is not an http(s) or git+https URL"))
+            if kind == "local":
+                if bad_url or not url.startswith("file:"):
+                    problems.append(FieldProblem(f"{where}.url", f"{url[:120]!r} is not the file: URL it was installed from"))
+                if package.digest and not _SHA256.match(package.digest):
+                    problems.append(FieldProblem(f"{where}.digest", "is not a SHA-256 hex digest"))
+    try:
+        _pip_options(list(lock.pip_options), f"{field}.pip_options")
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return lock
 
 
 def trusted_interpreter(interpreter: Path) -> bool:
@@ -338,8 +404,11 @@ def _site_stamp(interpreter: Path) -> tuple:
 def _ask_interpreter(interpreter: str) -> Lock | None:
     """The capture of another interpreter (``python -m jupyter_jobs.pyenv.lock``), or None if it cannot say."""
     try:
+        # Asked as the job will run (see runner/local.py): no PYTHONPATH, PYTHONHOME or user site of the server's.
+        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")}
         result = subprocess.run([interpreter, "-m", "jupyter_jobs.pyenv.lock"], capture_output=True, text=True,
-                                timeout=60, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONSAFEPATH": "1"})
+                                timeout=60, stdin=subprocess.DEVNULL, cwd="/",
+                                env={**environ, "PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"})
         if result.returncode != 0:
             return None
         lock = Lock.from_dict(json.loads(result.stdout))

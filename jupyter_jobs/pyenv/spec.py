@@ -38,6 +38,8 @@ OPTIONS_ALONE = frozenset({"--pre", "--no-index"})
 _LONG = {"-i": "--index-url", "-f": "--find-links"}
 _URL_OPTIONS = frozenset({"--index-url", "--extra-index-url", "--find-links"})
 _KEYS = ("version", "requirements-file", "packages", "pip-options")
+#: What a direct reference (``name @ url``) may point at: never a file or folder of the server.
+REMOTE_URLS = ("https://", "http://", "git+https://", "git+http://")
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,10 @@ def _packages(value: Any, field: str) -> tuple[str, ...]:
         try:
             if not isinstance(item, str):
                 raise InvalidRequirement(f"got {type(item).__name__}, not a string")
-            Requirement(item)
+            requirement = Requirement(item)
+            if requirement.url and not requirement.url.lower().startswith(REMOTE_URLS):
+                raise InvalidRequirement(f"its URL {requirement.url!r} is not an http(s) or git+https one; local "
+                                         "packages come with env.python: auto")
         except InvalidRequirement as exc:
             first = str(exc).splitlines()[0]
             problems.append(FieldProblem(f"{field}[{index}]", f"{item!r} is not a requirement (PEP 508): {first}"))

@@ -38,6 +38,12 @@ from ..pyenv.environments import Environments
 from ..pyenv.lock import Lock
 
 REPOSITORY = "jupyter-jobs/env"
+#: How the short-lived helper containers (the probe, the copy) run: no network, no capabilities, no new
+#: privileges, few processes, labelled so a leftover can be told apart.
+_HELPER: dict[str, Any] = {
+    "network_mode": "none", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 256,
+    "labels": {"jupyter_jobs.helper": "environment-image"},
+}
 #: Where an environment's packages live in its image.
 ENV_ROOT = "/opt/jupyter-jobs/env"
 LABEL = "jupyter_jobs.env"
@@ -82,6 +88,7 @@ class EnvImages:
         tag = image_tag(lock, base_id)
         async with self._locks.setdefault(tag, asyncio.Lock()):
             if await asyncio.to_thread(self._exists, tag):
+                await asyncio.to_thread(environments.cache.touch, lock.hash, "target")  # used: kept longest
                 say(f"environment {lock.hash[:12]}: image {tag} is cached; no build")
                 return tag, {"built": False, "prepare_seconds": round(time.monotonic() - started, 3), "where": tag}
             python = await self._python(base, base_id)
@@ -124,14 +131,21 @@ class EnvImages:
         return self._pythons[base_id]
 
     def _probe(self, base: str) -> ImagePython:
-        """Run ``python3`` in ``base`` (no network, removed at once) and read what it says of itself."""
+        """Run ``python3`` in ``base`` (no network, removed whatever happens) and read what it says of itself."""
+        container = self.client.containers.create(base, ["python3", "-c", _PROBE], entrypoint=[], **_HELPER)
         try:
-            out = self.client.containers.run(base, ["python3", "-c", _PROBE], network_mode="none", remove=True,
-                                             stdout=True, stderr=True, cap_drop=["ALL"], entrypoint=[])
-            facts = json.loads(out.decode().strip().splitlines()[-1])
-        except (docker.errors.ContainerError, ValueError, IndexError) as exc:
-            raise BackendError(f"image {base!r} has no working python3 ({_short(exc)}), so a Python environment "
-                               "cannot be put in it: name an image with Python, or set env.python: none") from None
+            try:
+                container.start()
+                status = container.wait(timeout=120).get("StatusCode")
+                out = container.logs(stdout=True, stderr=True).decode("utf-8", "replace").strip()
+                if status != 0:
+                    raise ValueError(out.splitlines()[-1] if out else f"exit status {status}")
+                facts = json.loads(out.splitlines()[-1])
+            except (docker.errors.APIError, ValueError, IndexError) as exc:
+                raise BackendError(f"image {base!r} has no working python3 ({_short(exc)}), so a Python environment "
+                                   "cannot be put in it: name an image with Python, or set env.python: none") from None
+        finally:
+            container.remove(force=True)
         sites = [s for s in facts.get("site", []) if isinstance(s, str)] or [facts["purelib"]]
         return ImagePython(str(facts["version"]), sites[0], _uv_platform(facts))
 
@@ -151,7 +165,7 @@ class EnvImages:
         container = self._copied_in(base, folder, where, pth)
         try:
             if container is None:
-                container = self.client.containers.create(base, ["true"], network_mode="none", entrypoint=[])
+                container = self.client.containers.create(base, ["true"], entrypoint=[], **_HELPER)
                 with tempfile.TemporaryFile(dir=folder.parent.parent / "tmp") as archive:
                     _write_archive(archive, folder, where, pth)
                     archive.seek(0)
@@ -161,6 +175,8 @@ class EnvImages:
             container.commit(repository=repository, tag=version, changes=[
                 f"ENV PATH={where}/bin:{path}",
                 f"LABEL {LABEL}={lock.hash} {LABEL}.base={base}",
+                # The base image's user, not the root that copied the files in.
+                f"USER {config.get('User') or '0'}",
                 # The base image's own entry point and command, not those of the container that copied
                 # (Docker cannot unset a command: an image that had none gets python3, as an environment's).
                 f"ENTRYPOINT {json.dumps(config.get('Entrypoint') or [])}",
@@ -182,9 +198,8 @@ class EnvImages:
         try:
             container = self.client.containers.create(
                 base, ["/bin/sh", "-c", script, "copy", where, pth, METADATA, pth_line(where)], entrypoint=[],
-                network_mode="none",
-                user="0:0", cap_drop=["ALL"],
-                mounts=[Mount("/.jupyter-jobs-env", str(folder), type="bind", read_only=True)],
+                user="0:0", mounts=[Mount("/.jupyter-jobs-env", str(folder), type="bind", read_only=True)],
+                **_HELPER,
             )
         except docker.errors.APIError as exc:
             self.log.info("jupyter-jobs: copying into %s in place failed (%s); sending an archive", base, _short(exc))

@@ -59,3 +59,80 @@ def test_what_a_client_sends_is_checked_naming_the_field(tmp_path, sent, field):
         environments.lock_for(PythonEnv("auto"), folder=tmp_path, sent=sent, wheels=lambda digest: None)
     assert field in [p.field for p in info.value.problems] or field in str(info.value), info.value
     shutil.rmtree(tmp_path / "environments")
+
+
+@pytest.mark.parametrize("lock, field", [
+    # A newline would start another line of the requirements file uv reads (-e, -r, --index-url file://...).
+    ({"python": "3.11", "packages": [{"name": "six", "version": "1.16.0\n-r /etc/shadow"}]},
+     "environment.lock.packages[0].version"),
+    ({"python": "3.11", "packages": [{"name": "evil", "version": "", "url": "file:///home/x/proj"}]},
+     "environment.lock.packages[0].url"),
+    ({"python": "3.11", "packages": [{"name": "six\n-e .", "version": "1"}]}, "environment.lock.packages[0].name"),
+    ({"python": "3.11", "pip_options": ["--config-file=/etc/x"]}, "environment.lock.pip_options"),
+    ({"python": "3.11", "pip_options": ["--find-links=/srv"]}, "environment.lock.pip_options"),
+    ({"python": "3.11", "local": [{"name": "m", "version": "1", "url": "file:///m", "digest": "../../../../dev/zero"}]},
+     "environment.lock.local[0].digest"),
+])
+def test_a_lock_a_client_sends_is_checked_before_uv_sees_it(tmp_path, lock, field):
+    environments = Environments(tmp_path)
+    with pytest.raises(SpecError) as info:
+        environments.lock_for(PythonEnv("auto"), folder=tmp_path, sent={"lock": lock}, wheels=lambda digest: None)
+    assert field in [p.field for p in info.value.problems], info.value
+
+
+def test_wheel_digests_and_blob_paths_must_be_sha256s(tmp_path):
+    from jupyter_jobs.blobs import BlobStore
+
+    with pytest.raises(SpecError):
+        BlobStore(tmp_path / "blobs").path("../../../../dev/zero")
+    environments = Environments(tmp_path)
+    lock = {"python": "3.11", "local": [{"name": "m", "version": "1", "url": "file:///m", "digest": "ab" * 32}]}
+    with pytest.raises(SpecError) as info:
+        environments.lock_for(PythonEnv("auto"), folder=tmp_path, sent={"lock": lock, "wheels": {"../x": "m.whl"}},
+                              wheels=lambda digest: None)
+    assert "environment.wheels" in [p.field for p in info.value.problems]
+
+
+def test_a_direct_reference_to_a_local_path_is_refused_in_packages():
+    from jupyter_jobs.pyenv.spec import parse_python_env
+
+    with pytest.raises(SpecError) as info:
+        parse_python_env({"packages": ["mylib @ file:///home/x/mylib"]})
+    assert "env.python.packages[0]" in [p.field for p in info.value.problems]
+    assert parse_python_env({"packages": ["lib @ https://example.org/lib-1.0-py3-none-any.whl"]}).packages
+
+
+def test_concurrent_prunes_and_a_use_since_the_listing_keep_the_cache_whole(tmp_path):
+    """Two prunes at once never fail on each other; an environment handed out after a prune listed it is kept."""
+    import threading
+
+    from jupyter_jobs.pyenv.cache import METADATA, EnvironmentCache
+
+    cache = EnvironmentCache(tmp_path / "cache")
+    envs = []
+    for index in range(4):
+        folder = cache.path(f"{index:064x}")
+        folder.mkdir(parents=True)
+        (folder / METADATA).write_text('{"lock": {"python": "3.11"}, "built_at": 0, "build_seconds": 0}')
+        os.utime(folder / METADATA, (index, index))
+        envs.append(folder)
+    listed = cache.list
+    cache.list = lambda: [*listed()]  # the listing of the moment...
+    infos = cache.list()
+    os.utime(envs[0] / METADATA)  # ...then env 0 is handed out to a job
+    cache.list = lambda: infos
+    errors = []
+
+    def prune() -> None:
+        try:
+            cache.prune(0, set())
+        except Exception as exc:  # what the pool would have seen
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prune) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [e.exists() for e in envs] == [True, False, False, False]
