@@ -3,7 +3,7 @@
 Everything a generated request carries is fuzzed as generated, except what a job would
 execute: a generated ``cmd`` becomes ``echo <it, quoted>`` (so the parser and the store still
 see every string schemathesis makes up, while the CI machine only ever runs ``echo``), and
-overrides of ``cmd`` in reruns are dropped.
+overrides of ``cmd`` in reruns are dropped; and a log is never followed (a running job streams for minutes).
 """
 import shlex
 
@@ -35,3 +35,14 @@ def _sanitise(body):
 @schemathesis.hook
 def map_body(context, body):
     return _sanitise(body)
+
+
+@schemathesis.hook
+def map_query(context, query):
+    # Following the log of a job that runs (the `sleep 600` one, and its reruns) streams until it ends, far
+    # longer than a request may take here: a generated `follow` is kept as text but made false. Following
+    # is tried by the tests of the log route (tests/test_handlers.py, tests/test_jobs_e2e.py).
+    operation = getattr(context, "operation", None)
+    if isinstance(query, dict) and "follow" in query and operation is not None and operation.path.endswith("/logs"):
+        return {**query, "follow": "0"}
+    return query
