@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import builtins
 import pickle
 import shlex
 import sys
@@ -9,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -21,8 +24,9 @@ from .client import TERMINAL, JobsClient
 from .environment import envelope, wants_environment
 from .packaging import check_size, collect_project, local_modules
 
-RUNNER = Path(__file__).with_name("cell_runner.py")
 OUT_FILE = "_jj_out.pkl"
+#: Where the job side names the ``--out`` variables that could not be serialised (jobside/cell.py).
+ERRORS_KEY = "__jj_errors__"
 
 
 class JobFailed(RuntimeError):
@@ -31,6 +35,30 @@ class JobFailed(RuntimeError):
     def __init__(self, job: dict) -> None:
         super().__init__(f"job {job['id']} {job['name']!r} {job['status']}: {job.get('message') or ''}")
         self.job = job
+
+
+def unpassed_names(cell: str, namespace: dict, inputs: list[str]) -> list[str]:
+    """Names the cell reads that the notebook defines but ``--in`` does not send (nor the cell assign,
+    import or define first, nor Python build in), in the order the cell uses them."""
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError:  # magics or !commands: IPython's syntax; say nothing rather than guess
+        return []
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (used.append(node.id) if isinstance(node.ctx, ast.Load) else bound.add(node.id))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):  # parameters of functions and lambdas
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    skip = bound | set(inputs) | set(dir(builtins))
+    return [n for n in dict.fromkeys(used) if n not in skip and n in namespace and not n.startswith("_")]
 
 
 def _names(value: str | None) -> list[str]:
@@ -92,7 +120,7 @@ class JobMagics(Magics):
             files = collect_project(Path(args.project or config.parent), self.max_package_bytes)
             return self._submit(self._apply_flags(spec, args), files, args.wait, [])
         outputs = _names(args.outputs)
-        spec = self._apply_flags({"name": args.name or "cell", "cmd": "python _jj_run.py",
+        spec = self._apply_flags({"name": args.name or "cell", "cmd": "python -m jupyter_jobs_jobside.cell",
                                   "env": {"vars": {"JJ_OUT": ",".join(outputs)}, "python": args.python}}, args)
         if outputs:
             spec["outputs"] = [OUT_FILE]
@@ -124,22 +152,47 @@ class JobMagics(Magics):
         return spec
 
     def _cell_files(self, cell: str, inputs: list[str]) -> dict[str, Path]:
+        """The cell and its ``--in`` values (cloudpickle: the notebook's functions and classes travel by
+        value), serialised now: one that cannot be is a UsageError naming it, before anything is queued."""
         staging = Path(tempfile.mkdtemp(prefix="jj-cell-"))
         (staging / "_jj_cell.py").write_text(cell)
-        (staging / "_jj_run.py").write_bytes(RUNNER.read_bytes())
-        files = {"_jj_cell.py": staging / "_jj_cell.py", "_jj_run.py": staging / "_jj_run.py"}
+        files = {"_jj_cell.py": staging / "_jj_cell.py"}
         if inputs:
             namespace = self.shell.user_ns
             missing = [n for n in inputs if n not in namespace]
             if missing:
                 raise UsageError(f"--in: {', '.join(missing)} not defined in the notebook")
-            try:
-                data = pickle.dumps({n: namespace[n] for n in inputs})
-            except Exception as exc:
-                raise UsageError(f"--in: cannot pickle {', '.join(inputs)}: {exc}") from None
-            (staging / "_jj_in.pkl").write_bytes(data)
+            for name in inputs:
+                try:
+                    cloudpickle.dumps(namespace[name])
+                except Exception as exc:
+                    kind = type(namespace[name])
+                    raise UsageError(f"--in {name}: a {kind.__module__}.{kind.__qualname__} cannot be sent to a "
+                                     f"job ({exc}); compute it in the job cell instead") from None
+            (staging / "_jj_in.pkl").write_bytes(cloudpickle.dumps({n: namespace[n] for n in inputs}))
             files["_jj_in.pkl"] = staging / "_jj_in.pkl"
+            unsent = unpassed_names(cell, namespace, inputs)
+            if unsent:
+                print(f"jupyter-jobs: the cell uses {', '.join(unsent)} from the notebook, not passed with --in: "
+                      "the job will not have them", file=sys.stderr)
         return files
+
+    def _receive(self, job_id: int) -> None:
+        """Put a job's ``--out`` values into the notebook; each one that could not travel is named."""
+        try:
+            raw = self.client.output(job_id, OUT_FILE)
+        except JobsError:
+            print(f"jupyter-jobs: job {job_id} left no --out values (see its log)", file=sys.stderr)
+            return
+        values = pickle.loads(raw)
+        errors = values.pop(ERRORS_KEY, {}) if isinstance(values, dict) else {}
+        for name, data in values.items():
+            try:
+                self.shell.user_ns[name] = pickle.loads(data) if isinstance(data, bytes) else data
+            except Exception as exc:  # e.g. an instance of a module this kernel does not have
+                errors[name] = f"it could not be loaded here: {type(exc).__name__}: {exc}"
+        for name, why in errors.items():
+            print(f"jupyter-jobs: --out {name} did not arrive: {why}", file=sys.stderr)
 
     def _submit(self, spec: dict, files: dict[str, Path], wait: bool, outputs: list[str],
                 on_done: Any = None) -> Any:
@@ -152,8 +205,9 @@ class JobMagics(Magics):
             raise UsageError(exc.message) from None
 
         def finished(done: dict) -> None:
-            if done["status"] == "Succeeded" and outputs:
-                self.shell.user_ns.update(pickle.loads(client.output(done["id"], OUT_FILE)))
+            # Even when it failed: what could be saved arrives (a failure after the work keeps the work).
+            if outputs and done["status"] in ("Succeeded", "Failed"):
+                self._receive(done["id"])
             if on_done is not None:
                 on_done(done)
 

@@ -51,12 +51,12 @@ def test_cell_job_spec_from_options(magics, tmp_path):
                       "--image img:1 --env SEED=1 --max-runtime 2h --in x --out y --wait", "import helpers\ny = x * 2\n")
     spec, manifest = m._client.submitted[0]
     assert spec == {
-        "name": "train", "cmd": "python _jj_run.py",
+        "name": "train", "cmd": "python -m jupyter_jobs_jobside.cell",
         "env": {"vars": {"JJ_OUT": "y", "SEED": "1"}, "python": "auto"},
         "instance-type": "gpu", "image": "img:1", "max-runtime": "2h",
         "datasets": [{"name": "mnist", "var": "DATA"}, "imagenet"], "outputs": ["_jj_out.pkl"],
     }
-    assert sorted(manifest) == ["_jj_cell.py", "_jj_in.pkl", "_jj_run.py", "helpers.py"]
+    assert sorted(manifest) == ["_jj_cell.py", "_jj_in.pkl", "helpers.py"]
     assert pickle.loads(m._client.files["_jj_in.pkl"]) == {"x": 21}
     assert ip.user_ns["y"] == 42  # --out arrived
     sent = m._client.environments[0]  # the notebook's Python, as the job's (env.python: auto)
@@ -88,7 +88,7 @@ def test_bad_options_are_one_line_usage_errors(magics, line, message):
 def test_unpicklable_input_is_explained(magics):
     ip, _ = magics
     ip.user_ns["gen"] = (i for i in range(3))
-    with pytest.raises(UsageError, match="--in: cannot pickle gen"):
+    with pytest.raises(UsageError, match="--in gen: a builtins.generator cannot be sent to a job"):
         ip.run_cell_magic("job", "--in gen", "pass\n")
 
 

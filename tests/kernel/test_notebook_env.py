@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.index]
 REPO = Path(__file__).resolve().parents[2]
 NUMPY = "1.26.4"
 #: What the kernel's venv holds: a kernel, what the magic imports, numpy, nbclient (notebook jobs), uv (wheels).
-KERNEL_PACKAGES = ["ipykernel", "nbclient", f"numpy=={NUMPY}", "pyyaml", "pathspec", "packaging", "uv"]
+KERNEL_PACKAGES = ["ipykernel", "nbclient", f"numpy=={NUMPY}", "pyyaml", "pathspec", "packaging", "uv", "cloudpickle"]
 
 
 def make_kernel(root: Path, name: str, extra: tuple[str, ...] = ()) -> Path:
