@@ -24,12 +24,12 @@ def _mount_tmpfs(path: Path, size: str) -> None:
 def _fill(path: Path) -> Path:
     """Write a file until the file system is full; return it (delete it to free the space)."""
     filler = path / "filler"
-    with open(filler, "wb") as handle:
+    # Unbuffered: with a buffer, what is left in it when the disk is full fails again at close.
+    with open(filler, "wb", buffering=0) as handle:
         chunk = b"\0" * 65536
         try:
-            while True:
-                handle.write(chunk)
-                handle.flush()
+            while handle.write(chunk):
+                pass
         except OSError:
             pass
     return filler

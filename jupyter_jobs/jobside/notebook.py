@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import logging
 import sys
 from typing import Any
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             done["count"] += 1
             print(f"cell {done['count']}/{len(code_cells)} done", flush=True)
 
+    # What the notebook's cells print and raise is in the executed notebook and the log; tornado's own reports
+    # of a kernel channel closing under a callback while the kernel shuts down are noise to the job's user.
+    logging.getLogger("tornado.general").setLevel(logging.CRITICAL)
     kernel = args.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     client = NotebookClient(nb, kernel_name=kernel, timeout=None, on_cell_executed=on_cell_executed,
                             resources={"metadata": {"path": "."}})
