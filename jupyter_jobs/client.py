@@ -236,14 +236,10 @@ class EmbeddedClient:
         await self.manager.delete(job_id)
 
     async def environments(self) -> dict:
-        from .handlers import environments_report
-
-        return await environments_report(self.manager.environments)
+        return await self.manager.environments.report()
 
     async def prune_environments(self, max_bytes: int | None = None) -> dict:
-        from .handlers import prune_environments
-
-        return await prune_environments(self.manager.environments, max_bytes)
+        return await self.manager.environments.prune_and_report(max_bytes)
 
     async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
         async for chunk in self.manager.follow_log(job_id, offset, follow):

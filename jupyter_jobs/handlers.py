@@ -26,7 +26,6 @@ from .blobs import Upload
 from .errors import JobNotFound, JobsError, SpecError, TooLarge, storage_error
 from .manager import JobManager, server_user
 from .models import JobRecord
-from .pyenv.environments import Environments
 from .spec import load_json, load_spec_text
 from .store import parse_id
 
@@ -410,7 +409,7 @@ class EnvironmentsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json(await environments_report(self.manager.environments))
+        self.write_json(await self.manager.environments.report())
 
 
 class EnvironmentsPruneHandler(JobsAPIHandler):
@@ -424,7 +423,7 @@ class EnvironmentsPruneHandler(JobsAPIHandler):
         if access.user != server_user():
             access.require_admin("prune the environment cache")
         limit = prune_limit(await self.body(default={}))
-        self.write_json(await prune_environments(self.manager.environments, limit))
+        self.write_json(await self.manager.environments.prune_and_report(limit))
 
 
 def prune_limit(body: Any) -> int | None:
@@ -441,17 +440,6 @@ def prune_limit(body: Any) -> int | None:
         raise SpecError(f"{json.dumps(value)[:40]} is not a size; give a whole number of bytes >= 0 (0 removes "
                         "every environment no active job uses)", "max_bytes")
     return value
-
-
-async def environments_report(environments: Environments) -> dict[str, Any]:
-    """The body of GET /environments (and what ``jupyter jobs env list`` shows run embedded)."""
-    return await environments.report()
-
-
-async def prune_environments(environments: Environments, max_bytes: int | None) -> dict[str, Any]:
-    """The body of POST /environments/prune: :meth:`Environments.prune`, then the report, with ``removed``."""
-    removed = await environments.prune(max_bytes)
-    return {"removed": removed, **await environments.report()}
 
 
 _JOB = r"/jobs/([^/]+)"

@@ -19,6 +19,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from jupyter_server.auth.identity import IdentityProvider, User
+from jupyter_server.utils import ensure_async
+from tornado.httpclient import HTTPClientError
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
@@ -90,6 +93,44 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"{required}=1 (CI) runs the {marker} tests, but {reason}", pytrace=False)
         if reason:
             pytest.skip(reason)
+
+
+class HeaderIdentity(IdentityProvider):
+    """The server's token authenticates the request; ``X-Test-User`` names who is asking (as a proxy in
+    front of a shared server would)."""
+
+    async def get_user(self, handler):
+        authenticated = await ensure_async(super().get_user(handler))
+        name = handler.request.headers.get("X-Test-User")
+        return User(username=name) if authenticated and name else None
+
+
+class As:
+    """The jobs API as one user of a server with :class:`HeaderIdentity`."""
+
+    def __init__(self, fetch, user: str) -> None:
+        self.fetch, self.user = fetch, user
+
+    async def call(self, method, *path, body=None, params=None, raw=False, headers=None):
+        kwargs = {"method": method, "headers": {"X-Test-User": self.user, **(headers or {})}, "params": params or {}}
+        if body is not None or method in ("POST", "PUT"):
+            kwargs["body"] = body if isinstance(body, str) else json.dumps(body if body is not None else {})
+        response = await self.fetch("jupyter-jobs", "api", *path, **kwargs)
+        return response if raw else (json.loads(response.body) if response.body else None)
+
+    async def status(self, method, *path, **kwargs) -> int:
+        """The HTTP status of a call (200 when it succeeds)."""
+        try:
+            await self.call(method, *path, **kwargs)
+        except HTTPClientError as exc:
+            return exc.code
+        return 200
+
+    async def error(self, method, *path, body=None) -> tuple[int, dict]:
+        """The status and JSON body of a call that must fail."""
+        with pytest.raises(HTTPClientError) as info:
+            await self.call(method, *path, body=body)
+        return info.value.code, json.loads(info.value.response.body)
 
 
 @pytest.fixture

@@ -1,22 +1,10 @@
 """Per-user authorization on a shared server: a job you may not act on does not exist for you
 (issue 9, item 4). Users come from a real jupyter_server IdentityProvider (a subclass that names
 the user from a request header, as a proxy in front of a shared server would)."""
-import json
 
 import pytest
+from conftest import As, HeaderIdentity
 from jupyter_server.auth.authorizer import Authorizer
-from jupyter_server.auth.identity import IdentityProvider, User
-from jupyter_server.utils import ensure_async
-from tornado.httpclient import HTTPClientError
-
-
-class HeaderIdentity(IdentityProvider):
-    """The server's token authenticates the request; ``X-Test-User`` names who is asking."""
-
-    async def get_user(self, handler):
-        authenticated = await ensure_async(super().get_user(handler))
-        name = handler.request.headers.get("X-Test-User")
-        return User(username=name) if authenticated and name else None
 
 
 class OpsAuthorizer(Authorizer):
@@ -35,25 +23,6 @@ def jobs_config():
 
 
 pytestmark = pytest.mark.usefixtures("jobs_app")
-
-
-class As:
-    def __init__(self, fetch, user):
-        self.fetch, self.user = fetch, user
-
-    async def call(self, method, *path, body=None, params=None, raw=False, headers=None):
-        kwargs = {"method": method, "headers": {"X-Test-User": self.user, **(headers or {})}, "params": params or {}}
-        if body is not None or method in ("POST", "PUT"):
-            kwargs["body"] = json.dumps(body if body is not None else {})
-        response = await self.fetch("jupyter-jobs", "api", *path, **kwargs)
-        return response if raw else (json.loads(response.body) if response.body else None)
-
-    async def status(self, method, *path, **kwargs):
-        try:
-            await self.call(method, *path, **kwargs)
-        except HTTPClientError as exc:
-            return exc.code
-        return 200
 
 
 @pytest.fixture

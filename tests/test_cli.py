@@ -4,10 +4,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import UV_CACHE
 
 from jupyter_jobs.pyenv.cache import EnvironmentCache
 from jupyter_jobs.pyenv.lock import Lock, Pin
@@ -131,7 +131,6 @@ def test_cli_sends_its_own_environment_for_env_python_auto(server_process, tmp_p
 
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-UV_CACHE = Path(tempfile.gettempdir()) / "jupyter-jobs-test-uv-cache"
 
 
 @pytest.mark.index

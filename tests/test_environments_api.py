@@ -4,34 +4,17 @@ built for real with uv, listed with what they hold and measure, pruned by admins
 Users come from a header, as in test_access.py; "admin" is named in JobManager.admin_users.
 """
 import asyncio
-import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from jupyter_server.auth.identity import IdentityProvider, User
-from jupyter_server.utils import ensure_async
-from tornado.httpclient import HTTPClientError
+from conftest import UV_CACHE, As, HeaderIdentity
 
 from jupyter_jobs.pyenv.lock import Lock, Pin
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-#: uv's downloads, shared by every test and run (uv keeps it consistent under concurrent use).
-UV_CACHE = Path(tempfile.gettempdir()) / "jupyter-jobs-test-uv-cache"
-
-
-class HeaderIdentity(IdentityProvider):
-    """The server's token authenticates the request; ``X-Test-User`` names who is asking."""
-
-    async def get_user(self, handler):
-        authenticated = await ensure_async(super().get_user(handler))
-        name = handler.request.headers.get("X-Test-User")
-        return User(username=name) if authenticated and name else None
-
-
 @pytest.fixture
 def jobs_config():
     return {"ServerApp": {"identity_provider_class": HeaderIdentity},
@@ -41,23 +24,6 @@ def jobs_config():
 
 
 pytestmark = pytest.mark.usefixtures("jobs_app")
-
-
-class As:
-    def __init__(self, fetch, user):
-        self.fetch, self.user = fetch, user
-
-    async def call(self, method, *path, body=None):
-        kwargs = {"method": method, "headers": {"X-Test-User": self.user}}
-        if body is not None or method == "POST":
-            kwargs["body"] = body if isinstance(body, str) else json.dumps(body if body is not None else {})
-        response = await self.fetch("jupyter-jobs", "api", *path, **kwargs)
-        return json.loads(response.body) if response.body else None
-
-    async def error(self, method, *path, body=None):
-        with pytest.raises(HTTPClientError) as info:
-            await self.call(method, *path, body=body)
-        return info.value.code, json.loads(info.value.response.body)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ packages from the package index, on the local backend, in Docker images and on S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -22,6 +23,27 @@ def config(backend: str = "local", **environments) -> dict:
 async def run(api, spec: dict, timeout: float = 240) -> dict:
     job = await api.submit(spec)
     return await api.wait(job["id"], timeout=timeout)
+
+
+@contextlib.contextmanager
+def derived_image(tag: str, command: list[str], changes: list[str] | None = None):
+    """``tag``: the base image after ``command`` ran in it (committed with ``changes``); removed afterwards,
+    with the environment images made on it. Yields the tag and a Docker client."""
+    import docker
+
+    client = docker.from_env()
+    maker = client.containers.run("jupyter-jobs/base:bookworm", command, detach=True, network_mode="none")
+    try:
+        maker.wait(timeout=60)
+        maker.commit(*tag.split(":"), changes=changes)
+        yield tag, client
+    finally:
+        maker.remove(force=True)
+        for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):
+            client.images.remove(image.id, force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag, force=True)
+        client.close()
 
 
 async def test_bad_env_python_is_a_400_naming_the_field(api):
@@ -171,8 +193,6 @@ async def test_a_job_with_an_environment_does_not_see_the_servers_python_path(ap
 @pytest.mark.parametrize("jobs_config", [config("docker")])
 async def test_an_image_without_cp_gets_its_environment_as_an_archive(api, manager, monkeypatch):
     """The quick way copies with the image's own cp; an image without it gets the files through Docker's archive API."""
-    import docker
-
     from jupyter_jobs.runner import docker_env
 
     copied, archived = [], []
@@ -180,24 +200,12 @@ async def test_an_image_without_cp_gets_its_environment_as_an_archive(api, manag
     monkeypatch.setattr(docker_env.EnvImages, "_copied_in", lambda self, *a: copied.append(quick(self, *a)) or copied[-1])
     monkeypatch.setattr(docker_env, "_write_archive", lambda *a: archived.append(1) or archive(*a))
 
-    client = docker.from_env()
-    tag = "jupyter-jobs/test-no-cp:1"
-    maker = client.containers.run("jupyter-jobs/base:bookworm", ["rm", "/bin/cp", "/usr/bin/cp"], detach=True,
-                                  network_mode="none")
-    try:
-        maker.wait(timeout=60)
-        maker.commit(*tag.split(":"))
+    with derived_image("jupyter-jobs/test-no-cp:1", ["rm", "/bin/cp", "/usr/bin/cp"]) as (tag, _):
         done = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": SIX}})
         assert done["status"] == "Succeeded", done["message"] + await api.log(done["id"])
         assert "six 1.16.0 at" in await api.log(done["id"])
         assert done["environment"]["built"] is True
         assert (copied, archived) == ([None], [1])  # the quick way failed, the archive did it
-    finally:
-        maker.remove(force=True)
-        for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):
-            client.images.remove(image.id, force=True)
-        client.images.remove(tag, force=True)
-        client.close()
 
 
 @pytest.mark.parametrize("jobs_config", [config()])
@@ -230,16 +238,8 @@ async def test_slurm_container_job_gets_its_packages_mounted_from_the_shared_cac
 # Jobs as root: the image below names a user (nobody), which the environment image must keep as its own.
 @pytest.mark.parametrize("jobs_config", [{**config("docker"), "DockerBackend": {"user": "0:0"}}])
 async def test_the_jobs_versions_win_over_packages_the_image_has(api, manager):
-    import docker
-
-    client = docker.from_env()
-    tag = "jupyter-jobs/test-own-six:1"
-    maker = client.containers.run("jupyter-jobs/base:bookworm", [
-        "sh", "-c", "echo \"__version__ = 'of the image'\" > /usr/lib/python3/dist-packages/six.py"],
-        detach=True, network_mode="none")
-    try:
-        maker.wait(timeout=60)
-        maker.commit(*tag.split(":"), changes=["USER 65534:65534"])  # an image that runs as nobody
+    own_six = ["sh", "-c", "echo \"__version__ = 'of the image'\" > /usr/lib/python3/dist-packages/six.py"]
+    with derived_image("jupyter-jobs/test-own-six:1", own_six, ["USER 65534:65534"]) as (tag, client):  # as nobody
         plain = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": "none"}})
         assert "six of the image at" in await api.log(plain["id"])
         managed = await run(api, {"cmd": SHOW, "image": tag, "env": {"python": SIX}})
@@ -247,9 +247,3 @@ async def test_the_jobs_versions_win_over_packages_the_image_has(api, manager):
         image = client.images.get(managed["environment"]["where"])
         assert image.attrs["Config"]["User"] == "65534:65534"  # its user, not the root that copied the files
         assert not client.containers.list(all=True, filters={"label": "jupyter_jobs.helper"})  # probe, copy: gone
-    finally:
-        maker.remove(force=True)
-        for image in client.images.list(filters={"label": "jupyter_jobs.env.base=" + tag}):
-            client.images.remove(image.id, force=True)
-        client.images.remove(tag, force=True)
-        client.close()

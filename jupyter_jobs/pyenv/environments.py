@@ -301,6 +301,11 @@ class Environments(LoggingConfigurable):
             "total_bytes": sum(info.size_bytes for info in infos),
         }
 
+    async def prune_and_report(self, max_bytes: int | None = None) -> dict[str, Any]:
+        """:meth:`prune`, then :meth:`report` with ``removed``: the body of POST /environments/prune."""
+        removed = await self.prune(max_bytes)
+        return {"removed": removed, **await self.report()}
+
     async def prune(self, max_bytes: int | None = None) -> list[str]:
         """Remove least recently used environments until the cache holds at most ``max_bytes`` (None: :attr:`max_bytes`,
         where 0 is no limit: nothing is removed), and what was made from them (images). Environments of active jobs
