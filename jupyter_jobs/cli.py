@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list jobs, newest first")
     lst.add_argument("--status", help="only these statuses (comma-separated)")
     lst.add_argument("--mine", action="store_true", help="only jobs I submitted")
-    lst.add_argument("--text", help="search names and commands")
+    lst.add_argument("--text", help="search names, descriptions and commands")
+    lst.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                     help="only jobs with this label (repeat: all of them)")
     lst.add_argument("-n", "--limit", type=int, default=20)
     lst.add_argument("--json", action="store_true")
 
@@ -206,7 +208,8 @@ def exit_status(job: dict) -> int:
 
 
 async def cmd_list(client: Any, args: argparse.Namespace, _: Path) -> int:
-    page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, limit=args.limit)
+    page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, label=args.label or None,
+                             limit=args.limit)
     if args.json:
         print(json.dumps(page["jobs"], indent=2))
         return 0

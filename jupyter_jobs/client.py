@@ -65,7 +65,7 @@ class RemoteClient:
     def _request(self, method: str, path: str, params: dict | None = None, body: Any = None, **kw: Any) -> HTTPRequest:
         url = self.url + API + "/" + path
         if params:
-            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"token {self.token}"

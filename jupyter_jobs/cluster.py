@@ -19,6 +19,7 @@ from traitlets.config import LoggingConfigurable
 from .errors import ConfigError, SpecError
 from .models import Dataset, Gpu, InstanceType
 from .spec import load_spec_text
+from .spec.foreign import PROJECT_DISK, Site
 
 MIB = 1024 * 1024
 
@@ -106,6 +107,17 @@ class Cluster(LoggingConfigurable):
         "", config=True, help="Instance type of jobs that name none; empty means the first one."
     )
     nvidia_smi = Unicode("", config=True, help="Path of nvidia-smi; empty means look it up on PATH.")
+    project_disk = Unicode(
+        "", config=True,
+        help="Folder of the project volume that DataSphere specs attach with `flags: [attach-project-disk]`: "
+        "jobs read it (read-only, like a dataset named 'project-disk') at $DS_PROJECT_HOME. Empty: no "
+        "project volume, and such specs are refused.",
+    )
+    s3_mounts = Dict(
+        config=True,
+        help="DataSphere S3 connectors as datasets: {connector id: dataset name}. A spec's `s3-mounts` "
+        "entry reads that dataset; an unmapped connector is refused.",
+    )
 
     _file: dict[str, Any] = {}
 
@@ -138,6 +150,16 @@ class Cluster(LoggingConfigurable):
             self.types = default_instance_types(int(self.total_cpus), self.total_memory_mib, self.host_gpus)
         raw_sets = {**self.datasets, **(self._file.get("datasets") or {})}
         self.sets = [_dataset(name, value) for name, value in raw_sets.items()]
+        if self.project_disk:
+            if PROJECT_DISK in raw_sets:
+                raise ConfigError(f"a dataset is named {PROJECT_DISK!r}, the name of the project volume; "
+                                  "rename it", "Cluster.project_disk")
+            self.sets.append(Dataset(PROJECT_DISK, str(Path(self.project_disk).expanduser()),
+                                     "the project volume (DataSphere's attach-project-disk)"))
+        for connector, name in self.s3_mounts.items():
+            if name not in {d.name for d in self.sets}:
+                raise ConfigError(f"S3 connector {connector!r} is mapped to {name!r}, which is not a dataset",
+                                  f"Cluster.s3_mounts.{connector}")
         self.default_type = self._file.get("default_instance_type") or self.default_instance_type or self.types[0].name
         if self.default_type not in {t.name for t in self.types}:
             raise ConfigError(f"{self.default_type!r} is not one of the instance types", "Cluster.default_instance_type")
@@ -158,6 +180,11 @@ class Cluster(LoggingConfigurable):
                 gpus.append(Gpu(int(item["index"]), str(item.get("name", "gpu")), item.get("uuid"), item.get("memory_mib")))
             return gpus
         raise ConfigError("expected nothing (discover), a count, or a list of GPUs", "Cluster.gpus")
+
+    def site(self) -> Site:
+        """What translating other platforms' specs needs to know of this cluster."""
+        return Site(tuple(self.types), PROJECT_DISK if self.project_disk else None,
+                    {str(k): str(v) for k, v in self.s3_mounts.items()})
 
     def instance_type(self, name: str, field: str = "instance-type") -> InstanceType:
         for itype in self.types:

@@ -136,6 +136,7 @@ class JobsHandler(JobsAPIHandler):
             status=self.get_argument("status", None),
             owner=access.list_owner(self.get_argument("owner", None)),
             text=self.get_argument("text", None) or None,
+            label=self.get_arguments("label"),
             cursor=self.get_argument("cursor", None) or None,
             limit=int(limit),
         )

@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
@@ -40,6 +41,7 @@ from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
 from .spec import apply_overrides, check_manifest, parse_spec
+from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
 from .store import JobStore
@@ -308,14 +310,22 @@ class JobManager(LoggingConfigurable):
         return self.store.get(job_id)
 
     def list(self, *, status: str | None = None, owner: str | None = None, text: str | None = None,
-             cursor: str | None = None, limit: int = 50) -> tuple[list[JobRecord], str | None]:
+             label: list[str] | str | None = None, cursor: str | None = None,
+             limit: int = 50) -> tuple[list[JobRecord], str | None]:
+        """One page of jobs; ``label`` is ``key=value`` (or a list of them, all of which must hold)."""
+        labels = []
+        for item in [label] if isinstance(label, str) else (label or []):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SpecError(f"{item[:60]!r} is not key=value; filter with label=team=vision", "label")
+            labels.append((key, value))
         statuses = []
         for name in filter(None, (status or "").split(",")):
             try:
                 statuses.append(parse_status(name.strip()))
             except ValueError as exc:
                 raise SpecError(str(exc), "status") from None
-        return self.store.list(statuses=statuses, owner=owner, text=text, cursor=cursor, limit=limit)
+        return self.store.list(statuses=statuses, owner=owner, text=text, labels=labels, cursor=cursor, limit=limit)
 
     async def follow_log(self, job_id: int, offset: int, follow: bool, stream: str = "log") -> AsyncIterator[bytes]:
         """Chunks of a job's log (or its ``displays``) from byte ``offset``; with ``follow``, until the job has ended."""
@@ -383,7 +393,8 @@ class JobManager(LoggingConfigurable):
         reason = self.why_unavailable()
         if reason:
             raise BackendUnavailable(f"jobs cannot run here now: {reason}")
-        spec = await asyncio.to_thread(parse_spec, spec_data)
+        translation = await asyncio.to_thread(to_native, spec_data, self.cluster.site())
+        spec = await asyncio.to_thread(parse_spec, translation.spec)
         if files is not None:
             files = await asyncio.to_thread(check_manifest, files)
         check_short_text(base_dir, "base_dir")
@@ -412,7 +423,7 @@ class JobManager(LoggingConfigurable):
                     image=spec.image or self.cluster.instance_type(itype).image or self.engine.default_image(),
                     command=spec.cmd,
                     rerun_of=rerun_of.id if rerun_of else None, idempotency_key=scoped_key,
-                    message="queued", environment=env_summary,
+                    message="queued", environment=env_summary, warnings=translation.warnings,
                 ),
                 request_hash,
             )
@@ -434,6 +445,8 @@ class JobManager(LoggingConfigurable):
         os.replace(stage, folder.root)
         origin = f" (rerun of job {rerun_of.id})" if rerun_of else ""
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
+        for warning in translation.warnings:
+            folder.say(warning)
         self.pool.wake()
         return record, True
 
@@ -463,7 +476,11 @@ class JobManager(LoggingConfigurable):
         return record
 
     def _check_resources(self, spec: JobSpec) -> str:
-        itype = self.cluster.instance_type(spec.instance_type or self.cluster.default_type)
+        """The instance type the job gets: its own (the first of its list that can ever fit), else the default."""
+        names = [spec.instance_type or self.cluster.default_type, *spec.instance_type_fallbacks]
+        if len(names) > 1:
+            return self._first_fitting(spec, names)
+        itype = self.cluster.instance_type(names[0])
         if spec.replicas > 1 and not self.engine.schedules_itself:
             raise SpecError(f"{spec.replicas} replicas need a cluster backend (JobManager.backend = 'slurm'); "
                             f"this server runs jobs on {self.engine.name}", "replicas")
@@ -477,6 +494,17 @@ class JobManager(LoggingConfigurable):
 
             raise Unschedulable(f"instance type {itype.name!r} {reason}, so the job could never run", "instance-type")
         return itype.name
+
+    def _first_fitting(self, spec: JobSpec, names: list[str]) -> str:
+        reasons = []
+        for index, name in enumerate(names):
+            try:
+                return self._check_resources(replace(spec, instance_type=name, instance_type_fallbacks=()))
+            except SpecError as exc:  # unknown here, or could never fit (Unschedulable is a SpecError)
+                if not exc.problems or not exc.problems[0].field.startswith("instance-type"):
+                    raise
+                reasons.append(f"{name}: {exc.problems[0].message}")
+        raise SpecError("none of these instance types can run here: " + "; ".join(reasons), "instance-type")
 
     async def _stage_files(self, spec: JobSpec, stage: Path, base_dir: str | None, rerun_of: JobRecord | None,
                            files: Mapping[str, str] | None = None) -> None:

@@ -68,6 +68,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         # where (a venv, an image, an interpreter) once it was prepared.
         ("ALTER TABLE jobs ADD COLUMN environment TEXT NOT NULL DEFAULT '{}'",),
     ),
+    Migration(
+        3,
+        "description, labels, queue deadline and warnings of a job",
+        (
+            # desc and labels are copied out of the spec so that lists can search and filter them.
+            "ALTER TABLE jobs ADD COLUMN description TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'",
+            # When a Pending job fails for waiting too long (queue-timeout); NULL: never.
+            "ALTER TABLE jobs ADD COLUMN queue_deadline REAL",
+            # What translating another platform's spec left out (a JSON list of lines).
+            "ALTER TABLE jobs ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+            """UPDATE jobs SET
+                   description = COALESCE(CASE WHEN json_valid(spec) THEN json_extract(spec, '$.desc') END, ''),
+                   labels = COALESCE(CASE WHEN json_valid(spec) AND json_type(spec, '$.labels') = 'object'
+                                          THEN json_extract(spec, '$.labels') END, '{}')""",
+            "CREATE INDEX jobs_queue_deadline ON jobs (queue_deadline) WHERE status = 'Pending'",
+        ),
+    ),
 )
 
 

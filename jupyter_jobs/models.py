@@ -59,6 +59,12 @@ class JobSpec:
     replicas: int = 1
     #: ``env.python``: the Python environment the job asks for; None (not written) is the image or host as it is.
     python: PythonEnv | None = None
+    #: ``instance-type: [a, b, c]``: the types after the first, tried in order when it could never fit.
+    instance_type_fallbacks: tuple[str, ...] = ()
+    #: Seconds the job may wait while Pending before it fails (None: as long as it takes).
+    queue_timeout: float | None = None
+    #: Free key/values kept with the job (Bacalhau's ``Meta``); not filterable, unlike ``labels``.
+    meta: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -76,16 +82,22 @@ class JobSpec:
             out.setdefault("env", {})["python"] = self.python.to_value()
         if self.image:
             out["image"] = self.image
-        if self.instance_type:
+        if self.instance_type_fallbacks:
+            out["instance-type"] = [self.instance_type, *self.instance_type_fallbacks]
+        elif self.instance_type:
             out["instance-type"] = self.instance_type
         if self.max_runtime is not None:
             out["max-runtime"] = duration_value(self.max_runtime)
+        if self.queue_timeout is not None:
+            out["queue-timeout"] = duration_value(self.queue_timeout)
         if self.retries:
             out["retries"] = self.retries
         if self.priority:
             out["priority"] = self.priority
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.meta:
+            out["meta"] = dict(self.meta)
         if self.working_dir != ".":
             out["working-dir"] = self.working_dir
         if self.replicas != 1:
@@ -198,6 +210,8 @@ class JobRecord:
     damaged: str = ""
     #: The job's Python environment (``env.python``): its lock's hash and size, then how it was prepared.
     environment: dict[str, Any] = field(default_factory=dict)
+    #: What translating a spec written for another platform left out (``spec/foreign.py``), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -239,7 +253,11 @@ class JobRecord:
             "cpus": self.allocation.cpus,
             "memory_mib": self.allocation.memory_mib,
             "priority": self.spec.priority,
+            "desc": self.spec.desc,
             "labels": dict(self.spec.labels),
+            "meta": dict(self.spec.meta),
+            "queue_timeout": self.spec.queue_timeout,
+            "warnings": list(self.warnings),
             "datasets": [d.name for d in self.spec.datasets],
             "outputs": self.outputs,
             "cancel_requested": self.cancel_requested,

@@ -24,6 +24,7 @@ _ENCODERS: dict[str, Any] = {
     "finished_at": lambda v: v, "attempt": int, "backend": str,
     "allocation": lambda v: json.dumps(asdict(v)), "handle": json.dumps,
     "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps, "environment": json.dumps,
+    "queue_deadline": lambda v: v,
 }
 MAX_PAGE = 500
 #: Largest job id (SQLite's INTEGER is 64-bit); anything past it cannot name a job.
@@ -102,6 +103,7 @@ class JobStore:
         statuses: Iterable[JobStatus] = (),
         owner: str | None = None,
         text: str | None = None,
+        labels: Iterable[tuple[str, str]] = (),
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[JobRecord], str | None]:
@@ -118,8 +120,12 @@ class JobStore:
             params.append(owner)
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(name LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\' OR CAST(id AS TEXT) = ?)")
-            params += [pattern, pattern, text]
+            where.append("(name LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\' "
+                         "OR CAST(id AS TEXT) = ?)")
+            params += [pattern, pattern, pattern, text]
+        for key, value in labels:
+            where.append("EXISTS (SELECT 1 FROM json_each(jobs.labels) WHERE key = ? AND CAST(value AS TEXT) = ?)")
+            params += [key, value]
         if cursor:
             where.append("id < ?")
             params.append(_decode_cursor(cursor))
@@ -140,6 +146,19 @@ class JobStore:
         ).fetchall()
         return [QueueEntry(*row) for row in rows]
 
+    def queue_expired(self, now: float) -> list[int]:
+        """Pending jobs past their queue deadline (``queue-timeout``), on their first attempt."""
+        rows = self._conn.execute(
+            "SELECT id FROM jobs WHERE status = 'Pending' AND queue_deadline IS NOT NULL AND queue_deadline <= ? "
+            "AND attempt = 1 ORDER BY id", (now,)).fetchall()
+        return [row[0] for row in rows]
+
+    def next_queue_deadline(self) -> float | None:
+        """The earliest queue deadline of a pending job, or None."""
+        row = self._conn.execute(
+            "SELECT MIN(queue_deadline) FROM jobs WHERE status = 'Pending' AND attempt = 1").fetchone()
+        return row[0]
+
     def active(self) -> list[JobRecord]:
         """Jobs that are not finished, oldest first."""
         marks = ", ".join("?" * len(TERMINAL))
@@ -155,14 +174,16 @@ class JobStore:
         cur = self._conn.execute(
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
-                   request_hash, updated_at, environment)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   request_hash, updated_at, environment, description, labels, queue_deadline, warnings)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.name, record.owner, record.status.value, record.message, record.instance_type,
                 record.image, record.command, json.dumps(record.spec.to_dict()), record.spec.priority,
                 record.created_at or now, record.attempt, record.rerun_of, record.backend,
                 json.dumps(asdict(record.allocation)), record.idempotency_key, request_hash, now,
-                json.dumps(record.environment),
+                json.dumps(record.environment), record.spec.desc, json.dumps(record.spec.labels),
+                None if record.spec.queue_timeout is None else (record.created_at or now) + record.spec.queue_timeout,
+                json.dumps(record.warnings),
             ),
         )
         return self.get(int(cur.lastrowid))
@@ -299,6 +320,7 @@ def _decode(row: sqlite3.Row) -> JobRecord:
         idempotency_key=row["idempotency_key"],
         updated_at=row["updated_at"],
         environment=_environment(row["environment"]),
+        warnings=[str(line) for line in json.loads(row["warnings"] or "[]")],
     )
 
 

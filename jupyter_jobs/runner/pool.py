@@ -50,6 +50,8 @@ class RunnerPool(LoggingConfigurable):
         self._tasks: dict[int, asyncio.Task] = {}
         self._handles: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
+        #: Jobs stopped in a backend's queue for their queue-timeout, and why.
+        self._queue_expired: dict[int, str] = {}
         self._loop_task: asyncio.Task | None = None
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
@@ -88,9 +90,15 @@ class RunnerPool(LoggingConfigurable):
 
     async def _schedule_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            deadline = self.store.next_queue_deadline()  # a queue-timeout to enforce, even if nothing wakes us
+            if deadline is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.05, deadline - time.time()))
             self._wake.clear()
             try:
+                self._expire_queued()
                 self._schedule()
             except Exception:  # never let one bad pass stop the pool
                 self.log.exception("jupyter-jobs: scheduling pass failed")
@@ -132,6 +140,20 @@ class RunnerPool(LoggingConfigurable):
         self.store.set_messages(changed)
         for job_id in changed:
             self.notify(job_id)
+
+    def _expire_queued(self) -> None:
+        """Fail the jobs that waited in the queue past their ``queue-timeout``, saying what they waited for."""
+        for job_id in self.store.queue_expired(time.time()):
+            job = self.store.get(job_id)
+            limit = format_duration(job.spec.queue_timeout or 0)
+            reason = f"waited longer than its queue-timeout of {limit} while Pending ({job.message or 'queued'})"
+            handle = self._handles.get(job_id)
+            if handle is None:
+                self._end(job, JobStatus.FAILED, f"Failed: {reason}")
+            elif job_id not in self._queue_expired:  # queued by the backend's scheduler (Slurm): stop it there
+                self._queue_expired[job_id] = reason
+                self.folder(job_id).say(f"{reason}; stopping it")
+                self._spawn(self._stop(job, handle), f"stop job {job_id}")
 
     # -- one job -----------------------------------------------------------------------------
     async def _run(self, job: JobRecord) -> None:
@@ -321,8 +343,11 @@ class RunnerPool(LoggingConfigurable):
         if job.status is JobStatus.PENDING and exit.code is not None and not job.cancel_requested:
             self._on_state(job_id, "running", "")  # it ran between two looks at the scheduler
             job = self.store.get(job_id)
+        expired = self._queue_expired.pop(job_id, None)
         if job.cancel_requested:
             self._end(job, JobStatus.CANCELLED, "Cancelled")
+        elif expired:
+            self._end(job, JobStatus.FAILED, f"Failed: {expired}", exit_code=exit.code)
         elif timed_out:  # stopped for it (its status may be lost with the processes killed)
             limit = format_duration(job.spec.max_runtime or 0)
             self._fail_or_retry(job, f"ran past its max-runtime of {limit} and was stopped", exit.code)

@@ -35,8 +35,10 @@ MAX_ITEMS = 1000
 MAX_TEXT = 256 * 1024
 MAX_STRING = 4096
 MAX_KEY = 256
-#: Fields whose text may span lines.
-MULTILINE = ("cmd", "desc")
+#: Fields whose text may span lines: ``cmd``, ``desc``, and what other platforms' specs translate
+#: into ``cmd`` (PrimeHub's ``command``, its ``PhJob`` ``spec``, Bacalhau's ``Tasks`` and ``Job``);
+#: the native spec they become is checked again.
+MULTILINE = ("cmd", "desc", "command", "spec", "Tasks", "Job")
 #: Files of one upload manifest, and the longest path and path component in it.
 MAX_FILES = 100_000
 MAX_PATH = 4096
@@ -45,6 +47,8 @@ MAX_PATH_DEPTH = 64
 
 # C0 controls but tab and newline, DEL, C1 controls, and lone surrogates.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+#: A line break kept by YAML in a folded block because the next line is more indented.
+_FOLDED_CONTINUATION = re.compile(r"(?<=[^\n])\n[ \t]+(?=\S)")
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -72,6 +76,16 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_scalar(self, node: Any) -> Any:
+        value = super().construct_scalar(node)
+        if node.style == ">" and isinstance(value, str):
+            # YAML folds a ``>`` block's lines into one, except lines indented more than the first:
+            # those keep their line break, so ``cmd: >`` with indented options ran as several shell
+            # commands. The author wrote ``>`` to mean one line: fold those too (a blank line still
+            # starts a new line, as in YAML).
+            value = _FOLDED_CONTINUATION.sub(" ", value)
+        return value
 
 
 def load_yaml(text: str, field: str = "") -> Any:

@@ -22,6 +22,7 @@ from .limits import check_document, check_override_key, component_problem, load_
 SPEC_KEYS = (
     "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
     "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
+    "queue-timeout", "meta",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
 BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS")
@@ -100,6 +101,15 @@ class _Checker:
             self.add(field, f"{value} is out of range; use a number between {low} and {high}")
             return None
         return value
+
+    def duration(self, field: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.add(field, str(exc))
+            return None
 
     def var_name(self, field: str, value: Any) -> str | None:
         name = self.string(field, value)
@@ -188,13 +198,18 @@ def _entries(check: _Checker, field: str, value: Any, key: str) -> list[tuple[st
     out = []
     for index, item in enumerate(value):
         where = f"{field}[{index}]"
-        if isinstance(item, Mapping) and key in item:
+        if isinstance(item, Mapping) and key in item and not (len(item) == 1 and isinstance(item[key], Mapping)):
             extra = set(item) - {key, "var"}
             if extra:
                 check.add(where, f"unknown key {sorted(extra)[0]!r}; an entry has only {key!r} and 'var'")
             out.append((where, item.get(key), item.get("var")))
         elif isinstance(item, Mapping) and len(item) == 1:
             ((name, var),) = item.items()
+            if isinstance(var, Mapping):  # DataSphere's long form: ``- data.csv: {var: CSV}``
+                extra = set(var) - {"var"}
+                if extra:
+                    check.add(f"{where}.{name}", f"unknown key {sorted(extra)[0]!r}; write {{var: NAME}}")
+                var = var.get("var")
             out.append((where, name, var))
         elif isinstance(item, (str, int, float)) and not isinstance(item, bool):
             out.append((where, item, None))
@@ -244,6 +259,9 @@ def _parse_env(check: _Checker, value: Any) -> dict[str, str]:
                 merged[name] = val
             elif isinstance(item, Mapping) and len(item) == 1:
                 merged.update(item)
+            elif isinstance(item, str) and _VAR_NAME.match(item):
+                check.add(f"env.vars[{index}]", f"{item} has no value; `jupyter jobs run` copies it from the "
+                          f"environment it runs in, other clients must send it as {item}=value")
             else:
                 check.add(f"env.vars[{index}]", "expected NAME=value or {NAME: value}")
         raw = merged
@@ -293,15 +311,10 @@ def parse_spec(data: Any) -> JobSpec:
     env = _parse_env(check, spec["env"]) if "env" in spec else {}
     python = _parse_python(check, spec.get("env"))
     image = check.string("image", spec["image"]) if spec.get("image") is not None else None
-    instance_type = (
-        check.string("instance-type", spec["instance-type"]) if spec.get("instance-type") is not None else None
-    )
-    max_runtime = None
-    if spec.get("max-runtime") is not None:
-        try:
-            max_runtime = parse_duration(spec["max-runtime"])
-        except ValueError as exc:
-            check.add("max-runtime", str(exc))
+    instance_type, fallbacks = _instance_types(check, spec.get("instance-type"))
+    max_runtime = check.duration("max-runtime", spec.get("max-runtime"))
+    queue_timeout = check.duration("queue-timeout", spec.get("queue-timeout"))
+    meta = check.scalar_map("meta", spec.get("meta", {}), check.string)
     retries = check.integer("retries", spec.get("retries", 0), 0, 100) or 0
     priority = check.integer("priority", spec.get("priority", 0), -1000, 1000) or 0
     labels = check.scalar_map("labels", spec.get("labels", {}), check.string)
@@ -326,7 +339,22 @@ def parse_spec(data: Any) -> JobSpec:
         cmd=cmd, name=name, desc=desc, args=args, inputs=inputs, outputs=outputs, datasets=datasets,
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
         priority=priority, labels=labels, working_dir=working_dir, replicas=replicas, python=python,
+        instance_type_fallbacks=fallbacks, queue_timeout=queue_timeout, meta=meta,
     )
+
+
+def _instance_types(check: _Checker, value: Any) -> tuple[str | None, tuple[str, ...]]:
+    """``instance-type``: a name, or a list of names tried in order (the first that can ever fit)."""
+    if value is None:
+        return None, ()
+    if not isinstance(value, list):
+        return check.string("instance-type", value), ()
+    names = [check.string(f"instance-type[{i}]", item) for i, item in enumerate(value)]
+    if not value:
+        check.add("instance-type", "is an empty list; name at least one instance type")
+    if None in names or not names:
+        return None, ()
+    return names[0], tuple(names[1:])
 
 
 def referenced_vars(cmd: str) -> list[str]:
