@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
 from .spec import load_spec_text, parse_set_option
+from .spec.submitter import fill_environment, local_inputs
 
 TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
 
@@ -34,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="the job spec file, e.g. examples/hello/job.yaml")
     run.add_argument("-f", "--follow", action="store_true", help="stream its log until it ends; exit with its status")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field")
+
+    convert = sub.add_parser("convert", help="print the native spec that a DataSphere config.yaml, a PrimeHub "
+                             "job or a Bacalhau job spec runs as")
+    convert.add_argument("spec", help="the spec file (YAML or JSON)")
 
     lst = sub.add_parser("list", help="list jobs, newest first")
     lst.add_argument("--status", help="only these statuses (comma-separated)")
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
 async def _main(args: argparse.Namespace) -> int:
     if args.command == "image":
         return await asyncio.to_thread(_build_image, args)
+    if args.command == "convert":
+        return await asyncio.to_thread(cmd_convert, args)
     if args.command == "env":
         args.command = f"env {args.env_command}"
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
@@ -139,14 +148,9 @@ def _server(args: argparse.Namespace, spec_dir: Path) -> dict[str, Any] | None:
 
 
 def _embedded_manager(root: Path) -> Any:
-    from jupyter_core.application import JupyterApp
-
     from .manager import JobManager
 
-    loader = JupyterApp()
-    loader.config_file_name = "jupyter_server_config"
-    loader.load_config_file(suppress_errors=True)
-    return JobManager(config=loader.config, root_dir=str(root))
+    return JobManager(config=_jupyter_config(), root_dir=str(root))
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -159,12 +163,70 @@ async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
         from .spec import apply_overrides
 
         spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
-    job = await client.submit(spec, base_dir=_base_dir(client, spec_dir))
+    spec = fill_environment(spec, os.environ)  # env.vars written as a bare NAME: its value here
+    spec, files = local_inputs(spec, spec_dir)  # absolute inputs: this machine's files, uploaded
+    if files is not None:
+        job = await client.submit(spec, files=files)
+    else:
+        job = await client.submit(spec, base_dir=_base_dir(client, spec_dir))
     print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']})", file=sys.stderr)
     if not args.follow:
         print(job["id"])
         return 0
     return await _follow(client, job["id"])
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Print the native spec a spec written for another platform runs as; what was left out on stderr."""
+    from .cluster import Cluster
+    from .spec import parse_spec
+    from .spec.foreign import to_native
+
+    path = Path(args.spec)
+    if not path.is_file():
+        raise JobsError(f"{args.spec}: no such spec file")
+    cluster = Cluster(config=_jupyter_config())  # this machine's instance types and the admin's mappings
+    cluster.load()
+    translation = to_native(load_spec_text(path.read_text(), str(path)), cluster.site())
+    native = translation.spec
+    spec = parse_spec(fill_environment(native, {**_placeholders(native), **os.environ})).to_dict()
+    bare = set(_placeholders(native))
+    if bare:  # keep "copy it from my environment": `jupyter jobs run` fills them in
+        spec["env"]["vars"] = [k if k in bare else f"{k}={v}" for k, v in spec["env"]["vars"].items()]
+    print(f"# {path.name}: {translation.source} spec, as jupyter-jobs runs it", file=sys.stderr)
+    for warning in translation.warnings:
+        print(f"# warning: {warning}", file=sys.stderr)
+    print(yaml.dump(spec, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100).rstrip())
+    return 0
+
+
+def _block_text(dumper: Any, text: str) -> Any:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes a command of several lines as a ``|`` block, as a person would."""
+
+
+_BlockDumper.add_representer(str, _block_text)
+
+
+def _placeholders(spec: Any) -> dict[str, str]:
+    """The bare ``- NAME`` entries of ``env.vars``, each with a stand-in value."""
+    env = spec.get("env") if isinstance(spec, dict) else None
+    names = env.get("vars") if isinstance(env, dict) else None
+    if not isinstance(names, list):
+        return {}
+    return {n: "" for n in names if isinstance(n, str) and "=" not in n}
+
+
+def _jupyter_config() -> Any:
+    from jupyter_core.application import JupyterApp
+
+    loader = JupyterApp()
+    loader.config_file_name = "jupyter_server_config"
+    loader.load_config_file(suppress_errors=True)
+    return loader.config
 
 
 def _base_dir(client: Any, spec_dir: Path) -> str | None:
@@ -240,8 +302,6 @@ async def cmd_show(client: Any, args: argparse.Namespace, _: Path) -> int:
     if args.json:
         print(json.dumps(job, indent=2))
         return 0
-    import yaml
-
     print(yaml.safe_dump(job, sort_keys=False, default_flow_style=False).rstrip())
     return 0
 

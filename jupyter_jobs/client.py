@@ -89,12 +89,38 @@ class RemoteClient:
     async def config(self) -> dict:
         return await self.call("GET", "config")
 
-    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None,
+                     files: dict[str, Path] | None = None) -> dict:
+        """Queue a job; ``files`` (``{path in the job: path here}``) are uploaded by content hash and
+        are then the job's files, instead of the inputs the server reads under ``base_dir``."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        body = spec
-        if _wants_environment(spec):  # this Python, as the environment of the job (env.python)
-            body = {"spec": spec, "base_dir": base_dir, "environment": await self._environment()}
+        body: Any = spec
+        if _wants_environment(spec) or files is not None:
+            body = {"spec": spec, "base_dir": base_dir}
+            if _wants_environment(spec):  # this Python, as the environment of the job (env.python)
+                body["environment"] = await self._environment()
+            if files is not None:
+                body["files"] = await self._upload_files(files)
         return await self.call("POST", "jobs", {"base_dir": base_dir}, body, headers)
+
+    async def _upload_files(self, files: dict[str, Path]) -> dict[str, str]:
+        """Upload what the server lacks of ``files``; their manifest ``{path: sha256}``."""
+        from .kernel.environment import sha256_file
+
+        manifest = {rel: await asyncio.to_thread(sha256_file, path) for rel, path in files.items()}
+        await self._upload({digest: files[rel] for rel, digest in manifest.items()})
+        return manifest
+
+    async def _upload(self, digests: dict[str, Path]) -> None:
+        missing = (await self.call("POST", "blobs/missing", body={"hashes": list(digests)}))["missing"]
+        for digest in missing:
+            request = self._request("PUT", f"blobs/{digest}", request_timeout=600)
+            request.body = await asyncio.to_thread(digests[digest].read_bytes)
+            request.headers["Content-Type"] = "application/octet-stream"
+            try:
+                await self.http.fetch(request)
+            except HTTPClientError as exc:
+                raise _api_error(exc) from None
 
     async def _environment(self) -> dict:
         """This Python's capture, interpreter and local packages' wheels (uploaded as blobs)."""
@@ -105,15 +131,7 @@ class RemoteClient:
         if lock.local:
             lock, paths = await asyncio.to_thread(build_local, lock)
             digests = {await asyncio.to_thread(sha256_file, p): p for p in paths}
-            missing = (await self.call("POST", "blobs/missing", body={"hashes": list(digests)}))["missing"]
-            for digest in missing:
-                request = self._request("PUT", f"blobs/{digest}", request_timeout=600)
-                request.body = await asyncio.to_thread(digests[digest].read_bytes)
-                request.headers["Content-Type"] = "application/octet-stream"
-                try:
-                    await self.http.fetch(request)
-                except HTTPClientError as exc:
-                    raise _api_error(exc) from None
+            await self._upload(digests)
             wheels = {digest: path.name for digest, path in digests.items()}
         return {"lock": lock.to_dict(), "interpreter": sys.executable, "wheels": wheels}
 
@@ -212,9 +230,27 @@ class EmbeddedClient:
     async def config(self) -> dict:
         return self.manager.describe()
 
-    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
-        job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key)
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None,
+                     files: dict[str, Path] | None = None) -> dict:
+        manifest = None if files is None else await asyncio.to_thread(self._store_files, files)
+        job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key,
+                                           files=manifest)
         return self._json(job)
+
+    def _store_files(self, files: dict[str, Path]) -> dict[str, str]:
+        """Put ``files`` in the manager's blob store (as an upload would); their manifest."""
+        from .kernel.environment import sha256_file
+
+        manifest = {}
+        for rel, path in files.items():
+            digest = manifest[rel] = sha256_file(path)
+            if not self.manager.blobs.has(digest):
+                upload = self.manager.blobs.upload(digest, self.manager.max_input_bytes)
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        upload.write(block)
+                upload.commit()
+        return manifest
 
     async def get(self, job_id: int) -> dict:
         return self._json(self.manager.get(job_id))

@@ -45,11 +45,11 @@ def from_datasphere(data: Mapping[str, Any], site: Site) -> Translation:
             for k, v in data.items()}
     _instance_types(spec, problems)
     _docker(spec, problems)
-    datasets = list(spec.get("datasets") or []) if isinstance(spec.get("datasets"), list) else spec.get("datasets")
+    datasets = spec.get("datasets", [])
     if not isinstance(datasets, list):
         return problems.finish(spec)  # parse names the bad value
-    datasets += _s3_mounts(spec.pop("s3-mounts", None), site, problems)
-    datasets += _flags(spec.pop("flags", None), site, problems)
+    datasets = [*datasets, *_s3_mounts(spec.pop("s3-mounts", None), site, problems),
+                *_flags(spec.pop("flags", None), site, problems)]
     cmd = spec.get("cmd")
     used = set(referenced_vars(cmd)) if isinstance(cmd, str) else set()
     spec["datasets"] = [_named_var(entry, used) for entry in datasets]

@@ -222,6 +222,11 @@ def _named_entries(check: _Checker, field: str, value: Any, key: str) -> list[tu
     """Validated ``(path or name, var)`` pairs of an inputs/outputs/datasets list."""
     out = []
     for where, raw, raw_var in _entries(check, field, value, key):
+        if field == "inputs" and isinstance(raw, str) and raw.startswith(("/", "~")):
+            check.add(f"{where}.{key}", f"{raw!r} is absolute, and the server reads no files of its own: "
+                      "`jupyter jobs run` uploads an absolute input from your machine; else give a path "
+                      "relative to the spec's folder")
+            continue
         if key == "path":
             text = check.relative_path(f"{where}.{key}", raw)
         else:
