@@ -52,34 +52,15 @@ def from_bacalhau(data: Mapping[str, Any], site: Site) -> Translation:
 
 
 def _task(task: Mapping[str, Any], spec: dict[str, Any], site: Site, problems: Problems) -> None:
-    engine = task.get("Engine") if isinstance(task.get("Engine"), Mapping) else {}
-    if str(engine.get("Type", "")).lower() != "docker":
-        problems.refuse("Tasks[0].Engine.Type", f"{engine.get('Type')!r} is not supported; jupyter-jobs runs "
-                        "programs in Docker images (Type: docker)")
-        return
-    params = engine.get("Params") if isinstance(engine.get("Params"), Mapping) else {}
     outputs = _result_paths(task.get("ResultPaths"), problems)
-    words = [str(w) for w in [*(params.get("Entrypoint") or []), *(params.get("Parameters") or [])]]
-    if not words:
-        problems.refuse("Tasks[0].Engine.Params", "give Entrypoint or Parameters: the image's own command is "
-                        "not known here")
-    else:
-        spec["cmd"] = " ".join(_word(w, outputs) for w in words)
-        scripts = scripts_in([part for w in words for part in w.split()])
-        if scripts:
-            spec["inputs"] = scripts
     if outputs:
         spec["outputs"] = [{"path": name, "var": var} for name, var, _ in outputs]
-    if params.get("Image"):
-        spec["image"] = params["Image"]
-    env = _variables(params.get("EnvironmentVariables"), task.get("Env"), problems)
-    if env:
-        spec["env"] = {"vars": env}
-    for key in params:
-        if key == "WorkingDirectory":
-            problems.ignore("Tasks[0].Engine.Params.WorkingDirectory", "a job starts in the folder of its files")
-        elif key not in ("Image", "Entrypoint", "Parameters", "EnvironmentVariables"):
-            problems.ignore(f"Tasks[0].Engine.Params.{key}")
+    engine = task.get("Engine") if isinstance(task.get("Engine"), Mapping) else {}
+    if str(engine.get("Type", "")).lower() == "docker":
+        _engine(engine, task, spec, outputs, problems)
+    else:
+        problems.refuse("Tasks[0].Engine.Type", f"{engine.get('Type')!r} is not supported; jupyter-jobs runs "
+                        "programs in Docker images (Type: docker)")
     _timeouts(task.get("Timeouts"), spec, problems)
     _resources(task.get("Resources"), spec, site, problems)
     for key in task:
@@ -92,6 +73,31 @@ def _task(task: Mapping[str, Any], spec: dict[str, Any], site: Site, problems: P
             problems.ignore("Tasks[0].Network", "the instance type decides whether a container has a network")
         elif key not in ("Engine", "ResultPaths", "Timeouts", "Resources", "Env"):
             problems.ignore(f"Tasks[0].{key}")
+
+
+def _engine(engine: Mapping[str, Any], task: Mapping[str, Any], spec: dict[str, Any],
+            outputs: list[tuple[str, str, str]], problems: Problems) -> None:
+    """``cmd``, ``image`` and ``env.vars`` from a Docker engine's ``Params``."""
+    params = engine.get("Params") if isinstance(engine.get("Params"), Mapping) else {}
+    words = [str(w) for w in [*(params.get("Entrypoint") or []), *(params.get("Parameters") or [])]]
+    if not words:
+        problems.refuse("Tasks[0].Engine.Params", "give Entrypoint or Parameters: the image's own command is "
+                        "not known here")
+    else:
+        spec["cmd"] = " ".join(_word(w, outputs) for w in words)
+        scripts = scripts_in([part for w in words for part in w.split()])
+        if scripts:
+            spec["inputs"] = scripts
+    if params.get("Image"):
+        spec["image"] = params["Image"]
+    env = _variables(params.get("EnvironmentVariables"), task.get("Env"), problems)
+    if env:
+        spec["env"] = {"vars": env}
+    for key in params:
+        if key == "WorkingDirectory":
+            problems.ignore("Tasks[0].Engine.Params.WorkingDirectory", "a job starts in the folder of its files")
+        elif key not in ("Image", "Entrypoint", "Parameters", "EnvironmentVariables"):
+            problems.ignore(f"Tasks[0].Engine.Params.{key}")
 
 
 def _result_paths(value: Any, problems: Problems) -> list[tuple[str, str, str]]:
