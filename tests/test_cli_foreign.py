@@ -1,30 +1,13 @@
 """`jupyter jobs convert`, and what `jupyter jobs run` does for DataSphere specs: bare env.vars names
 copied from its environment, absolute inputs uploaded from its machine; `list --label`."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from test_cli import fresh_env, jobs  # noqa: F401 (fresh_env is a fixture)
 
 pytestmark = pytest.mark.integration
 SPECS = Path(__file__).parent / "specs"
-JUPYTER = str(Path(sys.executable).parent / "jupyter")
-
-
-def jobs(*args, env, check):
-    result = subprocess.run([JUPYTER, "jobs", *args], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-@pytest.fixture
-def fresh_env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    return {**os.environ, "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "JUPYTER_CONFIG_DIR": str(home / "config"), "HOME": str(home)}
 
 
 def test_convert_prints_the_native_spec_and_what_was_left_out(fresh_env):
