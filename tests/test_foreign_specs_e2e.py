@@ -4,6 +4,7 @@ fail in CI, as in tests/runner/)."""
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,25 @@ async def test_a_job_waiting_past_its_queue_timeout_fails_saying_why(api):
     assert failed["status"] == "Failed", failed
     assert failed["message"].startswith("Failed: waited longer than its queue-timeout of 1s while Pending (")
     assert failed["started_at"] is None
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("jobs_config", [{"JobManager": {"backend": "slurm"}, "SlurmBackend": {"poll_seconds": 0.3},
+                                          "Cluster": {"instance_types": [{"name": "gpu", "cpus": 1, "memory": 100,
+                                                                          "gpus": 1}]}}])
+async def test_a_job_in_slurms_queue_past_its_queue_timeout_is_taken_out_and_fails(api, manager):
+    blockers = [await api.submit({"cmd": "sleep 60"}) for _ in range(2)]  # one fake GPU on each node
+    for blocker in blockers:
+        await api.wait(blocker["id"], ("Running",), timeout=60)
+    waiting = await api.submit({"cmd": "true", "queue-timeout": "2s"})
+    try:
+        failed = await api.wait(waiting["id"], timeout=60)
+    finally:
+        for blocker in blockers:
+            await api.call("POST", "jobs", str(blocker["id"]), "cancel")
+    assert failed["status"] == "Failed" and failed["started_at"] is None, failed
+    assert "waited longer than its queue-timeout of 2s while Pending" in failed["message"]
+    name = manager.engine.job_name(manager.get(waiting["id"]))
+    queued = subprocess.run(["squeue", "-h", "--name", name, "-o", "%i %T"], capture_output=True, text=True,
+                            timeout=30).stdout
+    assert queued.strip() == "", queued  # not left in Slurm's queue

@@ -340,10 +340,10 @@ class RunnerPool(LoggingConfigurable):
         outputs = await asyncio.to_thread(folder.list_outputs)
         self.store.update(job_id, outputs=outputs, exit_code=exit.code)
         job = self.store.get(job_id)
-        if job.status is JobStatus.PENDING and exit.code is not None and not job.cancel_requested:
+        expired = self._queue_expired.pop(job_id, None)
+        if job.status is JobStatus.PENDING and exit.code is not None and not (job.cancel_requested or expired):
             self._on_state(job_id, "running", "")  # it ran between two looks at the scheduler
             job = self.store.get(job_id)
-        expired = self._queue_expired.pop(job_id, None)
         if job.cancel_requested:
             self._end(job, JobStatus.CANCELLED, "Cancelled")
         elif expired:

@@ -79,7 +79,14 @@ def _engine(engine: Mapping[str, Any], task: Mapping[str, Any], spec: dict[str, 
             outputs: list[tuple[str, str, str]], problems: Problems) -> None:
     """``cmd``, ``image`` and ``env.vars`` from a Docker engine's ``Params``."""
     params = engine.get("Params") if isinstance(engine.get("Params"), Mapping) else {}
-    words = [str(w) for w in [*(params.get("Entrypoint") or []), *(params.get("Parameters") or [])]]
+    words = []
+    for key in ("Entrypoint", "Parameters"):
+        value = params.get(key) or []
+        if isinstance(value, list) and all(isinstance(w, (str, int, float)) for w in value):
+            words += [str(w) for w in value]
+        else:
+            problems.refuse(f"Tasks[0].Engine.Params.{key}", "expected a list of words, e.g. [python3, main.py]")
+            return
     if not words:
         problems.refuse("Tasks[0].Engine.Params", "give Entrypoint or Parameters: the image's own command is "
                         "not known here")
@@ -103,6 +110,9 @@ def _engine(engine: Mapping[str, Any], task: Mapping[str, Any], spec: dict[str, 
 def _result_paths(value: Any, problems: Problems) -> list[tuple[str, str, str]]:
     """``(output folder, variable, container path)`` of each result path."""
     out: list[tuple[str, str, str]] = []
+    if not isinstance(value, (list, type(None))):
+        problems.refuse("Tasks[0].ResultPaths", "expected a list of {Name: outputs, Path: /outputs}")
+        return out
     for index, item in enumerate(value or []):
         if not isinstance(item, Mapping) or not item.get("Name") or not str(item.get("Path", "")).startswith("/"):
             problems.refuse(f"Tasks[0].ResultPaths[{index}]", "expected {Name: outputs, Path: /outputs}")
@@ -133,6 +143,9 @@ def _word(word: str, outputs: list[tuple[str, str, str]]) -> str:
 
 def _variables(listed: Any, mapped: Any, problems: Problems) -> dict[str, Any]:
     env: dict[str, Any] = {}
+    if not isinstance(listed, (list, type(None))):
+        problems.refuse("Tasks[0].Engine.Params.EnvironmentVariables", "expected a list of NAME=value")
+        return env
     for index, item in enumerate(listed or []):
         name, sep, value = str(item).partition("=")
         if not sep:
@@ -165,7 +178,7 @@ def _resources(value: Any, spec: dict[str, Any], site: Site, problems: Problems)
         cpus = _cpus(value.get("CPU", 0))
         memory = _mib(value.get("Memory", 0))
         gpus = int(value.get("GPU", 0) or 0)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         problems.refuse(where, f"{exc}; write CPU: \"0.5\", Memory: \"1gb\", GPU: \"1\"")
         return
     for key in value:

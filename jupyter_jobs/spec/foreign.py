@@ -101,18 +101,18 @@ def to_native(data: Any, site: Site | None = None) -> Translation:
     if source == "native":
         return Translation(data)
     check_document(data)
-    site = site or Site()
-    if source == "bacalhau":
-        from .bacalhau import from_bacalhau
-
-        return from_bacalhau(data, site)
-    if source == "primehub":
-        from .primehub import from_primehub
-
-        return from_primehub(data)
+    from .bacalhau import from_bacalhau
     from .datasphere import from_datasphere
+    from .primehub import from_primehub
 
-    return from_datasphere(data, site)
+    translate = {"bacalhau": from_bacalhau, "primehub": lambda d, _: from_primehub(d), "datasphere": from_datasphere}
+    try:
+        return translate[source](data, site or Site())
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # A value of a shape no translator expects: the client's mistake, so a 400 that says where
+        # it was read from, never a 500 (the translators check the shapes they rely on; this is the net).
+        raise SpecError(f"cannot be read as a {source} spec ({type(exc).__name__}: {exc}); compare it with "
+                        "the examples in docs/spec.md") from None
 
 
 def escape_dollars(text: str) -> str:
