@@ -394,7 +394,7 @@ class JobManager(LoggingConfigurable):
         if reason:
             raise BackendUnavailable(f"jobs cannot run here now: {reason}")
         translation = await asyncio.to_thread(to_native, spec_data, self.cluster.site())
-        spec = await asyncio.to_thread(parse_spec, translation.spec)
+        spec = await asyncio.to_thread(translation.parse)
         if files is not None:
             files = await asyncio.to_thread(check_manifest, files)
         check_short_text(base_dir, "base_dir")

@@ -31,6 +31,7 @@ def test_each_platform_is_recognised_by_its_shape():
     assert detect({"cmd": "true", "datasets": ["mnist"]}) == "native"
     assert detect({"Job": {"Type": "batch", "Tasks": []}}) == "bacalhau"  # the API's envelope
     assert detect({"kind": "PhJob", "spec": {}}) == "primehub"
+    assert detect({"command": "python a.py", "image": "x"}) == "native"  # parse says: did you mean 'cmd'?
 
 
 def test_a_folded_cmd_with_indented_options_is_one_command():
@@ -158,3 +159,12 @@ def test_migration_3_copies_desc_and_labels_out_of_stored_specs(tmp_path):
     assert migrate(conn) == [3]
     rows = conn.execute("SELECT description, labels, queue_deadline, warnings FROM jobs ORDER BY id").fetchall()
     assert rows == [("old run", '{"team":"a"}', None, "[]"), ("", "{}", None, "[]"), ("", "{}", None, "[]")]
+
+
+def test_a_problem_in_a_translation_says_so():
+    job = {"Type": "batch", "Count": 1, "Priority": 5000,
+           "Tasks": [{"Engine": {"Type": "docker", "Params": {"Image": "x", "Parameters": ["true"]}}}]}
+    with pytest.raises(SpecError) as error:
+        to_native(job).parse()
+    assert [p.field for p in error.value.problems] == ["priority", ""]
+    assert "read as a Bacalhau spec" in error.value.message and "jupyter jobs convert" in error.value.message

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import FieldProblem, SpecError
-from ..models import InstanceType
+from ..models import InstanceType, JobSpec
 from .limits import check_document, load_yaml
+from .parse import parse_spec
 
 #: The dataset an admin's project volume is, for DataSphere's ``flags: [attach-project-disk]``.
 PROJECT_DISK = "project-disk"
+_PRIMEHUB_KEYS = frozenset({"displayName", "instanceType", "groupName", "groupId", "activeDeadlineSeconds",
+                            "userId", "userName"})
 #: Words of a command that name a script the job runs (shipped as its inputs when nothing else is).
 _SCRIPT = re.compile(r"^(?![/~$-])[\w./-]+\.(py|sh|R|jl|ipynb)$")
 
@@ -46,6 +49,16 @@ class Translation:
     spec: Any
     source: str = "native"
     warnings: list[str] = field(default_factory=list)
+
+    def parse(self) -> JobSpec:
+        """The typed spec; a problem in a translated spec says where the native field names come from."""
+        try:
+            return parse_spec(self.spec)
+        except SpecError as exc:
+            if self.source == "native":
+                raise
+            raise SpecError([*exc.problems, FieldProblem("", f"(read as a {self.source} spec: these are the fields "
+                             "of its translation, which `jupyter jobs convert FILE` prints)")]) from None
 
 
 class Problems:
@@ -79,8 +92,8 @@ def detect(data: Any) -> str:
     keys = set(data)
     if "Tasks" in keys or ("Type" in keys and "Count" in keys) or isinstance(data.get("Job"), Mapping):
         return "bacalhau"
-    if data.get("kind") == "PhJob" or keys & {"displayName", "instanceType", "groupName", "groupId",
-                                                "activeDeadlineSeconds"} or ("command" in keys and "cmd" not in keys):
+    # A key only PrimeHub has: a native spec that says `command` by mistake is still told "did you mean cmd".
+    if data.get("kind") == "PhJob" or keys & _PRIMEHUB_KEYS:
         return "primehub"
     from .datasphere import is_datasphere
 
