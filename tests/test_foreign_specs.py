@@ -10,7 +10,7 @@ from jupyter_jobs.migrations import MIGRATIONS, migrate
 from jupyter_jobs.models import InstanceType
 from jupyter_jobs.spec import load_spec_text, parse_spec
 from jupyter_jobs.spec.foreign import Site, detect, to_native
-from jupyter_jobs.spec.submitter import fill_environment, local_inputs
+from jupyter_jobs.spec.submitter import fill_environment, for_shipping, local_inputs
 
 SPECS = Path(__file__).parent / "specs"
 SITE = Site(
@@ -142,12 +142,15 @@ def test_the_submitter_fills_bare_names_and_ships_absolute_inputs(tmp_path):
     assert filled["env"]["vars"] == ["A=1", "TOKEN=s3cret"] and spec["env"]["vars"][1] == "TOKEN"
     with pytest.raises(SpecError, match=r"env.vars\[1\]: TOKEN is not set here"):
         fill_environment(spec, {})
-    shipped, files = local_inputs(filled, tmp_path)
+    shipped, files = local_inputs(filled)
     local = f"_local{data}"
     assert shipped["inputs"] == ["main.py", {local: {"var": "P"}}]
-    assert files == {"main.py": tmp_path / "main.py", local: data}
+    assert files == {local: data}
     assert parse_spec(shipped).inputs[1].path == local.lstrip("/")
-    assert local_inputs({"cmd": "x", "inputs": ["main.py"]}, tmp_path) == ({"cmd": "x", "inputs": ["main.py"]}, None)
+    assert for_shipping(shipped, files)["inputs"] == ["main.py"]  # the rest comes from the spec's folder
+    assert local_inputs({"cmd": "x", "inputs": ["main.py"]}) == ({"cmd": "x", "inputs": ["main.py"]}, {})
+    # The client ships a foreign spec's files without knowing the admin's mappings; the server checks them.
+    assert for_shipping(load_spec_text((SPECS / "datasphere/config.yaml").read_text()), {})["inputs"][1] == "src/main.py"
 
 
 def test_migration_3_copies_desc_and_labels_out_of_stored_specs(tmp_path):

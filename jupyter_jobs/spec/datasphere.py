@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from .foreign import Problems, Site, Translation
+from .foreign import PROJECT_DISK, Problems, Site, Translation
 from .parse import referenced_vars
 
 #: Keys only DataSphere has.
@@ -108,7 +108,7 @@ def _s3_mounts(value: Any, site: Site, problems: Problems) -> list[Any]:
         if name is None:
             problems.refuse(f"s3-mounts[{index}]", "expected a connector id, or {id: {var: NAME}}")
             continue
-        dataset = site.s3_mounts.get(name)
+        dataset = site.s3_mounts.get(name) or (name if site.assume_mapped else None)
         if dataset is None:
             mapped = ", ".join(sorted(site.s3_mounts)) or "none are"
             problems.refuse(f"s3-mounts[{index}]", f"S3 connector {name!r} is not mapped to a dataset here "
@@ -129,11 +129,11 @@ def _flags(value: Any, site: Site, problems: Problems) -> list[Any]:
     for index, flag in enumerate(value):
         if flag not in FLAGS:
             problems.refuse(f"flags[{index}]", f"unknown flag {flag!r}; the flags are {', '.join(FLAGS)}")
-        elif site.project_dataset is None:
+        elif site.project_dataset is None and not site.assume_mapped:
             problems.refuse(f"flags[{index}]", "attach-project-disk needs a project volume and this server has "
                             "none; ask the admin to set c.Cluster.project_disk, or ship the files as inputs")
         else:
-            out.append({"name": site.project_dataset, "var": "DS_PROJECT_HOME"})
+            out.append({"name": site.project_dataset or PROJECT_DISK, "var": "DS_PROJECT_HOME"})
     return out
 
 

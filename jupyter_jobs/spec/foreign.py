@@ -40,6 +40,8 @@ class Site:
     project_dataset: str | None = None
     #: DataSphere S3 connector id -> dataset name (``Cluster.s3_mounts``).
     s3_mounts: Mapping[str, str] = field(default_factory=dict)
+    #: The client's view: every S3 connector and the project volume taken as mapped (the server checks).
+    assume_mapped: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import SpecError
+from .foreign import Site, to_native
 
 #: Folder of the job's files where absolute inputs of the submitter's machine are put.
 LOCAL_INPUTS = "_local"
@@ -50,28 +51,46 @@ def fill_environment(data: Any, environ: Mapping[str, str]) -> Any:
     return data
 
 
-def local_inputs(data: Any, spec_dir: Path) -> tuple[Any, dict[str, Path] | None]:
-    """``data`` with absolute inputs renamed under ``_local/``, and the files of every input to
-    upload ``{path in the job: path here}``; ``(data, None)`` when no input is absolute."""
+def local_inputs(data: Any) -> tuple[Any, dict[str, Path]]:
+    """``data`` with its absolute inputs renamed under ``_local/``, and those files
+    ``{path in the job: path here}`` (a folder's files one by one); ``(data, {})`` when there are none."""
     inputs = data.get("inputs") if isinstance(data, Mapping) else None
     if not isinstance(inputs, list) or not any(_is_absolute(_path_of(item)) for item in inputs):
-        return data, None
+        return data, {}
     data = copy.deepcopy(dict(data))
     files: dict[str, Path] = {}
     for index, item in enumerate(data["inputs"]):
         path = _path_of(item)
-        if path is None:
-            continue  # the server names what is wrong with it
-        if _is_absolute(path):
-            source = Path(path).expanduser()
-            relative = f"{LOCAL_INPUTS}/{source.as_posix().lstrip('/')}"
-            data["inputs"][index] = _renamed(item, relative)
-        else:
-            source, relative = spec_dir / path, path
+        if not _is_absolute(path):
+            continue
+        source = Path(path).expanduser()  # type: ignore[arg-type]
         if not source.exists():
             raise SpecError(f"{path!r} does not exist on this machine", f"inputs[{index}]")
+        relative = f"{LOCAL_INPUTS}/{source.as_posix().lstrip('/')}"
+        data["inputs"][index] = _renamed(item, relative)
         files.update(_files_of(source, relative))
     return data, files
+
+
+def for_shipping(data: Any, local: Mapping[str, Path]) -> Any:
+    """The native spec whose inputs and command say which files of the spec's folder the job needs:
+    another platform's spec translated (the server checks the admin's mappings), without the inputs
+    that ``local`` already holds."""
+    spec = to_native(data, Site(assume_mapped=True)).spec
+    if not local or not isinstance(spec, Mapping) or not isinstance(spec.get("inputs"), list):
+        return spec
+    inputs = spec["inputs"]
+    spec = {**spec, "inputs": [], "args": dict(spec.get("args") or {})}
+    for item in inputs:
+        path = _path_of(item)
+        if not str(path).startswith(f"{LOCAL_INPUTS}/"):
+            spec["inputs"].append(item)
+        elif isinstance(item, Mapping):  # its variable stays defined for the command
+            var = item.get("var") if "path" in item else next(iter(item.values()))
+            var = var.get("var") if isinstance(var, Mapping) else var
+            if isinstance(var, str):
+                spec["args"][var] = path
+    return spec
 
 
 def _path_of(item: Any) -> str | None:
@@ -106,6 +125,5 @@ def _files_of(source: Path, relative: str) -> dict[str, Path]:
         for name in sorted(names):
             path = Path(folder) / name
             if path.is_file():
-                inner = path.relative_to(source).as_posix()
-                files[inner if relative in ("", ".") else f"{relative.rstrip('/')}/{inner}"] = path
+                files[f"{relative}/{path.relative_to(source).as_posix()}"] = path
     return files
