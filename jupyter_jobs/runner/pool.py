@@ -95,8 +95,10 @@ class RunnerPool(LoggingConfigurable):
             if deadline is None:
                 await self._wake.wait()
             else:
+                # A deadline already past is a job being taken out of a scheduler's queue: look again in a second.
+                wait = deadline - time.time()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.05, deadline - time.time()))
+                    await asyncio.wait_for(self._wake.wait(), wait if wait > 0 else 1.0)
             self._wake.clear()
             try:
                 self._expire_queued()
