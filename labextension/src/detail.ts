@@ -1,9 +1,12 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Poll } from '@lumino/polling';
-import { Widget } from '@lumino/widgets';
+import { PanelLayout, Widget } from '@lumino/widgets';
 
+import { JobDisplays } from './displays';
 import { JobsAPI, JobsAPIError } from './handler';
+import { JobLog } from './log';
 import { IJob, TERMINAL } from './tokens';
 import { badge, formatDuration, formatTime, h } from './util';
 
@@ -25,13 +28,14 @@ export function parseOverrides(text: string): { [key: string]: any } {
   return overrides;
 }
 
-/** One job, as PrimeHub shows it: fields, live log, Cancel and Rerun, outputs. */
+/** One job, as PrimeHub shows it: fields, live log, rich outputs, Cancel and Rerun, output files. */
 export class JobDetail extends Widget {
   constructor(
     private api: JobsAPI,
     private trans: TranslationBundle,
     readonly jobId: number,
-    private actions: { changed: () => void; open: (job: IJob) => void }
+    private actions: { changed: () => void; open: (job: IJob) => void },
+    rendermime: IRenderMimeRegistry | null = null
   ) {
     super();
     this.addClass('jp-JobDetail');
@@ -48,17 +52,29 @@ export class JobDetail extends Widget {
     this._rerun.onclick = () => void this.rerun();
     this._error = h('div', 'jp-JobDetail-error');
     bar.append(this._cancel, this._rerun, this._error);
-    this._log = h('pre', 'jp-JobDetail-log');
+    this._log = new JobLog('jp-JobDetail-log');
+    this._displays = new JobDisplays(api, () => rendermime);
+    this._displays.addClass('jp-JobDetail-displays');
+    const displaysTitle = h('h3', 'jp-JobDetail-displaysTitle', trans.__('Rich output'));
+    displaysTitle.style.display = 'none';
+    this._displays.changed.connect((_, count) => (displaysTitle.style.display = count ? '' : 'none'));
     this._outputs = h('div', 'jp-JobDetail-outputs');
-    this.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')), this._log,
-      this._outputs);
+    const top = new Widget();
+    top.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')));
+    const layout = (this.layout = new PanelLayout());
+    layout.addWidget(top);
+    layout.addWidget(this._log);
+    layout.addWidget(new Widget({ node: displaysTitle }));
+    layout.addWidget(this._displays);
+    layout.addWidget(new Widget({ node: this._outputs }));
     this._poll = new Poll({
       factory: () => this._refresh(),
       frequency: { interval: 1000, backoff: true, max: 15000 },
       standby: 'when-hidden',
       name: `jupyter-jobs:job-${jobId}`
     });
-    void this.api.follow(jobId, 0, text => this._append(text), this._abort.signal);
+    void this.api.follow(jobId, 0, text => this._log.append(text), this._abort.signal);
+    void this._displays.follow(jobId);
   }
 
   get job(): IJob | null {
@@ -165,14 +181,6 @@ export class JobDetail extends Widget {
     this._outputs.replaceChildren(...children);
   }
 
-  private _append(text: string): void {
-    const stick = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
-    this._log.append(text);
-    if (stick) {
-      this._log.scrollTop = this._log.scrollHeight;
-    }
-  }
-
   private _fail(error: unknown): void {
     this._error.textContent = error instanceof JobsAPIError || error instanceof Error ? error.message : String(error);
     this._cancel.disabled = this._job ? TERMINAL.includes(this._job.status) : false;
@@ -194,6 +202,7 @@ export class JobDetail extends Widget {
   private _cancel: HTMLButtonElement;
   private _rerun: HTMLButtonElement;
   private _error: HTMLDivElement;
-  private _log: HTMLPreElement;
+  private _log: JobLog;
+  private _displays: JobDisplays;
   private _outputs: HTMLDivElement;
 }

@@ -1,0 +1,123 @@
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { h } from './util';
+
+// Complete escape sequences: CSI (colours, cursor moves), OSC (titles, links), and two-byte ones.
+const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]/g;
+// An escape sequence cut at the end of a chunk: kept until the rest arrives.
+const PARTIAL_ESCAPE = /\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*)?$/;
+
+/**
+ * Text as a terminal shows it: `\n` ends the line, `\r` goes back to the start of the line and what
+ * follows overwrites it (a tqdm bar stays ONE line), `\b` steps back one character. ANSI escape
+ * sequences are dropped (a log is plain text here), also when a chunk cuts one in two.
+ */
+export class TerminalText {
+  /**
+   * Take a chunk; returns the lines it completed (with their newlines) and the line being written.
+   */
+  feed(chunk: string): { done: string; current: string } {
+    let text = this._pending + chunk;
+    const partial = PARTIAL_ESCAPE.exec(text);
+    this._pending = partial ? partial[0] : '';
+    if (partial) {
+      text = text.slice(0, partial.index);
+    }
+    text = text.replace(ESCAPES, '');
+    let done = '';
+    for (const part of text.split(/([\r\n\b])/)) {
+      if (part === '\n') {
+        done += this._line + '\n';
+        this._line = '';
+        this._cursor = 0;
+      } else if (part === '\r') {
+        this._cursor = 0;
+      } else if (part === '\b') {
+        this._cursor = Math.max(0, this._cursor - 1);
+      } else if (part) {
+        this._line = this._line.slice(0, this._cursor) + part + this._line.slice(this._cursor + part.length);
+        this._cursor += part.length;
+      }
+    }
+    return { done, current: this._line };
+  }
+
+  private _pending = '';
+  private _line = '';
+  private _cursor = 0;
+}
+
+/**
+ * A job's log: follows the end while the reader is at the end, and stays exactly where the reader
+ * scrolled it otherwise (new text never moves the view). Finished lines are appended, only the line
+ * being written is replaced, so a long log costs nothing per update.
+ */
+export class JobLog extends Widget {
+  constructor(className = '') {
+    super({ node: h('pre', `jp-JobLog ${className}`.trim()) });
+    this.node.tabIndex = 0; // scrollable with the keyboard
+    this.node.append(this._current);
+    this.node.addEventListener('scroll', () => {
+      if (this.node.clientHeight > 0) {
+        this._follow = this._atEnd();
+        this._top = this.node.scrollTop;
+      }
+    });
+  }
+
+  /** Whether anything was written. */
+  get isEmpty(): boolean {
+    return this._empty;
+  }
+
+  /** All the text shown. */
+  get text(): string {
+    return this.node.textContent ?? '';
+  }
+
+  append(chunk: string): void {
+    if (!chunk) {
+      return;
+    }
+    const { done, current } = this._terminal.feed(chunk);
+    if (done) {
+      this.node.insertBefore(document.createTextNode(done), this._current);
+    }
+    if (this._current.textContent !== current) {
+      this._current.textContent = current;
+    }
+    if (done || current) {
+      this._empty = false;
+      this.node.dataset.empty = 'false';
+    }
+    this._restore();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    this._restore();
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    this._restore();
+  }
+
+  /** At the end if following; else where the reader left it (a hidden tab may have lost it). */
+  private _restore(): void {
+    if (this._follow) {
+      this.node.scrollTop = this.node.scrollHeight;
+    } else if (this.node.scrollTop !== this._top) {
+      this.node.scrollTop = this._top;
+    }
+  }
+
+  private _atEnd(): boolean {
+    return this.node.scrollTop + this.node.clientHeight >= this.node.scrollHeight - 4;
+  }
+
+  private _terminal = new TerminalText();
+  private _current = h('span', 'jp-JobLog-current');
+  private _follow = true;
+  private _top = 0;
+  private _empty = true;
+}
