@@ -108,6 +108,9 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     this._link.title = trans.__('Open the page of job %1', ref.id);
     this._link.setAttribute('aria-label', this._link.title);
     this._cancel.setAttribute('aria-label', trans.__('Cancel job %1', ref.id));
+    this._log.node.setAttribute('aria-label', trans.__('Log of job %1', ref.id));
+    this._displays.node.setAttribute('aria-label', trans.__('Output of job %1', ref.id));
+    this._displays.node.setAttribute('role', 'region');
     this._fetch.setAttribute('aria-label', trans.__('Fetch the values of job %1 into this notebook', ref.id));
     this._fetch.title = trans.__('Run %job fetch %1 in this notebook\'s kernel: %2', ref.id, ref.out.join(', '));
     this._watch = this.services.watcher.watch(ref.id, state => this._show(state), { notify: true });

@@ -268,6 +268,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     result = view.locator(".jp-JobView-result")
     expect(result).not_to_have_text(re.compile(r"^(Fetching…)?$"), timeout=TIMEOUT)
     assert kernel_eval(page, "answer") == "42", result.inner_text()
+    screenshot(view, "fetch-values.png")
     assert not page.errors, page.errors
 
 
