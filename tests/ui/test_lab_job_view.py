@@ -21,6 +21,7 @@ TIMEOUT = 60_000
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "issue11"
 MIME = "application/vnd.jupyter-jobs.job+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+ENDED = ("Succeeded", "Failed", "Cancelled", "Unknown")
 
 # A 160x90 PNG, a plot of sorts (a curve on a light background), made here so the test needs no plotting library.
 def _png() -> str:
@@ -85,6 +86,27 @@ def api(lab, method: str, path: str, body: dict | None = None) -> dict:
         headers={"Authorization": f"token {lab['token']}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"{}")
+
+
+@pytest.fixture
+def submit(lab):
+    """Submit jobs through the REST API; cancelled and deleted afterwards, so that the other tests of
+    this server (test_lab_panel counts the jobs it lists) find none of them."""
+    ids: list[int] = []
+
+    def submit(spec: dict) -> dict:
+        job = api(lab, "POST", "jobs", spec)
+        ids.append(job["id"])
+        return job
+
+    yield submit
+    for job_id in ids:
+        if api(lab, "GET", f"jobs/{job_id}")["status"] not in ENDED:
+            api(lab, "POST", f"jobs/{job_id}/cancel")
+        deadline = time.monotonic() + 30
+        while api(lab, "GET", f"jobs/{job_id}")["status"] not in ENDED and time.monotonic() < deadline:
+            time.sleep(0.2)
+        api(lab, "DELETE", f"jobs/{job_id}")
 
 
 def bundle(job_id: int, name: str, out: list[str]) -> dict:
@@ -156,11 +178,11 @@ def screenshot(target, name: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page, lab):
+def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page, lab, submit):
     go = lab["root"] / "progress.go"
     script = lab["root"] / "progress_job.py"
     script.write_text(JOB)
-    job = api(lab, "POST", "jobs", {"name": "progress", "cmd": f"{sys.executable} {script} {go}"})
+    job = submit({"name": "progress", "cmd": f"{sys.executable} {script} {go}"})
     write_notebook(lab, "jobs.ipynb", [bundle(job["id"], "progress", ["answer"])])
     open_notebook(page, "jobs.ipynb")
 
@@ -272,8 +294,8 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     assert not page.errors, page.errors
 
 
-def test_cancel_after_confirmation_and_a_job_that_is_not_there(page, lab):
-    job = api(lab, "POST", "jobs", {"name": "sleeper", "cmd": "echo sleeping; sleep 300"})
+def test_cancel_after_confirmation_and_a_job_that_is_not_there(page, lab, submit):
+    job = submit({"name": "sleeper", "cmd": "echo sleeping; sleep 300"})
     write_notebook(lab, "cancel.ipynb", [bundle(job["id"], "sleeper", []), bundle(987654, "gone", [])])
     open_notebook(page, "cancel.ipynb")
     run_all(page)
