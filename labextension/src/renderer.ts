@@ -317,7 +317,10 @@ export function elapsedSeconds(job: IJob, fetchedAt: number): number | null {
   return base + Math.max(0, ticking);
 }
 
-/** Download links to a job's output files, grouped by folder as the server lists them. */
+/**
+ * Download links to a job's output files, as the server offers them: each file, each folder as one
+ * tar (GET /jobs/{id}/outputs/{folder}), and all of them as one tar (GET /jobs/{id}/outputs?archive=tar).
+ */
 export function outputFileList(
   outputs: IOutput[],
   trans: TranslationBundle,
@@ -325,25 +328,44 @@ export function outputFileList(
   more: () => void
 ): HTMLElement {
   const box = h('div', 'jp-JobFiles');
-  box.append(h('div', 'jp-JobFiles-title', trans.__('Output files')));
+  const title = h('div', 'jp-JobFiles-title', trans.__('Output files'));
+  const files = outputs.filter(o => o.url && !o.type);
+  if (files.length > 1) {
+    // Every file's URL is the outputs URL followed by its path.
+    const first = files[0];
+    const all = downloadLink(
+      `${first.url.slice(0, first.url.length - first.path.length - 1)}?archive=tar`,
+      'outputs.tar',
+      trans.__('all as .tar'),
+      trans.__('Download every output file as one tar archive')
+    );
+    all.classList.add('jp-JobFiles-all');
+    title.append(' · ', all);
+  }
+  box.append(title);
   const list = h('ul', 'jp-JobFiles-list');
   let folder: string | null = null;
   for (const output of outputs.slice(0, max)) {
     const at = output.path.lastIndexOf('/');
-    const dir = at >= 0 ? output.path.slice(0, at + 1) : '';
+    const dir = at >= 0 ? output.path.slice(0, at) : '';
+    const name = output.path.slice(at + 1);
     if (dir && dir !== folder) {
-      list.append(h('li', 'jp-JobFiles-folder', dir));
+      const item = h('li', 'jp-JobFiles-folder');
+      const url = output.url && output.url.slice(0, output.url.length - name.length - 1);
+      item.append(
+        url
+          ? downloadLink(url, `${dir.split('/').pop()}.tar`, `${dir}/`, trans.__('Download folder %1 as a tar archive', dir))
+          : `${dir}/`
+      );
+      list.append(item);
     }
     folder = dir;
     const item = h('li', dir ? 'jp-JobFiles-file jp-mod-nested' : 'jp-JobFiles-file');
     if (output.url && !output.type) {
-      const link = h('a', 'jp-JobFiles-link', at >= 0 ? output.path.slice(at + 1) : output.path);
-      link.href = output.url;
-      link.download = output.path.slice(at + 1);
-      link.title = trans.__('Download %1', output.path);
-      item.append(link, h('span', 'jp-JobFiles-size', formatSize(output.size)));
+      item.append(downloadLink(output.url, name, name, trans.__('Download %1', output.path)));
+      item.append(h('span', 'jp-JobFiles-size', formatSize(output.size)));
     } else {
-      item.append(h('span', '', output.path), h('span', 'jp-JobFiles-size', trans.__('symbolic link, not served')));
+      item.append(h('span', '', name), h('span', 'jp-JobFiles-size', trans.__('symbolic link, not served')));
     }
     list.append(item);
   }
@@ -354,6 +376,14 @@ export function outputFileList(
     box.append(rest);
   }
   return box;
+}
+
+function downloadLink(url: string, filename: string, text: string, title: string): HTMLAnchorElement {
+  const link = h('a', 'jp-JobFiles-link', text);
+  link.href = url;
+  link.download = filename;
+  link.title = title;
+  return link;
 }
 
 /** "12 B", "3.4 kB", "1.2 MB". */

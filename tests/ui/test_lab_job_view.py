@@ -66,6 +66,10 @@ JOB = textwrap.dedent("""
           "<script>window.jjUntrustedRan = true</script>"}})
     show({"output_type": "display_data", "data": {"text/markdown": "**step** 0"}, "metadata": {},
           "transient": {"display_id": "step"}})
+    os.makedirs(os.path.join(os.environ["JOB_OUTPUTS"], "curves"))
+    for name in ("loss.csv", "accuracy.csv"):
+        with open(os.path.join(os.environ["JOB_OUTPUTS"], "curves", name), "w") as handle:
+            handle.write("epoch,value\\n1,0.25\\n")
     with open(os.path.join(os.environ["JOB_OUTPUTS"], "_jj_out.pkl"), "wb") as handle:
         pickle.dump({"answer": pickle.dumps(42), "__jj_errors__": {}}, handle)
     n = 0
@@ -268,7 +272,14 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     page.wait_for_function("(n) => n.getBoundingClientRect().right <= window.innerWidth", arg=toast.element_handle())
     page.wait_for_timeout(300)  # the toast has slid in
     screenshot(page, "notification-job-ended.png")
+    # Its output files are download links; a folder downloads as one tar, as the server offers it.
     expect(view.locator(".jp-JobFiles-link", has_text="_jj_out.pkl")).to_be_visible(timeout=TIMEOUT)
+    folder = view.locator(".jp-JobFiles-folder a")
+    expect(folder).to_have_text("curves/")
+    kind = page.evaluate("(a) => fetch(a.href).then(r => r.headers.get('content-type'))", folder.element_handle())
+    assert kind.startswith("application/x-tar"), kind
+    csv = view.locator(".jp-JobFiles-link", has_text="loss.csv")
+    assert page.evaluate("(a) => fetch(a.href).then(r => r.text())", csv.element_handle()) == "epoch,value\n1,0.25\n"
 
     # Its action opens the job's page: the same rich outputs, and the bar as one line.
     toast.locator("button", has_text="Open job").click()
