@@ -55,6 +55,7 @@ JOB = textwrap.dedent("""
         displays.flush()
     for i in range(40):
         print(f"setup line {i}", flush=True)
+    print("\\x1b[32mcoloured\\x1b[0m text", flush=True)
     for i in range(0, 101, 5):
         sys.stderr.write(f"\\r{i:3d}%|{'#' * (i // 10):<10}| {i}/100")
         sys.stderr.flush()
@@ -214,6 +215,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     expect(log).to_contain_text("tick 2", timeout=TIMEOUT)
     bars = [line for line in log_lines(view) if "%|" in line]
     assert bars == ["100%|##########| 100/100"], bars
+    assert "coloured text" in log_lines(view) and "[32m" not in log.inner_text()  # ANSI codes dropped
 
     # The log follows its end; once the reader scrolls up, new lines do not move it.
     assert page.evaluate("(n) => n.scrollTop + n.clientHeight >= n.scrollHeight - 4", log.element_handle())
