@@ -5,6 +5,7 @@ import { Poll } from '@lumino/polling';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
 import { JobDisplays } from './displays';
+import { outputFileList } from './files';
 import { JobsAPI, JobsAPIError } from './handler';
 import { JobLog } from './log';
 import { IJob, TERMINAL } from './tokens';
@@ -165,16 +166,7 @@ export class JobDetail extends Widget {
     const { outputs, missing } = await this.api.outputs(this.jobId);
     const trans = this.trans;
     const children: HTMLElement[] = [h('h3', '', trans.__('Outputs'))];
-    const list = h('ul');
-    for (const output of outputs) {
-      const item = h('li');
-      const link = h('a', 'jp-JobDetail-output', output.path);
-      link.href = output.url;
-      link.download = output.path.split('/').pop() || output.path;
-      item.append(link, ` (${output.size} B)`);
-      list.append(item);
-    }
-    children.push(outputs.length ? list : h('p', '', trans.__('No outputs.')));
+    children.push(outputs.length ? outputFileList(outputs, trans) : h('p', '', trans.__('No outputs.')));
     if (missing.length) {
       children.push(h('p', 'jp-JobDetail-error', trans.__('Missing: %1', missing.join(', '))));
     }

@@ -1,4 +1,4 @@
-import { IJob } from './tokens';
+import { IJob, TERMINAL } from './tokens';
 
 /** Create an element with classes and optional text. */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -41,7 +41,15 @@ export function badge(job: IJob): HTMLSpanElement {
   return node;
 }
 
-/** Seconds the job has been running (or queued, before it starts). */
-export function elapsed(job: IJob): number | null {
-  return job.durations.running ?? job.durations.queued;
+/**
+ * Seconds the job has been running (or queued, before it starts); with `fetchedAt` (when the record
+ * was fetched, ms since the epoch), ticking on from then while it has not ended.
+ */
+export function elapsed(job: IJob, fetchedAt = 0): number | null {
+  const base = job.durations.running ?? job.durations.queued;
+  if (base === null || base === undefined) {
+    return null;
+  }
+  const ticking = !TERMINAL.includes(job.status) && fetchedAt ? (Date.now() - fetchedAt) / 1000 : 0;
+  return base + Math.max(0, ticking);
 }

@@ -291,6 +291,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     expect(detail.locator(".jp-JobDisplays table", has_text="loss")).to_be_visible()
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("done", timeout=TIMEOUT)
     assert detail.locator(".jp-JobDetail-log").inner_text().count("%|") == 1
+    expect(detail.locator(".jp-JobFiles-folder a")).to_have_text("curves/", timeout=TIMEOUT)  # same file list
     detail.locator(".jp-JobDisplays table").scroll_into_view_if_needed()
     screenshot(page, "job-page-rich-output.png")
 

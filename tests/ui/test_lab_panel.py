@@ -106,7 +106,7 @@ def test_run_a_notebook_as_a_job_from_the_file_browser(page, lab, shots):
     detail = current_detail(page)
     expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("cell 1/1 done")
-    expect(detail.locator(".jp-JobDetail-output", has_text="report.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobFiles-link", has_text="report.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     page.screenshot(path=str(shots / "notebook-job-light.png"))
     assert not page.errors, page.errors
 
@@ -133,5 +133,5 @@ def test_run_as_job_from_the_notebook_toolbar(page, lab):
     button.locator("button").click()
     detail = current_detail(page)
     expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
-    expect(detail.locator(".jp-JobDetail-output", has_text="toolbar.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobFiles-link", has_text="toolbar.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     assert not page.errors, page.errors
