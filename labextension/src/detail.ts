@@ -165,8 +165,7 @@ export class JobDetail extends Widget {
   private async _showOutputs(): Promise<void> {
     const { outputs, missing } = await this.api.outputs(this.jobId);
     const trans = this.trans;
-    const children: HTMLElement[] = [h('h3', '', trans.__('Outputs'))];
-    children.push(outputs.length ? outputFileList(outputs, trans) : h('p', '', trans.__('No outputs.')));
+    const children = [outputs.length ? outputFileList(outputs, trans) : h('p', '', trans.__('No outputs.'))];
     if (missing.length) {
       children.push(h('p', 'jp-JobDetail-error', trans.__('Missing: %1', missing.join(', '))));
     }
