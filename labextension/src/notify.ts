@@ -16,12 +16,12 @@ export function notifyEnded(job: IJob, trans: TranslationBundle, openJob: (id: n
   const took = job.durations.running !== null ? trans.__(' after %1', formatDuration(job.durations.running)) : '';
   const why = job.status === 'Failed' && job.message ? `: ${job.message}` : '';
   return Notification.emit(
-    trans.__('Job %1 (%2) %3%4%5', job.id, job.name, job.status.toLowerCase(), took, why),
+    trans.__("Job #%1 '%2' %3%4%5", job.id, job.name, job.status.toLowerCase(), took, why),
     TYPES[job.status] ?? 'info',
     {
       // A failure stays until read; a success goes after a while (it stays in the notification list).
       autoClose: job.status === 'Succeeded' ? 10000 : false,
-      actions: [{ label: trans.__('Open job'), caption: trans.__('Open the page of job %1', job.id), callback: () => openJob(job.id) }]
+      actions: [{ label: trans.__('Open job'), caption: trans.__('Open the page of job #%1', job.id), callback: () => openJob(job.id) }]
     }
   );
 }

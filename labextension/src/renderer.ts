@@ -106,13 +106,13 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     this.node.dataset.jobId = String(ref.id);
     this._name.textContent = ref.name || trans.__('Job');
     this._link.textContent = `#${ref.id}`;
-    this._link.title = trans.__('Open the page of job %1', ref.id);
+    this._link.title = trans.__('Open the page of job #%1', ref.id);
     this._link.setAttribute('aria-label', this._link.title);
-    this._cancel.setAttribute('aria-label', trans.__('Cancel job %1', ref.id));
-    this._log.node.setAttribute('aria-label', trans.__('Log of job %1', ref.id));
-    this._displays.node.setAttribute('aria-label', trans.__('Output of job %1', ref.id));
+    this._cancel.setAttribute('aria-label', trans.__('Cancel job #%1', ref.id));
+    this._log.node.setAttribute('aria-label', trans.__('Log of job #%1', ref.id));
+    this._displays.node.setAttribute('aria-label', trans.__('Output of job #%1', ref.id));
     this._displays.node.setAttribute('role', 'region');
-    this._fetch.setAttribute('aria-label', trans.__('Fetch the values of job %1 into this notebook', ref.id));
+    this._fetch.setAttribute('aria-label', trans.__('Fetch the values of job #%1 into this notebook', ref.id));
     this._fetch.title = trans.__('Run %job fetch %1 in this notebook\'s kernel: %2', ref.id, ref.out.join(', '));
     this._watch = this.services.watcher.watch(ref.id, state => this._show(state), { notify: true });
     const abort = (this._abort = new AbortController());
@@ -128,8 +128,8 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     }
     const trans = this.services.trans;
     const result = await showDialog({
-      title: trans.__('Cancel job %1?', ref.id),
-      body: trans.__('Job %1 (%2) stops now; what it has not saved as an output is lost.', ref.id, ref.name),
+      title: trans.__('Cancel job #%1?', ref.id),
+      body: trans.__("Job #%1 '%2' stops now; what it has not saved as an output is lost.", ref.id, ref.name),
       buttons: [
         Dialog.cancelButton({ label: trans.__('Keep running') }),
         Dialog.warnButton({ label: trans.__('Cancel job') })
@@ -142,7 +142,7 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     try {
       await this.services.api.cancel(ref.id);
     } catch (error) {
-      this._result.textContent = trans.__('Could not cancel job %1: %2', ref.id, (error as Error).message);
+      this._result.textContent = trans.__('Could not cancel job #%1: %2', ref.id, (error as Error).message);
     }
     this.services.watcher.refresh(ref.id);
   }
@@ -198,7 +198,7 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     if (state.notFound && this._ref) {
       this._badge.replaceChildren();
       this._message.textContent = trans.__(
-        'Job %1 was not found on this server: it was deleted, or it ran on another Jupyter server.',
+        'Job #%1 was not found on this server: it was deleted, or it ran on another Jupyter server.',
         this._ref.id
       );
       this._hide(this._cancel, true);

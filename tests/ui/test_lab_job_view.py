@@ -258,7 +258,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     # Cancel asks first (a run may have taken hours): "Keep running" keeps it running.
     view.locator(".jp-JobView-cancel").click()
     dialog = page.locator(".jp-Dialog")
-    expect(dialog).to_contain_text(f"Cancel job {job['id']}?")
+    expect(dialog).to_contain_text(f"Cancel job #{job['id']}?")
     screenshot(page, "cancel-confirmation.png")
     dialog.locator("button", has_text="Keep running").click()
     expect(dialog).to_have_count(0)
@@ -269,7 +269,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     go.touch()
     expect(view).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
     expect(log).to_contain_text("done")
-    toast = page.locator(".Toastify__toast", has_text=f"Job {job['id']} (progress) succeeded")
+    toast = page.locator(".Toastify__toast", has_text=f"Job #{job['id']} 'progress' succeeded")
     expect(toast).to_have_count(1, timeout=TIMEOUT)
     page.wait_for_function("(n) => n.getBoundingClientRect().right <= window.innerWidth", arg=toast.element_handle())
     page.wait_for_timeout(300)  # the toast has slid in
@@ -315,19 +315,19 @@ def test_cancel_after_confirmation_and_a_job_that_is_not_there(page, lab, submit
     run_all(page)
     gone = page.locator(".jp-JobView[data-job-id='987654']")
     expect(gone).to_have_attribute("data-status", "NotFound", timeout=TIMEOUT)
-    expect(gone).to_contain_text("Job 987654 was not found on this server")
+    expect(gone).to_contain_text("Job #987654 was not found on this server")
     expect(gone.locator(".jp-JobView-cancel")).to_be_hidden()
 
     view = page.locator(f".jp-JobView[data-job-id='{job['id']}']")
     expect(view.locator(".jp-JobView-log")).to_contain_text("sleeping", timeout=TIMEOUT)
     cancel = view.locator(".jp-JobView-cancel")
-    expect(cancel).to_have_attribute("aria-label", f"Cancel job {job['id']}")
+    expect(cancel).to_have_attribute("aria-label", f"Cancel job #{job['id']}")
     cancel.click()
     page.locator(".jp-Dialog button", has_text="Cancel job").click()
     expect(view).to_have_attribute("data-status", "Cancelled", timeout=TIMEOUT)
     expect(cancel).to_be_hidden()
     expect(view.locator(".jp-JobView-fetch")).to_be_hidden()  # no --out values to fetch
-    expect(page.locator(".Toastify__toast", has_text=f"Job {job['id']} (sleeper) cancelled")).to_be_visible(
+    expect(page.locator(".Toastify__toast", has_text=f"Job #{job['id']} 'sleeper' cancelled")).to_be_visible(
         timeout=TIMEOUT)
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=TIMEOUT)
