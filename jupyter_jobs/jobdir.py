@@ -23,7 +23,8 @@ SYSTEM_PREFIX = "[jupyter-jobs]"
 
 @dataclass(frozen=True)
 class JobDir:
-    """``<jobs_dir>/<id>/`` with ``code/`` (working tree), ``outputs/``, ``job.log`` and ``run/``."""
+    """``<jobs_dir>/<id>/`` with ``code/`` (working tree), ``outputs/``, ``job.log``, ``displays.jsonl``
+    (what the job displayed: one Jupyter output a line) and ``run/``."""
 
     root: Path
 
@@ -40,6 +41,10 @@ class JobDir:
         return self.root / "job.log"
 
     @property
+    def displays(self) -> Path:
+        return self.root / "displays.jsonl"
+
+    @property
     def run(self) -> Path:
         return self.root / "run"
 
@@ -47,6 +52,11 @@ class JobDir:
         for path in (self.code, self.outputs, self.run):
             path.mkdir(parents=True, exist_ok=True)
         self.log.touch()
+        self.displays.touch()
+
+    def stream(self, name: str) -> Path:
+        """One of the job's append-only streams: ``log`` or ``displays``."""
+        return {"log": self.log, "displays": self.displays}[name]
 
     def say(self, text: str) -> None:
         """Append a line of our own to the job's log (O_APPEND, so safe beside the job's writes)."""
@@ -57,17 +67,17 @@ class JobDir:
         except OSError as exc:  # folder deleted, disk full: the record still says what happened
             logging.getLogger("jupyter_jobs").warning("jupyter-jobs: cannot write to %s (%s): %s", self.log, exc, text)
 
-    def read_log(self, offset: int, size: int) -> bytes:
+    def read_log(self, offset: int, size: int, stream: str = "log") -> bytes:
         try:
-            with open(self.log, "rb") as log:
+            with open(self.stream(stream), "rb") as log:
                 log.seek(offset)
                 return log.read(size)
-        except FileNotFoundError:
+        except FileNotFoundError:  # a stream the job never had (a folder made before displays existed)
             return b""
 
-    def log_size(self) -> int:
+    def log_size(self, stream: str = "log") -> int:
         try:
-            return self.log.stat().st_size
+            return self.stream(stream).stat().st_size
         except FileNotFoundError:
             return 0
 

@@ -317,12 +317,12 @@ class JobManager(LoggingConfigurable):
                 raise SpecError(str(exc), "status") from None
         return self.store.list(statuses=statuses, owner=owner, text=text, cursor=cursor, limit=limit)
 
-    async def follow_log(self, job_id: int, offset: int, follow: bool) -> AsyncIterator[bytes]:
-        """Chunks of a job's log from byte ``offset``; with ``follow``, until the job has ended."""
+    async def follow_log(self, job_id: int, offset: int, follow: bool, stream: str = "log") -> AsyncIterator[bytes]:
+        """Chunks of a job's log (or its ``displays``) from byte ``offset``; with ``follow``, until the job has ended."""
         folder = self.folder(job_id)
         finishing = False
         while True:
-            chunk = await asyncio.to_thread(folder.read_log, offset, LOG_CHUNK)
+            chunk = await asyncio.to_thread(folder.read_log, offset, LOG_CHUNK, stream)
             if chunk:
                 offset += len(chunk)
                 yield chunk

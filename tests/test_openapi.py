@@ -11,7 +11,8 @@ SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "api" / "o
 def openapi_path(pattern: str, handler) -> set[tuple[str, str]]:
     path = pattern.rstrip("/?").replace("/?", "")
     path = path.replace("/blobs/([^/]+)", "/blobs/{sha256}").replace("([^/]+)", "{id}").replace("(cancel|rerun)", "ACTION").replace("(.+)", "{path}")
-    methods = {m for m in ("get", "post", "put", "delete") if m.upper() in handler.__dict__ or m in handler.__dict__}
+    ours = [c for c in handler.__mro__ if c.__module__.startswith("jupyter_jobs")]  # a route's handler and its bases
+    methods = {m for m in ("get", "post", "put", "delete") if any(m.upper() in vars(c) or m in vars(c) for c in ours)}
     paths = [path.replace("ACTION", a) for a in ("cancel", "rerun")] if "ACTION" in path else [path]
     return {(p, m) for p in paths for m in methods}
 

@@ -2,7 +2,10 @@
 
 The cell (``_jj_cell.py``, beside it in the job's folder) runs in an IPython ``InteractiveShell``, so
 line and cell magics, ``!cmd``, ``display()`` and the last expression's value work as in the notebook,
-and a traceback shows the cell's own lines. An in-process shell, not a kernel: it starts in a fraction
+and a traceback shows the cell's own lines. What the cell displays (``display()``, figures through
+matplotlib's inline backend, the last expression's rich value, its error) is appended, one nbformat
+output a line, to ``$JOB_DISPLAYS`` as it happens (the server streams it at ``GET /jobs/{id}/displays``);
+the text of each goes to the log too, as a terminal IPython prints it. An in-process shell, not a kernel: it starts in a fraction
 of a kernel's time and needs no ports; where IPython is missing (an image with the bare standard
 library, ``env.python: none``) the cell runs as plain Python and says so.
 
@@ -14,12 +17,83 @@ away by a failure after it: the outputs are written even when the cell raised.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pickle
 import sys
 from typing import Any
 
 ERRORS_KEY = "__jj_errors__"
+#: matplotlib's backend in a job cell: figures become image/png displays, as in the notebook.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+class Displays:
+    """Appends Jupyter outputs to a file, one JSON line each, written whole with one ``write``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.failed = False
+
+    def write(self, output: dict[str, Any]) -> None:
+        if not self.path or self.failed:
+            return
+        try:
+            line = (json.dumps(output, default=_jsonable) + "\n").encode()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except (OSError, TypeError, ValueError) as exc:  # disk full, an object JSON cannot hold: the log says so
+            self.failed = True
+            print(f"jupyter-jobs: the cell's displays are no longer kept ({exc}); its log still is",
+                  file=sys.stderr, flush=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """Bytes (a PNG some formatters give raw) as base64 text, as Jupyter's own messages carry them."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return repr(value)
+
+
+def _shell_classes(displays: Displays) -> tuple[type, type, type]:
+    """An InteractiveShell whose displays, results and errors also go to ``displays``."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):  # type: ignore[override]
+            super().publish(data, metadata, source, transient=transient, update=update, **kwargs)
+            output = {"output_type": "update_display_data" if update else "display_data",
+                      "data": data, "metadata": metadata or {}}
+            if transient:
+                output["transient"] = transient
+            displays.write(output)
+
+        def clear_output(self, wait: bool = False) -> None:
+            super().clear_output(wait)
+            displays.write({"output_type": "clear_output", "wait": wait})
+
+    class Hook(DisplayHook):
+        def write_format_data(self, format_dict, md_dict=None):  # type: ignore[override]
+            super().write_format_data(format_dict, md_dict)
+            displays.write({"output_type": "execute_result", "execution_count": self.prompt_count,
+                            "data": format_dict, "metadata": md_dict or {}})
+
+    class Shell(InteractiveShell):
+        def _showtraceback(self, etype, evalue, stb):  # type: ignore[override]
+            super()._showtraceback(etype, evalue, stb)
+            if not issubclass(etype, SystemExit):  # the job's exit status, not an error of the cell
+                displays.write({"output_type": "error", "ename": etype.__name__, "evalue": str(evalue),
+                                "traceback": list(stb)})
+
+    return Shell, Publisher, Hook
 
 
 def _dumps(value: Any) -> bytes:
@@ -45,13 +119,15 @@ def _run_plain(source: str, namespace: dict[str, Any]) -> int:
     return 0
 
 
-def _run_ipython(source: str, inputs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _run_ipython(source: str, inputs: dict[str, Any], displays: Displays) -> tuple[int, dict[str, Any]]:
     """The cell's exit status (``sys.exit(3)`` in it is 3, as for a script; any other error 1) and namespace."""
+    import importlib.util
     import warnings
 
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance(colors="nocolor")
+    Shell, Publisher, Hook = _shell_classes(displays)
+    if "MPLBACKEND" not in os.environ and importlib.util.find_spec("matplotlib_inline"):
+        os.environ["MPLBACKEND"] = INLINE_BACKEND  # taken when the cell imports pyplot, not before
+    shell = Shell.instance(colors="nocolor", display_pub_class=Publisher, displayhook_class=Hook)
     shell.user_ns.update(inputs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="To exit: use 'exit'")  # IPython's words for a notebook's user
@@ -77,8 +153,9 @@ def main() -> int:
             inputs = pickle.load(handle)
     with open("_jj_cell.py", encoding="utf-8") as handle:
         source = handle.read()
+    displays = Displays(os.environ.get("JOB_DISPLAYS", ""))
     try:
-        status, namespace = _run_ipython(source, inputs)
+        status, namespace = _run_ipython(source, inputs, displays)
     except ImportError:
         namespace = {"__name__": "__main__", **inputs}
         status = _run_plain(source, namespace)

@@ -33,7 +33,7 @@ from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
 from .docker_env import EnvImages
-from .environment import JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
+from .environment import DISPLAYS_IN_CONTAINER, JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
 
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
@@ -210,7 +210,7 @@ class DockerBackend(Backend):
         env = job_environment(
             job, code="/code", outputs="/outputs",
             datasets={d.name: f"/data/{owner}/{d.name}" for d in launch.datasets}, gpus=gpus,
-            jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "",
+            jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER,
         )
         env["JOB_GPUS"] = ",".join(str(i) for i in gpus)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # /code is read-only
@@ -225,6 +225,7 @@ class DockerBackend(Backend):
             Mount("/code", str(folder.code), type="bind", read_only=True),
             _outputs_mount(folder, self.outputs_nosuid),
             Mount(LOG_IN_CONTAINER, str(folder.log), type="bind"),
+            Mount(DISPLAYS_IN_CONTAINER, str(_displays_file(folder)), type="bind"),
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
             *([Mount(JOBSIDE_IN_CONTAINER, self.jobside_dir, type="bind", read_only=True)] if self.jobside_dir else []),
         ]
@@ -434,14 +435,21 @@ def _outputs_mount(folder: JobDir, nosuid: bool) -> Mount:
     return Mount("/outputs", None, type="volume", driver_config=DriverConfig("local", options))
 
 
+def _displays_file(folder: JobDir) -> Path:
+    """The displays file, made if the job's folder predates it (a bind mount needs it to exist)."""
+    folder.displays.touch()
+    return folder.displays
+
+
 def _let_user_write(folder: JobDir, user: str) -> None:
-    """Let a job that runs as ``user`` (not root) write its outputs and its log."""
+    """Let a job that runs as ``user`` (not root) write its outputs, its log and its displays."""
     os.chmod(folder.outputs, 0o777)
     uid, _, gid = user.partition(":")
-    if uid.isdigit() and os.geteuid() == 0:
-        os.chown(folder.log, int(uid), int(gid) if gid.isdigit() else -1)
-    else:  # a user name, resolved inside the image
-        os.chmod(folder.log, 0o666)
+    for path in (folder.log, folder.displays):
+        if uid.isdigit() and os.geteuid() == 0:
+            os.chown(path, int(uid), int(gid) if gid.isdigit() else -1)
+        else:  # a user name, resolved inside the image
+            os.chmod(path, 0o666)
 
 
 def _reason(exc: Exception) -> str:

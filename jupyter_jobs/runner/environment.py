@@ -11,15 +11,18 @@ from ..spec import substitute
 
 #: Where the job-side package (:mod:`jupyter_jobs.jobside`) is mounted in a container.
 JOBSIDE_IN_CONTAINER = "/opt/jupyter-jobs/jobside"
+#: Where the job's displays file (``JOB_DISPLAYS``: what a job cell displayed) is mounted in a container.
+DISPLAYS_IN_CONTAINER = "/.jupyter-jobs/displays.jsonl"
 
 
 def job_environment(
     job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...],
-    jobside: str = "",
+    jobside: str = "", displays: str = "",
 ) -> dict[str, str]:
     """Variables of a job: env.vars, then JOB_*, GPUs and the vars of inputs, outputs and datasets.
 
-    ``code``, ``outputs``, ``datasets`` and ``jobside`` (the folder holding ``jupyter_jobs_jobside``,
+    ``code``, ``outputs``, ``datasets``, ``displays`` (the file a job cell's rich outputs go to,
+    ``JOB_DISPLAYS``) and ``jobside`` (the folder holding ``jupyter_jobs_jobside``,
     appended to ``PYTHONPATH``) are paths as the job sees them (host paths for the local backend,
     ``/code`` ... in a container).
     """
@@ -38,6 +41,8 @@ def job_environment(
         "NVIDIA_VISIBLE_DEVICES": visible if visible else "void",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     })
+    if displays:
+        env["JOB_DISPLAYS"] = displays
     if jobside:  # after the spec's own PYTHONPATH: the job's modules win
         env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), jobside) if p)
     for item in job.spec.inputs:

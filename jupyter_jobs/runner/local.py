@@ -248,7 +248,7 @@ class LocalBackend(Backend):
             code=str(launch.folder.code),
             outputs=str(launch.folder.outputs),
             datasets={d.name: d.path for d in launch.datasets},
-            gpus=launch.job.allocation.gpus, jobside=self.jobside_dir,
+            gpus=launch.job.allocation.gpus, jobside=self.jobside_dir, displays=str(launch.folder.displays),
         )
 
     async def start(self, launch: Launch) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..errors import BackendError, BackendUnavailable
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
-from .environment import JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
+from .environment import DISPLAYS_IN_CONTAINER, JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
 
 #: Where a container job's environment (env.python) is mounted, under its folder's name.
 ENV_IN_CONTAINER = "/opt/jupyter-jobs/env"
@@ -153,7 +153,8 @@ class SlurmBackend(Backend):
         job, folder, itype = launch.job, launch.folder, launch.instance_type
         replicas = job.spec.replicas
         env = job_environment(job, code=str(folder.code), outputs=str(folder.outputs),
-                              datasets={d.name: d.path for d in launch.datasets}, gpus=(), jobside=self.jobside_dir)
+                              datasets={d.name: d.path for d in launch.datasets}, gpus=(), jobside=self.jobside_dir,
+                              displays=str(folder.displays))
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)  # Slurm sets the GPUs it gives the job
         command = job_command(job, env)
@@ -223,11 +224,13 @@ class SlurmBackend(Backend):
         # The owner names a folder in the container: never a path or shell word of the user's choosing.
         data = {d.name: posixpath.join("/data", owner_folder(job.owner), d.name) for d in launch.datasets}
         env = job_environment(job, code="/code", outputs="/outputs", datasets=data, gpus=(),
-                              jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "")
+                              jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER)
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)
         command = job_command(job, env)
-        volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs")]
+        folder.displays.touch()  # a bind mount needs it to exist
+        volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs"),
+                   (str(folder.displays), DISPLAYS_IN_CONTAINER)]
         if launch.python_target:  # env.python: its packages first on the image's python's path
             where = posixpath.join(ENV_IN_CONTAINER, posixpath.basename(launch.python_target))
             volumes.append((launch.python_target, f"{where}:ro"))

@@ -39,10 +39,10 @@ def map_body(context, body):
 
 @schemathesis.hook
 def map_query(context, query):
-    # Following the log of a job that runs (the `sleep 600` one, and its reruns) streams until it ends, far
+    # Following the log (or displays) of a job that runs (the `sleep 600` one, and its reruns) streams until it ends, far
     # longer than a request may take here: a generated `follow` is kept as text but made false. Following
     # is tried by the tests of the log route (tests/test_handlers.py, tests/test_jobs_e2e.py).
     operation = getattr(context, "operation", None)
-    if isinstance(query, dict) and "follow" in query and operation is not None and operation.path.endswith("/logs"):
+    if isinstance(query, dict) and "follow" in query and operation is not None and operation.path.endswith(("/logs", "/displays")):
         return {**query, "follow": "0"}
     return query

@@ -29,3 +29,13 @@ def test_without_ipython_the_cell_runs_as_plain_python_and_its_outputs_travel(tm
     assert "--out missing: the cell did not define it" in done.stderr
     sent = pickle.loads((outputs / "_jj_out.pkl").read_bytes())
     assert pickle.loads(sent["values"]) == [0, 1, 4, 9] and list(sent["__jj_errors__"]) == ["missing"]
+
+
+def test_a_full_disk_stops_keeping_displays_with_one_line_in_the_log_not_the_cell(capsys):
+    from jupyter_jobs.jobside.cell import Displays
+
+    displays = Displays("/dev/full")  # every write: ENOSPC
+    displays.write({"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {}})
+    displays.write({"output_type": "display_data", "data": {"text/plain": "y"}, "metadata": {}})
+    assert displays.failed
+    assert capsys.readouterr().err.count("the cell's displays are no longer kept") == 1

@@ -3,6 +3,7 @@ there these tests fail, never skip, when the daemon is missing)."""
 import asyncio
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -177,10 +178,15 @@ async def test_an_image_that_cannot_be_had_fails_the_job_naming_it(api, server_i
 @pytest.mark.parametrize("jobs_config", [{"JobManager": {"backend": "docker"}, "DockerBackend": {"user": "65534:65534"},
                                           "Cluster": {"gpus": 0}}])
 async def test_non_root_user_option(api, server_id):
-    job = await api.submit({"cmd": "id -u; echo ok > $JOB_OUTPUTS/o.txt", "outputs": ["o.txt"]})
+    shown = '{"output_type": "display_data", "data": {"text/plain": "shown"}, "metadata": {}}'
+    job = await api.submit({"cmd": f"id -u; echo ok > $JOB_OUTPUTS/o.txt; echo '{shown}' >> \"$JOB_DISPLAYS\"",
+                            "outputs": ["o.txt"]})
     done = await api.wait(job["id"], timeout=60)
     assert done["status"] == "Succeeded", done["message"]
     assert "65534" in (await api.log(job["id"])).splitlines()
+    # What a job cell displays reaches the server from a container that is not root too.
+    displays = await api.call("GET", "jobs", str(job["id"]), "displays", raw=True)
+    assert json.loads(displays.body)["data"] == {"text/plain": "shown"}
 
 
 @pytest.fixture

@@ -32,10 +32,14 @@ def jobs_config():
 
 async def test_success_with_log_and_outputs_and_failure_with_exit_code(api):
     assert (await api.call("GET", "config"))["backend"] == "slurm"
-    job = await api.submit({"cmd": "echo on $SLURM_JOB_NODELIST; echo weights > $MODEL", "outputs": [{"m.bin": "MODEL"}]})
+    shown = '{"output_type": "display_data", "data": {"text/plain": "shown"}, "metadata": {}}'
+    job = await api.submit({"cmd": f"echo on $SLURM_JOB_NODELIST; echo weights > $MODEL; echo '{shown}' >> $JOB_DISPLAYS",
+                            "outputs": [{"m.bin": "MODEL"}]})
     done = await api.wait(job["id"], timeout=60)
     assert done["status"] == "Succeeded", done["message"]
     assert "on jj" in await api.log(job["id"])
+    displays = await api.call("GET", "jobs", str(job["id"]), "displays", raw=True)
+    assert displays.body.decode().strip() == shown
     assert done["outputs"] == [{"path": "m.bin", "size": 8}]
     failed = await api.wait((await api.submit({"cmd": "echo boom; exit 3"}))["id"], timeout=60)
     assert (failed["status"], failed["exit_code"]) == ("Failed", 3)
