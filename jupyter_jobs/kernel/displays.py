@@ -93,6 +93,14 @@ def safe_output(output: dict[str, Any]) -> dict[str, Any] | None:
     return safe
 
 
+def adds_to_log(output: dict[str, Any]) -> bool:
+    """Whether an output shows more than the job's log does: the job prints the text of each display,
+    result and error to its log as terminal IPython does, so those with text only are there already."""
+    if output["output_type"] == "clear_output":
+        return True
+    return output["output_type"] != "error" and bool(set(output.get("data") or {}) - {"text/plain"})
+
+
 class DisplayStream:
     """Reads ``/displays`` in chunks: whole lines become outputs, a trailing partial line waits for the rest."""
 
@@ -117,4 +125,4 @@ class DisplayStream:
         return outputs
 
 
-__all__ = ["DisplayStream", "clean_html", "safe_output"]
+__all__ = ["DisplayStream", "adds_to_log", "clean_html", "safe_output"]

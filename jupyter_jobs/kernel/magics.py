@@ -23,6 +23,7 @@ from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
 from .environment import envelope, wants_environment
 from .packaging import check_size, collect_project, local_modules
+from .displays import adds_to_log
 from .view import JobView
 from .waiting import OutWaiter, out_names
 
@@ -382,14 +383,15 @@ class JobMagics(Magics):
 
 
 def _publish(output: dict) -> None:
-    """Show a job's rich output (made safe) in the running cell, as the cell itself would have."""
+    """Show a job's rich output (made safe) in the running cell, as the cell itself would have; the text of
+    each is in the job's log already, printed above."""
     from IPython.display import clear_output, publish_display_data
 
     kind = output["output_type"]
+    if not adds_to_log(output):
+        return
     if kind == "clear_output":
         clear_output(wait=output["wait"])
-    elif kind == "error":
-        print("\n".join(output["traceback"]) or f"{output['ename']}: {output['evalue']}", file=sys.stderr)
     else:
         publish_display_data(output["data"], output["metadata"], transient=output.get("transient"),
                              update=kind == "update_display_data")

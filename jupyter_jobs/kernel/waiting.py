@@ -77,6 +77,11 @@ class OutWaiter:
         self.shell.events.register("post_run_cell", self.post_run_cell)
         self.shell.ast_transformers.append(self._refusal)
 
+    def unregister(self) -> None:
+        self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
+        self.shell.events.unregister("post_run_cell", self.post_run_cell)
+        self.shell.ast_transformers.remove(self._refusal)
+
     def expect(self, job: dict, names: list[str]) -> None:
         if names:
             self.pending[job["id"]] = Pending(job, names)

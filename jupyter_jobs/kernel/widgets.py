@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .client import TERMINAL, ApiError, JobsClient
-from .displays import DisplayStream
+from .displays import DisplayStream, adds_to_log
 from .terminal import TerminalText
 
 COLOURS = {
@@ -134,7 +134,8 @@ class JobWidget(widgets.VBox):
                 self._offset += len(chunk)
                 self.terminal.feed(chunk)
             for output in self.stream.feed(shown):
-                self.show_output(output)
+                if adds_to_log(output):
+                    self.show_output(output)
             self._render()
             if self.job["status"] in TERMINAL and not chunk and not shown:
                 await self._finish()

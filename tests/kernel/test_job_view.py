@@ -2,7 +2,7 @@
 blocks that changed are sent again), rich outputs made safe and shown one widget each."""
 import json
 
-from jupyter_jobs.kernel.displays import DisplayStream, clean_html, safe_output
+from jupyter_jobs.kernel.displays import DisplayStream, adds_to_log, clean_html, safe_output
 from jupyter_jobs.kernel.terminal import TerminalText
 from jupyter_jobs.kernel.view import JOB_MIME, JobView
 from jupyter_jobs.kernel.widgets import JobWidget
@@ -57,8 +57,9 @@ def test_rich_outputs_show_one_widget_each_and_honour_updates_and_clears():
     stream = DisplayStream()
     lines = [
         {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}, "metadata": {}},
-        {"output_type": "display_data", "data": {"text/plain": "0%"}, "metadata": {}, "transient": {"display_id": "p"}},
-        {"output_type": "update_display_data", "data": {"text/plain": "50%"}, "metadata": {},
+        {"output_type": "display_data", "data": {"text/html": "<b>0%</b>"}, "metadata": {},
+         "transient": {"display_id": "p"}},
+        {"output_type": "update_display_data", "data": {"text/html": "<b>50%</b>"}, "metadata": {},
          "transient": {"display_id": "p"}},
     ]
     raw = "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -68,12 +69,15 @@ def test_rich_outputs_show_one_widget_each_and_honour_updates_and_clears():
     assert first == [] and stream.offset == len(raw)
     views = widget.displays_view.children
     assert len(views) == 2 and views[0].outputs[0]["data"]["image/png"] == "iVBOR"
-    assert views[1].outputs[0]["data"] == {"text/plain": "50%"}
+    assert views[1].outputs[0]["data"] == {"text/html": "<b>50%</b>"}
     widget.show_output({"output_type": "clear_output", "wait": True})
     assert len(widget.displays_view.children) == 2  # wait=True: cleared when the next output comes
     widget.show_output(safe_output({"output_type": "execute_result", "execution_count": 1,
-                                    "data": {"text/plain": "42"}, "metadata": {}}))
-    assert [o["data"] for o in widget.displayed] == [{"text/plain": "42"}]
+                                    "data": {"text/plain": "42", "text/markdown": "**42**"}, "metadata": {}}))
+    assert [o["data"] for o in widget.displayed] == [{"text/plain": "42", "text/markdown": "**42**"}]
+    # Text alone, and errors, are in the job's log already (the job prints them as terminal IPython).
+    assert not adds_to_log({"output_type": "execute_result", "data": {"text/plain": "42"}})
+    assert not adds_to_log({"output_type": "error", "ename": "E", "evalue": "", "traceback": []})
 
 
 def test_what_the_job_wrote_cannot_run_code_in_the_notebook():

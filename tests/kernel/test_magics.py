@@ -40,6 +40,7 @@ def magics(tmp_path, monkeypatch):
     magics._client = RecordingClient()
     ip.register_magics(magics)
     yield ip, magics
+    magics.waiter.unregister()
     ip.user_ns.pop("y", None)
 
 
