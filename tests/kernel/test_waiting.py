@@ -28,6 +28,16 @@ class SlowJob:
     def output(self, job_id, path):
         return pickle.dumps({**{k: pickle.dumps(v) for k, v in self.values.items()}, "__jj_errors__": self.errors})
 
+    def upload(self, files):
+        self.sent = {rel: path.read_bytes() for rel, path in files.items()}
+        return {rel: "0" * 64 for rel in files}
+
+    def submit(self, spec, manifest, environment=None):
+        return {**JOB, "id": 13, "name": spec["name"]}
+
+    def follow(self, job_id, write, **kwargs):
+        return {**JOB, "id": job_id, "status": "Succeeded"}
+
 
 @pytest.fixture
 def shell():
@@ -75,6 +85,14 @@ def test_an_interrupt_stops_the_wait_and_the_cell(shell):
     assert isinstance(result.error_in_exec, KeyboardInterrupt) and "ran" not in ip.user_ns
     assert "stopped waiting for job #12 'train'" in str(result.error_in_exec)
     assert 12 in magics.waiter.pending  # still to come: %job fetch 12, or the widget when it ends
+
+
+def test_a_job_cell_sending_a_pending_value_waits_for_it(shell):
+    ip, magics = shell
+    magics._client = SlowJob(values={"model": "M"})
+    magics.waiter.expect(JOB, ["model"])
+    ip.run_cell_magic("job", "--in model --python none --wait", "print(model)")
+    assert pickle.loads(magics._client.sent["_jj_in.pkl"]) == {"model": "M"} and magics.waiter.pending == {}
 
 
 def test_the_names_a_cell_reads():
