@@ -21,9 +21,9 @@ from traitlets import Int
 from ..errors import JobsError
 from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
+from .displays import adds_to_log
 from .environment import envelope, wants_environment
 from .packaging import check_size, collect_project, local_modules
-from .displays import adds_to_log
 from .view import JobView
 from .waiting import OutWaiter, out_names
 
@@ -362,7 +362,7 @@ class JobMagics(Magics):
         if job["status"] not in TERMINAL:
             print(f"jupyter-jobs: waiting for job #{job['id']} '{job['name']}' to end; interrupt to stop waiting",
                   file=sys.stderr, flush=True)
-            job = self.waiter._wait(job["id"])
+            job = self.waiter.wait_for_job(job["id"])
         self.waiter.take(job["id"])  # delivered now: not again when its widget sees it end
         arrived = self._receive(job["id"], names or None)
         if arrived:

@@ -124,7 +124,7 @@ class OutWaiter:
             print(f"jupyter-jobs: waiting for job #{job_id} '{job['name']}' to deliver {', '.join(wanted)}; "
                   "interrupt to stop waiting", file=sys.stderr, flush=True)
             try:
-                done = self._wait(job_id)
+                done = self.wait_for_job(job_id)
             except KeyboardInterrupt:
                 raise KeyboardInterrupt(f"stopped waiting for job #{job_id} '{job['name']}': "
                                         f"{', '.join(wanted)} not delivered yet (%job fetch {job_id} loads them "
@@ -137,7 +137,7 @@ class OutWaiter:
                 raise OutNotDelivered(f"job #{job_id} '{job['name']}' {done['status']} ({why}): {', '.join(missing)} "
                                       f"not delivered; see %job logs {job_id}")
 
-    def _wait(self, job_id: int) -> dict:
+    def wait_for_job(self, job_id: int) -> dict:
         """The job once it ended; a kernel interrupt (SIGINT) stops the wait even in a cell with top-level
         ``await``, whose SIGINT handler only cancels a future the blocked loop never gets to."""
         restore = None
