@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
 import shutil
 import stat
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from . import safeopen
-from .errors import Forbidden, NotFound, SpecError, TooLarge
+from .errors import Forbidden, JobsError, NotFound, SpecError, TooLarge
 
 #: Prefix of lines jupyter-jobs itself writes into a job's log.
 SYSTEM_PREFIX = "[jupyter-jobs]"
@@ -106,31 +108,65 @@ class JobDir:
 
         Opened beneath ``outputs/`` with no symbolic link followed (see :mod:`.safeopen`), so a
         job that swaps a folder for a link while we open it gets a refusal, never a host file.
-        The caller reads from the descriptor and closes it. Raises NotFound, SpecError (a bad
-        path or a folder) or Forbidden (a link, a special file, a hard link).
+        The caller reads from the descriptor and closes it. Raises NotFound, Forbidden (a link,
+        a special file, a hard link) or IsADirectoryError (a folder: see :meth:`write_archive`).
         """
+        with self._outputs_fd(relative) as base:
+            try:
+                return safeopen.open_regular(base, relative)
+            except IsADirectoryError:
+                raise
+            except (safeopen.Refused, ValueError, OSError) as exc:
+                raise _output_error(relative, exc) from None
+
+    @contextlib.contextmanager
+    def _outputs_fd(self, relative: str) -> Iterator[int]:
         try:
             base = safeopen.open_dir(self.outputs)
         except OSError:
             raise NotFound(f"job has no outputs folder, so no output {relative!r}") from None
         try:
-            return safeopen.open_regular(base, relative)
-        except ValueError as exc:
-            raise SpecError(f"{exc}; give a path from GET .../outputs", "path") from None
-        except safeopen.Refused as exc:
-            raise Forbidden(f"output {relative!r} {exc.strerror}; only plain files in outputs/ are served") from None
-        except IsADirectoryError:
-            raise SpecError(f"{relative!r} is a folder; download the files in it one by one", "path") from None
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"output {relative!r} not found; GET .../outputs lists the job's outputs") from None
-        except OSError as exc:  # a name too long, a folder the server may not read: not the server's fault
-            if exc.errno == errno.ENAMETOOLONG:
-                raise NotFound(f"output {relative[:80]!r}... not found: a name in it is too long for a file") from None
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
-                raise Forbidden(f"output {relative[:80]!r} cannot be read ({exc.strerror})") from None
-            raise
+            yield base
         finally:
             os.close(base)
+
+    def write_archive(self, relative: str, write: Callable[[bytes], None]) -> None:
+        """The output folder at ``relative`` as a tar stream, handed to ``write`` a chunk at a time.
+
+        Tar, not zip: it streams with no central directory to keep in memory and no seeking, and
+        it keeps the files' modes (tar, Python, 7-Zip and Windows' own Explorer open it). Folders
+        are entered through descriptors with no link followed; symbolic links, hard-linked and
+        special files are left out (and listed in the log of the server), as downloads of single
+        files refuse them. A file that shrinks while it is read cuts the stream (the client sees
+        an incomplete archive, never a wrong one).
+        """
+        top = safeopen.split(relative)[-1] if relative.strip("/.") else "outputs"
+        with self._outputs_fd(relative) as base:
+            try:
+                folder = safeopen.open_beneath(base, relative, os.O_RDONLY | os.O_DIRECTORY) if relative.strip("/.") else os.dup(base)
+            except (safeopen.Refused, ValueError, OSError) as exc:
+                raise _output_error(relative, exc) from None
+        skipped: list[str] = []
+        try:
+            with _ChunkWriter(write) as sink, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                tar.addfile(_tar_entry(top, tarfile.DIRTYPE, os.fstat(folder)))
+                for path, entry in safeopen.walk_entries(folder):
+                    name = f"{top}/{path}"
+                    if entry.is_dir(follow_symlinks=False):
+                        tar.addfile(_tar_entry(name, tarfile.DIRTYPE, entry.stat(follow_symlinks=False)))
+                        continue
+                    try:
+                        fd, info = safeopen.open_regular(folder, path)
+                    except (safeopen.Refused, OSError):
+                        skipped.append(path)
+                        continue
+                    with os.fdopen(fd, "rb") as handle:
+                        tar.addfile(_tar_entry(name, tarfile.REGTYPE, info), handle)
+        finally:
+            os.close(folder)
+        if skipped:
+            logging.getLogger("jupyter_jobs").info("jupyter-jobs: the archive of %s/%s left out %d links or special "
+                                                   "files: %s", self.outputs, relative, len(skipped), skipped[:5])
 
     def has_output(self, relative: str) -> bool:
         """Whether ``relative`` is in ``outputs/`` (itself, not behind a symbolic link)."""
@@ -184,6 +220,53 @@ class JobDir:
         except RecursionError:
             subprocess.run(["rm", "-rf", "--one-file-system", "--", str(self.root)], check=False,
                            stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def _output_error(relative: str, exc: Exception) -> JobsError:
+    """What a client is told when ``relative`` cannot be opened beneath ``outputs/``."""
+    shown = relative if len(relative) <= 80 else relative[:80] + "..."
+    if isinstance(exc, safeopen.Refused):
+        return Forbidden(f"output {shown!r} {exc.strerror}; only plain files and folders in outputs/ are served")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+        return Forbidden(f"output {shown!r} cannot be read ({exc.strerror})")
+    # A path that cannot be in outputs/ ('..', absolute, too long, through a file) is as missing as one that is not there.
+    return NotFound(f"output {shown!r} not found; GET .../outputs lists the job's outputs")
+
+
+def _tar_entry(name: str, kind: bytes, info: os.stat_result) -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.type = kind
+    entry.mode = stat.S_IMODE(info.st_mode) & 0o777  # no set-id bits leave the server
+    entry.mtime = int(info.st_mtime)
+    entry.size = info.st_size if kind == tarfile.REGTYPE else 0
+    return entry
+
+
+class _ChunkWriter(io.RawIOBase):
+    """A file object for ``tarfile`` that hands its bytes on in chunks of :data:`ARCHIVE_CHUNK`."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write, self._buffer = write, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        if len(self._buffer) >= ARCHIVE_CHUNK:
+            self._write(bytes(self._buffer))
+            self._buffer.clear()
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and self._buffer:
+            self._write(bytes(self._buffer))
+            self._buffer.clear()
+        super().close()
+
+
+#: Bytes an archive of outputs is handed on in.
+ARCHIVE_CHUNK = 1024 * 1024
 
 
 #: Prefix of the folder a submission is staged in before it becomes ``jobs/<id>``.

@@ -19,6 +19,7 @@ from tornado.httpclient import HTTPClientError
 docker = pytest.importorskip("docker")
 
 from jupyter_jobs.runner.docker import LOG_IN_CONTAINER  # noqa: E402
+from jupyter_jobs.runner.environment import DISPLAYS_IN_CONTAINER  # noqa: E402
 
 REQUIRED = os.environ.get("JUPYTER_JOBS_TEST_DOCKER") == "1"
 IMAGE = "jupyter-jobs/base:bookworm"
@@ -159,7 +160,8 @@ async def test_docker_inspect_shows_limits_labels_mounts_and_isolation(api, clie
     mounts = {m["Destination"]: (m["Type"], m["RW"]) for m in attrs["Mounts"]}
     owner = (await api.job(job["id"]))["owner"]
     assert mounts == {"/code": ("bind", False), "/outputs": ("volume", True), LOG_IN_CONTAINER: ("bind", True),
-                      f"/data/{owner}/ds": ("bind", False), "/opt/jupyter-jobs/jobside": ("bind", False)}
+                      DISPLAYS_IN_CONTAINER: ("bind", True), f"/data/{owner}/ds": ("bind", False),
+                      "/opt/jupyter-jobs/jobside": ("bind", False)}
     labels = attrs["Config"]["Labels"]
     assert labels["jupyter_jobs.job_id"] == str(job["id"])
     assert labels["jupyter_jobs.server"] == manager.engine.server_id
