@@ -5,7 +5,7 @@ import codecs
 import re
 
 #: Escape sequences a log may carry: CSI (colours, cursor moves) and OSC (titles, links).
-_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_ESCAPE = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"([\r\n\b])")
 
 
@@ -13,7 +13,8 @@ class TerminalText:
     """The screen of a log fed in chunks (bytes split anywhere, even inside a UTF-8 character).
 
     ``\\r`` moves to the start of the line and what follows overwrites it, ``\\b`` moves back one,
-    ``ESC[K`` erases to the end of the line; other escape sequences (colours) are dropped. Lines
+    ``ESC[K`` erases the line (``ESC[2K``, IPython's ``clear_output``, all of it); other escape sequences
+    (colours, cursor moves between lines) are dropped. Lines
     before the current one never change again, so a view need only redraw from :attr:`changed_from`.
     """
 
@@ -36,8 +37,9 @@ class TerminalText:
         position = 0
         for match in _ESCAPE.finditer(text):
             self._write(text[position:match.start()])
-            if match.group(1) == "K":
-                self.lines[-1] = self.lines[-1][:self._column]
+            if match.group(2) == "K":  # erase in line: 0 (or none) to its end, 1 to the cursor, 2 all of it
+                line, mode = self.lines[-1], match.group(1) or "0"
+                self.lines[-1] = {"1": " " * self._column + line[self._column:], "2": ""}.get(mode, line[:self._column])
             position = match.end()
         self._write(text[position:])
 

@@ -79,6 +79,7 @@ class JobWidget(widgets.VBox):
                           widgets.HBox([self.cancel_button, self.show_all]), self.outputs_view])
         self.add_class("jp-JobsWidget")
         self._render()
+        self._show_blocks()
         self._task: asyncio.Task | None = None
 
     @property

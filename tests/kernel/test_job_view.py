@@ -25,14 +25,16 @@ def test_one_bundle_holds_ours_the_widget_view_and_text():
 def test_carriage_returns_rewrite_the_line_as_a_terminal_does():
     term = TerminalText()
     for chunk in [b"epoch 1\n", b"  0%|    | 0/3\r", b" 33%|#   | 1/3\r", b" 67%|##  | 2/3\r100%|####|",
-                  b" 3/3\n", b"\x1b[32mdone\x1b[0m caf\xc3", b"\xa9\n", b"abcdef\rXY\x1b[K\n", b"ab\bC\n"]:
+                  b" 3/3\n", b"\x1b[32mdone\x1b[0m caf\xc3", b"\xa9\n", b"abcdef\rXY\x1b[K\n", b"ab\bC\n",
+                  b"50%\x1b[2K\rnext", b"\x1b[", b"1mline\x1b[0m\n"]:
         term.feed(chunk)
-    assert term.lines == ["epoch 1", "100%|####| 3/3", "done café", "XY", "aC", ""]
+    assert term.lines == ["epoch 1", "100%|####| 3/3", "done café", "XY", "aC", "nextline", ""]
 
 
 def test_the_log_sends_again_only_the_blocks_that_changed():
     widget = JobWidget(None, JOB, log_lines=200)
     widget.BLOCK_LINES = 10
+    assert widget.show_all.layout.display == "none"  # nothing to show more of
     widget.terminal.feed("".join(f"line {i}\n" for i in range(25)))
     widget._render_log()
     blocks = widget.log_blocks.children
@@ -48,6 +50,7 @@ def test_the_log_sends_again_only_the_blocks_that_changed():
     widget._render_log()
     shown = [b for b in widget.log_blocks.children if b.layout.display != "none"]
     assert widget.log_blocks.children[:3] == blocks and len(shown) == 21  # the last 200 lines, and a block
+    assert widget.show_all.layout.display == ""
     widget.show_all.value = True
     assert all(b.layout.display != "none" for b in widget.log_blocks.children)
 

@@ -50,6 +50,9 @@ RUN_ALL = [
     "%%job --out never --name forever\nimport time\ntime.sleep(120)",
     "print('NEVER', never)",
     "%job cancel 3",
+    # With --wait the cell shows the job's rich outputs itself, made safe (the job wrote them).
+    "%%job --wait --name waited\nfrom IPython.display import HTML\n"
+    "display(HTML('<b>bold</b><script>alert(1)</script>'))",
 ]
 
 
@@ -82,6 +85,8 @@ def check_run_all(nb, server: ServerProcess) -> None:
     assert "VIZ Succeeded True False" in out, out  # the bar is one line, rewritten
     assert "ATTACHED [['image/png', 'text/plain'], ['text/html', 'text/plain']] True" in out, out
     assert "ERROR KeyboardInterrupt: stopped waiting for job #3 'forever'" in out and "NEVER" not in out, out
+    waited = [o["data"] for o in nb.cells[-1].outputs if o.get("output_type") == "display_data"]
+    assert waited == [{"text/html": "<b>bold</b>", "text/plain": "<IPython.core.display.HTML object>"}], waited
     displays = server.request("GET", "jobs/2/displays").decode()
     assert '"image/png"' in displays and "<table" in displays
     assert server.request("GET", "jobs/3")["status"] == "Cancelled"
