@@ -235,7 +235,8 @@ class JobMagics(Magics):
         def finished(done: dict) -> None:
             # Even when it failed: what could be saved arrives (a failure after the work keeps the work).
             # Once only: a cell that waited for the values (Run All) may have taken them already.
-            if outputs and done["status"] in ("Succeeded", "Failed") and self.waiter.take(done["id"]):
+            pending = self.waiter.take(done["id"])  # a cancelled job's values will never come: none pending
+            if outputs and pending and done["status"] in ("Succeeded", "Failed"):
                 self._receive(done["id"])
             if on_done is not None:
                 on_done(done)

@@ -50,6 +50,8 @@ RUN_ALL = [
     "%%job --out never --name forever\nimport time\ntime.sleep(120)",
     "print('NEVER', never)",
     "%job cancel 3",
+    "while magics.waiter.pending:\n    await asyncio.sleep(0.1)",
+    "never = 'mine'\nprint('MINE', never)",
     # With --wait the cell shows the job's rich outputs itself, made safe (the job wrote them).
     "%%job --wait --name waited\nfrom IPython.display import HTML\n"
     "display(HTML('<b>bold</b><script>alert(1)</script>'))",
@@ -90,6 +92,7 @@ def check_run_all(nb, server: ServerProcess) -> None:
     displays = server.request("GET", "jobs/2/displays").decode()
     assert '"image/png"' in displays and "<table" in displays
     assert server.request("GET", "jobs/3")["status"] == "Cancelled"
+    assert "MINE mine" in out, out  # a cancelled job's values are no longer waited for
 
 
 def restart_then_fetch(server: ServerProcess, kernel: str, job_id: int = 1) -> str:
@@ -157,7 +160,8 @@ def test_on_docker(kernel_env, tmp_path_factory, monkeypatch):
         nb = notebook(RUN_ALL)
         run_all(nb, server, "viz-kernel")
         check_run_all(nb, server)
-        check_fetch(restart_then_fetch(server, "viz-kernel", job_id=4), job_id=4)
+        next_id = len(server.request("GET", "jobs")["jobs"]) + 1
+        check_fetch(restart_then_fetch(server, "viz-kernel", job_id=next_id), job_id=next_id)
         values = notebook(VALUE_CELLS)
         NotebookClient(values, kernel_name="viz-kernel", timeout=300,
                        resources={"metadata": {"path": str(server.root)}}).execute()

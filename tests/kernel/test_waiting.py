@@ -95,6 +95,12 @@ def test_a_job_cell_sending_a_pending_value_waits_for_it(shell):
     assert pickle.loads(magics._client.sent["_jj_in.pkl"]) == {"model": "M"} and magics.waiter.pending == {}
 
 
+def test_with_nothing_pending_a_cell_is_not_even_read(shell, monkeypatch):
+    ip, magics = shell
+    monkeypatch.setattr(ip, "transform_cell", lambda cell: pytest.fail("the hook read a cell"))
+    magics.waiter.pre_run_cell(type("Info", (), {"raw_cell": "model"})())
+
+
 def test_the_names_a_cell_reads():
     assert loaded_names("a = b + c\nd += 1\ne = 1\nprint(f'{g}')") == {"b", "c", "d", "print", "g"}
     assert loaded_names("def (") == set()
