@@ -141,6 +141,7 @@ def test_kernel_restart_mid_job_then_fetch(kernel_env):
 
 @pytest.mark.index
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # a kernel venv and its environment image, built once, then three notebooks
 @pytest.mark.parametrize("server_args", [["--JobManager.backend=docker"]])
 def test_on_docker(kernel_env, tmp_path_factory, monkeypatch):
     """The same notebooks, and the values that travel by value, in containers: the job's environment is
