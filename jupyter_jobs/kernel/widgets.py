@@ -63,7 +63,8 @@ class JobWidget(widgets.VBox):
         self._clear_on_next = False
         self.header = widgets.HTML()
         self.message = widgets.HTML()
-        self.log_blocks = widgets.VBox()
+        # Grown to its full height (a box shrinks and scrolls by default), so that the box around it scrolls.
+        self.log_blocks = widgets.VBox(layout=widgets.Layout(flex="0 0 auto", overflow="visible"))
         # column-reverse: the view follows the end while the user is at it, and stays where they scrolled.
         self.log_view = widgets.Box([self.log_blocks], layout=widgets.Layout(
             max_height="20em", overflow="auto", flex_flow="column-reverse"))

@@ -35,6 +35,9 @@ def test_the_log_sends_again_only_the_blocks_that_changed():
     widget = JobWidget(None, JOB, log_lines=200)
     widget.BLOCK_LINES = 10
     assert widget.show_all.layout.display == "none"  # nothing to show more of
+    # The box around the blocks scrolls (the blocks grow), anchored at the end: it follows the end while the
+    # user is there and stays where they scrolled (checked by hand in Chromium with JupyterLab 4.6).
+    assert widget.log_view.layout.flex_flow == "column-reverse" and widget.log_blocks.layout.flex == "0 0 auto"
     widget.terminal.feed("".join(f"line {i}\n" for i in range(25)))
     widget._render_log()
     blocks = widget.log_blocks.children
