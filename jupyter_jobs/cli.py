@@ -18,7 +18,9 @@ from typing import Any
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
-from .spec import load_spec_text, parse_set_option
+from .safeopen import split as split_path
+from .shipping import files_to_ship
+from .spec import load_spec_text, parse_set_option, parse_spec
 
 TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
 
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="the job spec file, e.g. examples/hello/job.yaml")
     run.add_argument("-f", "--follow", action="store_true", help="stream its log until it ends; exit with its status")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field")
+    run.add_argument("--force", action="store_true", help="with --follow: overwrite local files newer than the "
+                     "job's outputs when they come back")
 
     lst = sub.add_parser("list", help="list jobs, newest first")
     lst.add_argument("--status", help="only these statuses (comma-separated)")
@@ -57,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("id", type=int)
     rerun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set args.epochs=20")
     rerun.add_argument("-f", "--follow", action="store_true")
+
+    outputs = sub.add_parser("outputs", help="download a job's outputs (folders included)")
+    outputs.add_argument("id", type=int)
+    outputs.add_argument("path", nargs="?", help="one output file or folder (default: all of them)")
+    outputs.add_argument("--to", default=".", metavar="DIR", help="where to put them (default: here)")
+    outputs.add_argument("--force", action="store_true", help="overwrite local files newer than the job's outputs")
 
     delete = sub.add_parser("delete", help="delete a finished job with its log and outputs")
     delete.add_argument("id", type=int)
@@ -157,26 +167,60 @@ async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
         from .spec import apply_overrides
 
         spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
-    job = await client.submit(spec, base_dir=_base_dir(client, spec_dir))
-    print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']})", file=sys.stderr)
+    files = await asyncio.to_thread(files_to_ship, spec, spec_dir)
+    job = await client.submit(spec, files=files)
+    shipped = f", {len(files)} file{'s' * (len(files) != 1)} shipped" if files else ""
+    print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']}){shipped}", file=sys.stderr)
     if not args.follow:
         print(job["id"])
         return 0
-    return await _follow(client, job["id"])
+    status = await _follow(client, job["id"])
+    declared = [o.path for o in parse_spec(job["spec"]).outputs]
+    if status == 0 and declared:  # as DataSphere's: the declared outputs appear beside the spec
+        done = await client.get(job["id"])
+        if await _download(client, done, declared, spec_dir, args.force):
+            return 1
+    return status
 
 
-def _base_dir(client: Any, spec_dir: Path) -> str | None:
-    if client.kind == "embedded":
-        return None  # its root is the spec's folder
-    if client.root_dir is None:
-        return str(spec_dir)
-    root = Path(client.root_dir).resolve()
-    if spec_dir != root and root not in spec_dir.parents:
-        raise JobsError(
-            f"{spec_dir} is outside the root folder {root} of the Jupyter server at {client.url}, which reads "
-            "the job's inputs; move the spec under that folder or run it here with --local"
-        )
-    return str(spec_dir.relative_to(root))
+async def _download(client: Any, job: dict, paths: list[str] | None, dest: Path, force: bool) -> list[str]:
+    """Put the job's outputs (those under ``paths``; None: all) under ``dest``, keeping their folders.
+
+    A local file changed since the job was submitted (edited meanwhile, or the output of a later job) is
+    kept unless ``force``; the kept ones are returned. What is written takes the time the job ended, so
+    the rule holds for the next download too."""
+    listing = (await client.outputs(job["id"]))["outputs"]
+    wanted = [f for f in listing if f.get("type") != "symlink"
+              and (paths is None or any(f["path"] == p or f["path"].startswith(p.rstrip("/") + "/") for p in paths))]
+    if paths is not None and not wanted:
+        raise JobsError(f"job {job['id']} has no output {', '.join(paths)}; `jupyter jobs outputs {job['id']}` "
+                        "downloads what it has")
+    submitted, ended = job["created_at"], job.get("finished_at") or time.time()
+    kept, written, size = [], 0, 0
+    for item in wanted:
+        try:
+            target = dest.joinpath(*split_path(item["path"]))
+        except ValueError:  # a server's listing never has one; refuse rather than write outside dest
+            raise JobsError(f"the server listed an output path {item['path']!r} outside the job's folder") from None
+        if target.exists() and target.stat().st_mtime > submitted and not force:
+            kept.append(item["path"])
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await client.download(job["id"], item["path"], target)
+        os.utime(target, (ended, ended))
+        written, size = written + 1, size + item["size"]
+    print(f"job {job['id']}: {written} output file{'s' * (written != 1)} ({size / 2**20:.1f} MiB) in {dest}",
+          file=sys.stderr)
+    if kept:
+        print(f"kept {len(kept)} local file{'s' * (len(kept) != 1)} changed since the job was submitted: "
+              f"{', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (--force overwrites them)", file=sys.stderr)
+    return kept
+
+
+async def cmd_outputs(client: Any, args: argparse.Namespace, _: Path) -> int:
+    job = await client.get(args.id)
+    kept = await _download(client, job, [args.path] if args.path else None, Path(args.to), args.force)
+    return 1 if kept else 0
 
 
 async def _follow(client: Any, job_id: int) -> int:
@@ -338,7 +382,7 @@ async def cmd_env_prune(client: Any, args: argparse.Namespace, _: Path) -> int:
 
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
-    "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete,
+    "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete, "outputs": cmd_outputs,
     "env list": cmd_env_list, "env prune": cmd_env_prune,
 }
 

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -89,12 +89,62 @@ class RemoteClient:
     async def config(self) -> dict:
         return await self.call("GET", "config")
 
-    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None,
+                     files: dict[str, Path] | None = None) -> dict:
+        """Submit ``spec``; with ``files`` (``{path in the job: local file}``) they are uploaded first, those
+        the server lacks only, and the job gets exactly them (the server reads nothing of its own disk)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        body = spec
+        body: dict = {"spec": spec, "base_dir": base_dir}
+        if files is not None:
+            body = {"spec": spec, "files": await self.upload(files)}
         if _wants_environment(spec):  # this Python, as the environment of the job (env.python)
-            body = {"spec": spec, "base_dir": base_dir, "environment": await self._environment()}
-        return await self.call("POST", "jobs", {"base_dir": base_dir}, body, headers)
+            body["environment"] = await self._environment()
+        return await self.call("POST", "jobs", {"base_dir": base_dir} if files is None else None, body, headers)
+
+    async def upload(self, files: dict[str, Path]) -> dict[str, str]:
+        """Upload what the server lacks of ``files``, streamed from disk; the manifest ``{path: sha256}``."""
+        from .kernel.packaging import sha256_file
+
+        manifest = {name: await asyncio.to_thread(sha256_file, path) for name, path in files.items()}
+        missing = set((await self.call("POST", "blobs/missing", body={"hashes": sorted(set(manifest.values()))}))["missing"])
+        for name, digest in manifest.items():
+            if digest in missing:
+                await self._put_blob(digest, files[name])
+                missing.discard(digest)
+        return manifest
+
+    async def _put_blob(self, digest: str, path: Path) -> None:
+        async def produce(write: Callable[[bytes], Any]) -> None:
+            with open(path, "rb") as handle:
+                while chunk := await asyncio.to_thread(handle.read, 1 << 20):
+                    await write(chunk)
+
+        request = self._request("PUT", f"blobs/{digest}", request_timeout=3600, body_producer=produce)
+        request.headers["Content-Type"] = "application/octet-stream"
+        request.headers["Content-Length"] = str(path.stat().st_size)
+        try:
+            await self.http.fetch(request)
+        except HTTPClientError as exc:
+            raise _api_error(exc) from None
+
+    async def outputs(self, job_id: int) -> dict:
+        return await self.call("GET", f"jobs/{job_id}/outputs")
+
+    async def download(self, job_id: int, path: str, dest: Path) -> None:
+        """Output file ``path`` of the job into ``dest``, written beside it first and moved in whole."""
+        partial = dest.with_name(f".{dest.name}.part")
+        with open(partial, "wb") as handle:
+            def write(chunk: bytes) -> None:  # tornado awaits what a callback returns, when it is not None
+                handle.write(chunk)
+
+            request = self._request("GET", f"jobs/{job_id}/outputs/{quote(path)}", request_timeout=3600,
+                                    streaming_callback=write)
+            try:
+                await self.http.fetch(request)
+            except HTTPClientError as exc:
+                partial.unlink(missing_ok=True)
+                raise _api_error(exc) from None
+        os.replace(partial, dest)
 
     async def _environment(self) -> dict:
         """This Python's capture, interpreter and local packages' wheels (uploaded as blobs)."""
@@ -212,9 +262,42 @@ class EmbeddedClient:
     async def config(self) -> dict:
         return self.manager.describe()
 
-    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None) -> dict:
-        job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key)
+    async def submit(self, spec: dict, base_dir: str | None = None, idempotency_key: str | None = None,
+                     files: dict[str, Path] | None = None) -> dict:
+        manifest = None if files is None else await asyncio.to_thread(self._store, files)
+        job, _ = await self.manager.submit(spec, owner=self.owner, base_dir=base_dir, idempotency_key=idempotency_key,
+                                           files=manifest)
         return self._json(job)
+
+    def _store(self, files: dict[str, Path]) -> dict[str, str]:
+        """Put ``files`` in the manager's blob store, as an upload would; the manifest."""
+        from .kernel.packaging import sha256_file
+
+        manifest = {}
+        for name, path in files.items():
+            manifest[name] = digest = sha256_file(path)
+            if not self.manager.blobs.has(digest):
+                upload = self.manager.blobs.upload(digest, self.manager.max_input_bytes)
+                try:
+                    with open(path, "rb") as handle:
+                        while chunk := handle.read(1 << 20):
+                            upload.write(chunk)
+                    upload.commit()
+                finally:
+                    upload.discard()
+        return manifest
+
+    async def outputs(self, job_id: int) -> dict:
+        files = self.manager.folder(job_id).list_outputs()
+        return {"outputs": files, "missing": []}
+
+    async def download(self, job_id: int, path: str, dest: Path) -> None:
+        fd, _ = self.manager.folder(job_id).open_output(path)
+        partial = dest.with_name(f".{dest.name}.part")
+        with os.fdopen(fd, "rb") as source, open(partial, "wb") as handle:
+            while chunk := source.read(1 << 20):
+                handle.write(chunk)
+        os.replace(partial, dest)
 
     async def get(self, job_id: int) -> dict:
         return self._json(self.manager.get(job_id))

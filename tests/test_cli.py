@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,14 +102,60 @@ def test_cli_finds_the_server_from_its_runtime_file(server_process):
     assert not (Path(env["JUPYTER_DATA_DIR"]) / "jupyter_jobs").exists()
 
 
-def test_spec_outside_the_server_root_is_explained(server_process, tmp_path):
+def test_a_spec_outside_the_server_root_ships_its_files_and_gets_its_outputs_back(server_process, tmp_path):
+    """--url against a server that cannot see the spec's folder: the files it names travel as blobs (an unchanged
+    one is not sent again) and the declared outputs come back beside the spec, never over newer local files."""
     outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    (outside / "job.yaml").write_text("cmd: cat a.txt\ninputs: [a.txt]\n")
-    (outside / "a.txt").write_text("x")
+    (outside / "lib").mkdir(parents=True)
+    (outside / "data").mkdir()
+    (outside / "train.py").write_text("import helper\nhelper.run()\n")
+    (outside / "helper.py").write_text("import os\nfrom lib import words\ndef run():\n"
+                                       "    os.makedirs('out/ckpt', exist_ok=True)\n"
+                                       "    text = open('data/a.txt').read().strip() + ' ' + words.WORD\n"
+                                       "    open(os.environ['JOB_OUTPUTS'] + '/metrics.txt', 'w').write(text)\n"
+                                       "    os.makedirs(os.environ['JOB_OUTPUTS'] + '/ckpt', exist_ok=True)\n"
+                                       "    open(os.environ['JOB_OUTPUTS'] + '/ckpt/w.bin', 'wb').write(b'w' * 1000)\n"
+                                       "    print('TRAINED', text)\n")
+    (outside / "lib" / "__init__.py").write_text("")
+    (outside / "lib" / "words.py").write_text("WORD = 'from-a-module'\n")
+    (outside / "data" / "a.txt").write_text("data-ok\n")
+    (outside / "unrelated.bin").write_bytes(b"u" * 100)
+    (outside / "job.yaml").write_text("cmd: python train.py\ninputs: [data]\noutputs: [metrics.txt, ckpt]\n")
     env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}
-    result = jobs("run", str(outside / "job.yaml"), env=env, check=2)
-    assert "outside the root folder" in result.stderr and "--local" in result.stderr
+    url = ["--url", server_process.url, "--token", server_process.token]
+
+    result = jobs(*url, "run", str(outside / "job.yaml"), "--follow", env=env, cwd=tmp_path, check=0)
+    assert "TRAINED data-ok from-a-module" in result.stdout, result.stderr
+    assert "5 files shipped" in result.stderr  # train.py, helper.py, lib/ (2) and data/a.txt; not unrelated.bin
+    assert (outside / "metrics.txt").read_text() == "data-ok from-a-module"
+    assert (outside / "ckpt" / "w.bin").read_bytes() == b"w" * 1000
+    blobs = sorted((server_process.data / "blobs").rglob("*"))
+    stamps = {p: p.stat().st_mtime_ns for p in blobs if p.is_file()}
+
+    # Again, the local result edited while the job runs: nothing re-sent, the edit kept (and said), exit 1.
+    second = subprocess.Popen([JUPYTER, "jobs", *url, "run", str(outside / "job.yaml"), "--follow", "--set",
+                               "cmd=sleep 2 && python train.py"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    while not any(j["status"] == "Running" for j in server_process.request("GET", "jobs")["jobs"]):
+        assert second.poll() is None, second.communicate()
+        time.sleep(0.05)
+    (outside / "metrics.txt").write_text("my notes")
+    _, stderr = second.communicate(timeout=60)
+    assert second.returncode == 1, stderr
+    assert "kept 1 local file changed since the job was submitted: metrics.txt (--force overwrites them)" in stderr
+    assert (outside / "metrics.txt").read_text() == "my notes"
+    assert (outside / "ckpt" / "w.bin").stat().st_mtime == server_process.request("GET", "jobs/2")["finished_at"]
+    assert {p: p.stat().st_mtime_ns for p in blobs if p.is_file()} == stamps
+    job_id = "2"
+    jobs(*url, "outputs", job_id, "metrics.txt", "--to", str(outside), "--force", env=env, check=0)
+    assert (outside / "metrics.txt").read_text() == "data-ok from-a-module"
+
+    # Any job's outputs, a folder included, anywhere.
+    fetched = tmp_path / "fetched"
+    jobs(*url, "outputs", job_id, "ckpt", "--to", str(fetched), env=env, check=0)
+    assert [p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()] == ["ckpt/w.bin"]
+    missing = jobs(*url, "outputs", job_id, "nope", env=env, check=2)
+    assert "has no output nope" in missing.stderr
 
 
 def test_cli_sends_its_own_environment_for_env_python_auto(server_process, tmp_path):

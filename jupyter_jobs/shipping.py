@@ -1,0 +1,106 @@
+"""What a job takes from the submitter's disk: one rule for ``jupyter jobs run`` and ``%job run``.
+
+DataSphere's rule: the spec's ``inputs`` (files or folders; inside a folder the ignore rules of
+:mod:`.kernel.packaging` apply: ``.git/``, ``__pycache__/``, ``.gitignore``, ``.jobignore``), plus
+every file the ``cmd`` names that exists beside the spec (``python train.py``, ``bash run.sh``,
+``--config conf.yaml``), the module ``python -m`` runs, and the local modules and packages those
+Python files import, transitively (beside each file, and in the spec's folder). The folder holding the spec is not shipped whole: what a job
+needs is what it names. Files travel as content-addressed blobs, so an unchanged one is never sent
+twice, and the server needs no shared disk.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .kernel.packaging import ignore_spec, local_modules
+from .spec import parse_spec
+
+#: ``python``, ``python3``, ``python3.11``: the interpreters whose ``-m`` we follow.
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+
+
+def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
+    """``{path in the job's folder: local file}`` of a spec that lives in ``folder``."""
+    folder = folder.resolve()
+    parsed = parse_spec(spec)
+    files: dict[str, Path] = {}
+    for index, item in enumerate(parsed.inputs):
+        files.update(_input(folder, item.path, f"inputs[{index}].path"))
+    for relative in _named_in_command(parsed.cmd, folder):
+        files.setdefault(relative, folder / relative)
+    for path in [p for p in files.values() if p.suffix == ".py"]:
+        for relative, module in _imports_of(path, folder).items():
+            files.setdefault(relative, module)
+    return files
+
+
+def _input(folder: Path, relative: str, field: str) -> dict[str, Path]:
+    source = folder / relative
+    if not _inside(folder, source):
+        raise SpecError(f"{relative!r} is not inside {folder}, the spec's folder", field)
+    if source.is_file():
+        return {relative: source}
+    if not source.is_dir():
+        raise SpecError(f"{relative!r} does not exist in {folder}; inputs are paths relative to the spec", field)
+    ignored = ignore_spec(folder)
+    found = {}
+    for path in sorted(source.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        parts = name.split("/")
+        above = ["/".join(parts[:i]) + "/" for i in range(1, len(parts))]  # a file is ignored when a folder above it is
+        if path.is_file() and not any(ignored.match_file(p) for p in [*above, name]):
+            found[name] = path
+    return found
+
+
+def _named_in_command(cmd: str, folder: Path) -> list[str]:
+    """Files beside the spec that ``cmd`` names, and the module ``python -m`` runs."""
+    try:
+        words = shlex.split(cmd, comments=True)
+    except ValueError:  # unbalanced quotes: the server's shell will say so
+        return []
+    named: list[str] = []
+    for index, word in enumerate(words):
+        candidates = [word.split("=", 1)[1]] if word.startswith("--") and "=" in word else [word]
+        if index >= 2 and words[index - 1] == "-m" and _PYTHON.fullmatch(_program(words[:index - 1])):
+            module = word.replace(".", "/")
+            candidates += [f"{module}.py", f"{module}/__main__.py"]
+        for candidate in candidates:
+            if not candidate or candidate.startswith(("/", "-")) or "$" in candidate:
+                continue
+            path = folder / candidate
+            if _inside(folder, path) and path.is_file():
+                named.append(path.resolve().relative_to(folder).as_posix())
+    return named
+
+
+def _program(words: list[str]) -> str:
+    """The program the last of ``words`` belongs to (``python3 -u`` -> ``python3``)."""
+    for word in reversed(words):
+        if not word.startswith("-"):
+            return Path(word).name
+    return ""
+
+
+def _imports_of(path: Path, folder: Path) -> dict[str, Path]:
+    """Local modules ``path`` imports: beside it (a script's folder is first on ``sys.path``) and in the
+    spec's folder (the working dir, first on ``sys.path`` for ``python -m``)."""
+    code = path.read_text(errors="replace")
+    found = dict(local_modules(code, folder))
+    here = path.parent.resolve()
+    if here != folder and _inside(folder, here):
+        prefix = here.relative_to(folder).as_posix()
+        found.update({f"{prefix}/{name}": module for name, module in local_modules(code, here).items()})
+    return found
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
