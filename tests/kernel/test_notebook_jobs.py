@@ -129,14 +129,17 @@ def kernel_env(server_process, monkeypatch):
     return server_process
 
 
-def test_run_all_live_displays_attach_and_interrupt(kernel_env):
+def run_all_then_restart(server: ServerProcess, kernel: str) -> None:
     nb = notebook(RUN_ALL)
-    run_all(nb, kernel_env, "python3")
-    check_run_all(nb, kernel_env)
+    run_all(nb, server, kernel)
+    check_run_all(nb, server)
+    next_id = len(server.request("GET", "jobs")["jobs"]) + 1
+    check_fetch(restart_then_fetch(server, kernel, job_id=next_id), job_id=next_id)
 
 
-def test_kernel_restart_mid_job_then_fetch(kernel_env):
-    check_fetch(restart_then_fetch(kernel_env, "python3"))
+@pytest.mark.timeout(300)  # two notebooks, seven jobs, a kernel restart
+def test_on_the_local_backend(kernel_env):
+    run_all_then_restart(kernel_env, "python3")
 
 
 @pytest.mark.index
@@ -158,11 +161,7 @@ def test_on_docker(kernel_env, tmp_path_factory, monkeypatch):
     server.extra_args.append(f"--Environments.uv_cache_dir={UV_CACHE}")
     server.start()
     try:
-        nb = notebook(RUN_ALL)
-        run_all(nb, server, "viz-kernel")
-        check_run_all(nb, server)
-        next_id = len(server.request("GET", "jobs")["jobs"]) + 1
-        check_fetch(restart_then_fetch(server, "viz-kernel", job_id=next_id), job_id=next_id)
+        run_all_then_restart(server, "viz-kernel")
         values = notebook(VALUE_CELLS)
         NotebookClient(values, kernel_name="viz-kernel", timeout=300,
                        resources={"metadata": {"path": str(server.root)}}).execute()
