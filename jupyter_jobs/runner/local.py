@@ -272,7 +272,8 @@ class LocalBackend(Backend):
         unshare = self.confinement().unshare
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
-        run = shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))
+        # `exec`: no shell of ours stays between the wrapper and the job (signals reach the job as before).
+        run = f"exec {shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))}" if launch.datasets else command
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", run, str(exit_file), shm]
         argv += cgroup.join_files() if cgroup else []
         launching = {"exit_file": str(exit_file), "command": command,
