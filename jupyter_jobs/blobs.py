@@ -63,6 +63,24 @@ class BlobStore:
                     removed.append(leftover.name)
         return removed
 
+    def add_file(self, path: Path) -> str:
+        """Store a copy of the file at ``path`` (hashed as it is copied); its digest."""
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.root)
+        try:
+            with open(path, "rb") as source, os.fdopen(fd, "wb") as copy:
+                while block := source.read(1 << 20):
+                    digest.update(block)
+                    copy.write(block)
+            target = self.path(digest.hexdigest())
+            if not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return digest.hexdigest()
+
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 

@@ -21,6 +21,8 @@ from .errors import Forbidden, JobsError, NotFound, SpecError, TooLarge
 
 #: Prefix of lines jupyter-jobs itself writes into a job's log.
 SYSTEM_PREFIX = "[jupyter-jobs]"
+#: The manifest of what a job was shipped, under ``run/``.
+SNAPSHOT_FILE = "files.json"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,24 @@ class JobDir:
             if line.strip() and not line.startswith(SYSTEM_PREFIX):
                 return line.strip()[:300]
         return ""
+
+    def snapshot(self, blobs: Any) -> None:
+        """Keep what the job was shipped as a manifest ``run/files.json`` of content-addressed blobs, so a
+        rerun gets exactly it back, whatever the job then did to its writable working dir. A folder with a
+        link or a special file in it (copied from the server's disk) keeps none: its rerun copies the folder."""
+        files: dict[str, str] = {}
+        for base, _dirs, names in os.walk(self.code):
+            for name in names:
+                path = Path(base) / name
+                if not stat.S_ISREG(path.lstat().st_mode):
+                    return
+                files[path.relative_to(self.code).as_posix()] = blobs.add_file(path)
+        self.write_json(SNAPSHOT_FILE, files)
+
+    def shipped(self) -> dict[str, str] | None:
+        """The manifest :meth:`snapshot` kept (None for a job that has none)."""
+        files = self.read_json(SNAPSHOT_FILE)
+        return files if isinstance(files, dict) else None
 
     def write_json(self, name: str, data: Any) -> None:
         tmp = self.run / f".{name}.tmp"

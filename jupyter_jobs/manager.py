@@ -25,6 +25,7 @@ from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import (
+    SNAPSHOT_FILE,
     STAGING_PREFIX,
     JobDir,
     copy_for_rerun,
@@ -482,25 +483,30 @@ class JobManager(LoggingConfigurable):
                            files: Mapping[str, str] | None = None) -> None:
         folder = JobDir(stage)
         folder.create()
+        if files is None and rerun_of is not None:
+            files = JobDir(self.jobs_dir / str(rerun_of.id)).shipped()
+            if files is None:  # a job from before snapshots, or one with links in its files
+                source = JobDir(self.jobs_dir / str(rerun_of.id)).code
+                if not source.is_dir():
+                    raise Conflict(f"the files of job {rerun_of.id} are gone, so it cannot be rerun; submit it again")
+                await asyncio.to_thread(copy_for_rerun, source, folder.code, self.max_input_bytes)
+                return
         if files is not None:
             names = set(files)
             for index, item in enumerate(spec.inputs):
                 if item.path not in names and not any(n.startswith(item.path + "/") for n in names):
                     raise SpecError(f"{item.path!r} is not among the uploaded files", f"inputs[{index}].path")
             await asyncio.to_thread(self.blobs.materialise, files, folder.code, self.max_input_bytes)
-            return
-        if rerun_of is not None:
-            source = JobDir(self.jobs_dir / str(rerun_of.id)).code
-            if not source.is_dir():
-                raise Conflict(f"the files of job {rerun_of.id} are gone, so it cannot be rerun; submit it again")
-            await asyncio.to_thread(copy_for_rerun, source, folder.code, self.max_input_bytes)
+            folder.write_json(SNAPSHOT_FILE, dict(files))
             return
         if not spec.inputs:
+            folder.write_json(SNAPSHOT_FILE, {})
             return
         base = self.resolve_base_dir(base_dir)
         entries = [(f"inputs[{i}].path", item.path) for i, item in enumerate(spec.inputs)]
         await asyncio.to_thread(measure_inputs, base, entries, self.max_input_bytes)
         await asyncio.to_thread(copy_inputs, base, [item.path for item in spec.inputs], folder.code)
+        await asyncio.to_thread(folder.snapshot, self.blobs)
 
     def resolve_base_dir(self, base_dir: str | None) -> Path:
         """The folder inputs are read from: ``base_dir`` inside ``root_dir`` (default: root_dir)."""

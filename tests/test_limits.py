@@ -291,9 +291,15 @@ async def test_a_rerun_of_a_job_that_left_a_pipe_or_filled_its_folder(api, manag
     rerun = await api.call("POST", "jobs", str(job["id"]), "rerun", body={"overrides": {"cmd": "ls"}})
     done = await api.wait(rerun["id"])
     assert done["status"] == "Succeeded" and "left-pipe" not in await api.log(rerun["id"])
-    big = await api.submit({"cmd": "head -c 3000000 /dev/zero > checkpoint.bin"})
+    big = await api.submit({"cmd": "echo \"FILES=[$(ls)]\"; head -c 3000000 /dev/zero > checkpoint.bin"})
     assert (await api.wait(big["id"]))["status"] == "Succeeded"
     manager.max_input_bytes = 1_000_000
+    # A rerun gets what the job was shipped (nothing here), not the checkpoint it left in its working dir.
+    again = await api.call("POST", "jobs", str(big["id"]), "rerun", body={})
+    assert (await api.wait(again["id"]))["status"] == "Succeeded"
+    assert "FILES=[]" in await api.log(again["id"])
+    # A job from before snapshots is rerun from its folder as it was left: within the limit, else a 413.
+    (manager.folder(big["id"]).run / "files.json").unlink()
     code, body = await error_of(api, "POST", "jobs", str(big["id"]), "rerun", body={})
     assert code == 413 and "max_input_bytes" in body["message"]
 

@@ -213,7 +213,7 @@ class DockerBackend(Backend):
             jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER,
         )
         env["JOB_GPUS"] = ",".join(str(i) for i in gpus)
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # /code is read-only
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ among the job's files
         device_requests = None
         if gpus and self.use_device_requests():
             # The runtime exposes exactly these devices, numbered from 0 inside the container.
@@ -222,8 +222,8 @@ class DockerBackend(Backend):
             env.pop("NVIDIA_VISIBLE_DEVICES")
         command = job_command(job, env)
         mounts = [
-            Mount("/code", str(folder.code), type="bind", read_only=True),
-            _outputs_mount(folder, self.outputs_nosuid),
+            _writable_mount("/code", folder.code, folder, self.outputs_nosuid),  # the working dir, writable
+            _writable_mount("/outputs", folder.outputs, folder, self.outputs_nosuid),
             Mount(LOG_IN_CONTAINER, str(folder.log), type="bind"),
             Mount(DISPLAYS_IN_CONTAINER, str(_displays_file(folder)), type="bind"),
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
@@ -417,8 +417,9 @@ class DockerBackend(Backend):
         return removed
 
 
-def _outputs_mount(folder: JobDir, nosuid: bool) -> Mount:
-    """``/outputs``: the job's outputs folder, mounted nosuid,nodev where ``nosuid``.
+def _writable_mount(target: str, path: Path, folder: JobDir, nosuid: bool) -> Mount:
+    """``target`` (``/code``, ``/outputs``): the job's folder ``path``, writable, mounted nosuid,nodev where
+    ``nosuid``.
 
     A bind mount cannot take those flags (Docker's local volume driver ignores them with
     ``o=bind``, as mount(2) does), so the folder is the upper layer of an overlay over an empty
@@ -426,13 +427,14 @@ def _outputs_mount(folder: JobDir, nosuid: bool) -> Mount:
     is anonymous and removed with the container.
     """
     if not nosuid:
-        return Mount("/outputs", str(folder.outputs), type="bind")
-    lower, work = folder.run / "outputs-lower", folder.run / "outputs-work"
-    for path in (lower, work):
-        path.mkdir(exist_ok=True)
+        return Mount(target, str(path), type="bind")
+    name = target.strip("/")
+    lower, work = folder.run / f"{name}-lower", folder.run / f"{name}-work"
+    for where in (lower, work):
+        where.mkdir(exist_ok=True)
     options = {"type": "overlay", "device": "overlay",
-               "o": f"lowerdir={lower},upperdir={folder.outputs},workdir={work},nosuid,nodev"}
-    return Mount("/outputs", None, type="volume", driver_config=DriverConfig("local", options))
+               "o": f"lowerdir={lower},upperdir={path},workdir={work},nosuid,nodev"}
+    return Mount(target, None, type="volume", driver_config=DriverConfig("local", options))
 
 
 def _displays_file(folder: JobDir) -> Path:
@@ -442,8 +444,9 @@ def _displays_file(folder: JobDir) -> Path:
 
 
 def _let_user_write(folder: JobDir, user: str) -> None:
-    """Let a job that runs as ``user`` (not root) write its outputs, its log and its displays."""
+    """Let a job that runs as ``user`` (not root) write in its working dir and outputs, its log and its displays."""
     os.chmod(folder.outputs, 0o777)
+    os.chmod(folder.code, 0o777)
     uid, _, gid = user.partition(":")
     for path in (folder.log, folder.displays):
         if uid.isdigit() and os.geteuid() == 0:

@@ -35,6 +35,8 @@ def job_environment(
         "JOB_NAME": job.name,
         "JOB_ATTEMPT": str(job.attempt),
         "JOB_OUTPUTS": outputs,
+        "JOB_CODE": code,
+        "JOB_USER": job.owner,
         "PYTHONUNBUFFERED": "1",
         # Exactly the job's GPUs. Indices are nvidia-smi's, so CUDA must count in PCI order too.
         "CUDA_VISIBLE_DEVICES": visible,
@@ -68,3 +70,31 @@ def owner_folder(owner: str) -> str:
     another path or be read by a shell as more than a word."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", owner)
     return name if name.strip(".") else name.replace(".", "_") or "user"
+
+
+#: Run ``$1`` with each later argument (a dataset's folder) bind-mounted read-only over itself, in a mount
+#: namespace of the job's own; with ``$2`` set (a uid:gid), back as that user in a user namespace of its own.
+_READ_ONLY = (
+    '_jj_cmd=$1 _jj_as=$2; shift 2; '
+    'for _jj_d; do mount --bind -- "$_jj_d" "$_jj_d" && mount -o remount,bind,ro -- "$_jj_d" '
+    '|| { echo "jupyter-jobs: could not make the dataset $_jj_d read-only for the job" >&2; exit 125; }; done; '
+    '[ -z "$_jj_as" ] || exec unshare --user --map-user="${_jj_as%:*}" --map-group="${_jj_as#*:}" /bin/sh -c "$_jj_cmd"; '
+    'exec /bin/sh -c "$_jj_cmd"'
+)
+
+
+def read_only_datasets(command: str, folders: list[str]) -> list[str]:
+    """argv running ``command`` (a shell command) with ``folders`` read-only, as a container's datasets are.
+
+    ``unshare --mount`` needs root. Anyone else makes the mounts as root of a user namespace of their own
+    (``--map-root-user``), then runs the command as themselves again in a nested one, where those mounts
+    are locked read-only (the job keeps its uid and gid; supplementary groups read as ``nogroup``). Where
+    neither can be had the job fails before its command runs, saying so (exit 125): never with its
+    datasets writable.
+    """
+    if not folders:
+        return ["/bin/sh", "-c", command]
+    root = os.geteuid() == 0
+    as_user = "" if root else f"{os.geteuid()}:{os.getegid()}"
+    return ["unshare", *([] if root else ["--user", "--map-root-user"]), "--mount", "--propagation", "private",
+            "/bin/sh", "-c", _READ_ONLY, "jupyter-job", command, as_user, *folders]

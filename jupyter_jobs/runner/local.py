@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import posixpath
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,13 +27,12 @@ from typing import Any
 
 from traitlets import Bool, Int
 
-from .. import safeopen
 from ..errors import BackendError
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch
 from .cgroups import Cgroups, JobCgroup
-from .environment import job_command, job_environment
+from .environment import job_command, job_environment, read_only_datasets
 
 # $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
 # mount ("" keeps the host's), then the files of the cgroups to join (writing 0: itself) before
@@ -272,7 +271,10 @@ class LocalBackend(Backend):
         cgroup = await self._make_cgroup(job, memory_mib)
         unshare = self.confinement().unshare
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
-        argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", command, str(exit_file), shm]
+        # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
+        # `exec`: no shell of ours stays between the wrapper and the job (signals reach the job as before).
+        run = f"exec {shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))}" if launch.datasets else command
+        argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", run, str(exit_file), shm]
         argv += cgroup.join_files() if cgroup else []
         launching = {"exit_file": str(exit_file), "command": command,
                      "cgroup": list(cgroup.dirs) if cgroup else [], "memory_mib": memory_mib}
@@ -351,43 +353,6 @@ class LocalBackend(Backend):
         _signal_group(pgid, signal.SIGKILL)
         if cgroup is not None:
             await asyncio.to_thread(cgroup.kill_all)
-
-    async def collect(self, job: JobRecord, folder: JobDir) -> None:
-        """Outputs written relative to the working dir are moved into ``outputs/``."""
-        await asyncio.to_thread(self._collect, job, folder)
-
-    def _collect(self, job: JobRecord, folder: JobDir) -> None:
-        # Only renames inside the job folder, from descriptors opened without following links:
-        # an input folder may hold a symbolic link to anywhere, and what it leads to must never
-        # be moved into outputs/ (and deleted with the job).
-        try:
-            code, outputs = safeopen.open_dir(folder.code), safeopen.open_dir(folder.outputs)
-        except OSError as exc:
-            self.log.warning("jupyter-jobs: job %s: outputs not collected: %s", job.id, exc)
-            return
-        try:
-            for item in job.spec.outputs:
-                self._collect_one(job, folder, code, outputs, item.path)
-        finally:
-            os.close(code)
-            os.close(outputs)
-
-    def _collect_one(self, job: JobRecord, folder: JobDir, code: int, outputs: int, path: str) -> None:
-        """Move ``path`` from the working dir (else the code folder) to ``outputs/path``."""
-        if folder.has_output(path):
-            return
-        for source in dict.fromkeys([posixpath.normpath(posixpath.join(job.spec.working_dir, path)), path]):
-            try:
-                safeopen.rename_beneath(code, source, outputs, path)
-                return
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except (safeopen.Refused, ValueError, OSError) as exc:
-                why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-                self.log.warning("jupyter-jobs: job %s: output %r not collected from code/%s: %s",
-                                 job.id, path, source, why)
-                folder.say(f"output {path!r} not collected: code/{source} {why}")
-                return
 
     async def recover(self, job: JobRecord, folder: JobDir) -> dict[str, Any] | None:
         handle = folder.read_json(_HANDLE_FILE)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
+from .. import workdir
 from ..cluster import Cluster
 from ..errors import BackendUnavailable, JobNotFound, JobsError, SpecError, storage_error
 from ..jobdir import JobDir
@@ -145,6 +146,7 @@ class RunnerPool(LoggingConfigurable):
                 self._end(job, JobStatus.CANCELLED, "Cancelled before it started")
                 return
             launch.job = job
+            await asyncio.to_thread(workdir.prepare, folder, job.spec)
             handle = await self.backend.start(launch)
         except asyncio.CancelledError:
             raise
@@ -220,6 +222,7 @@ class RunnerPool(LoggingConfigurable):
             launch = self._launch(job, self.folder(job.id))
             await self.backend.prepare(launch)
             self._record_environment(job, launch)
+            await asyncio.to_thread(workdir.prepare, launch.folder, job.spec)
             handle = await self.backend.start(launch)
         except asyncio.CancelledError:
             raise
@@ -311,6 +314,7 @@ class RunnerPool(LoggingConfigurable):
         job = self.store.get(job_id)
         folder = self.folder(job_id)
         try:
+            await asyncio.to_thread(workdir.collect, folder, job.spec)  # outputs written relative to the working dir
             await self.backend.collect(job, folder)
         except Exception:
             self.log.exception("jupyter-jobs: collecting outputs of job %s failed", job_id)
@@ -331,6 +335,7 @@ class RunnerPool(LoggingConfigurable):
         elif exit.code is None:  # refused by the backend before it ran
             self._fail_or_retry(job, exit.detail, None)
         elif exit.code == 0 and not missing:
+            await asyncio.to_thread(workdir.warn_undeclared, folder)
             self._end(job, JobStatus.SUCCEEDED, "Succeeded")
         elif exit.code == 0:
             self._fail_or_retry(job, f"exited 0 but did not write its outputs: {', '.join(missing)}", 0)

@@ -24,7 +24,14 @@ from ..errors import BackendError, BackendUnavailable
 from ..jobdir import JobDir
 from ..models import JobRecord
 from .backend import Backend, Exit, Launch, StateCallback
-from .environment import DISPLAYS_IN_CONTAINER, JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
+from .environment import (
+    DISPLAYS_IN_CONTAINER,
+    JOBSIDE_IN_CONTAINER,
+    job_command,
+    job_environment,
+    owner_folder,
+    read_only_datasets,
+)
 
 #: Where a container job's environment (env.python) is mounted, under its folder's name.
 ENV_IN_CONTAINER = "/opt/jupyter-jobs/env"
@@ -182,7 +189,9 @@ class SlurmBackend(Backend):
         if launch.python_bin:  # the job's environment (env.python) first: `python` is its python
             venv = posixpath.dirname(launch.python_bin)
             lines += [f"export PATH={shlex.quote(launch.python_bin)}:\"$PATH\"", f"export VIRTUAL_ENV={shlex.quote(venv)}"]
-        run = f"/bin/sh -c {shlex.quote(_refuse(_UNWRITABLE, 'the command', command))}"
+        # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
+        run = shlex.join(read_only_datasets(_refuse(_UNWRITABLE, "the command", command),
+                                            [d.path for d in launch.datasets]))
         if self.container:
             run, command = self._docker(launch)
         exit_file = shlex.quote(str(folder.run / _EXIT_FILE))
@@ -229,7 +238,7 @@ class SlurmBackend(Backend):
             env.pop(name)
         command = job_command(job, env)
         folder.displays.touch()  # a bind mount needs it to exist
-        volumes = [(str(folder.code), "/code:ro"), (str(folder.outputs), "/outputs"),
+        volumes = [(str(folder.code), "/code"), (str(folder.outputs), "/outputs"),
                    (str(folder.displays), DISPLAYS_IN_CONTAINER)]
         if launch.python_target:  # env.python: its packages first on the image's python's path
             where = posixpath.join(ENV_IN_CONTAINER, posixpath.basename(launch.python_target))

@@ -24,7 +24,7 @@ SPEC_KEYS = (
     "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
-BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS")
+BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS", "JOB_CODE", "JOB_USER")
 #: Variables the product sets and a job may not override (GPU confinement, the job contract,
 #: how programs are found and loaded); names starting with a prefix in RESERVED_PREFIXES too.
 RESERVED_VARS = frozenset({

@@ -159,7 +159,7 @@ async def test_docker_inspect_shows_limits_labels_mounts_and_isolation(api, clie
     assert host["Init"] is True and host["NetworkMode"] == "none"
     mounts = {m["Destination"]: (m["Type"], m["RW"]) for m in attrs["Mounts"]}
     owner = (await api.job(job["id"]))["owner"]
-    assert mounts == {"/code": ("bind", False), "/outputs": ("volume", True), LOG_IN_CONTAINER: ("bind", True),
+    assert mounts == {"/code": ("volume", True), "/outputs": ("volume", True), LOG_IN_CONTAINER: ("bind", True),
                       DISPLAYS_IN_CONTAINER: ("bind", True), f"/data/{owner}/ds": ("bind", False),
                       "/opt/jupyter-jobs/jobside": ("bind", False)}
     labels = attrs["Config"]["Labels"]
