@@ -104,6 +104,7 @@ def submit(lab):
         ids.append(job["id"])
         return job
 
+    submit.ids = ids  # type: ignore[attr-defined]  # jobs submitted otherwise (by %%job) join it
     yield submit
     for job_id in ids:
         if api(lab, "GET", f"jobs/{job_id}")["status"] not in ENDED:
@@ -121,11 +122,11 @@ def bundle(job_id: int, name: str, out: list[str]) -> dict:
             "text/plain": f"Job #{job_id} '{name}' — %job attach {job_id} shows it"}
 
 
-def write_notebook(lab, name: str, bundles: list[dict]) -> None:
+def write_notebook(lab, name: str, bundles: list[dict] = (), sources: list[str] = ()) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(f"from IPython.display import display\ndisplay({b!r}, raw=True)")
-                for b in bundles]
+                for b in bundles] + [nbformat.v4.new_code_cell(source) for source in sources]
     nbformat.write(nb, lab["root"] / name)
 
 
@@ -334,4 +335,52 @@ def test_cancel_after_confirmation_and_a_job_that_is_not_there(page, lab, submit
     page.wait_for_timeout(500)
     screenshot(page.locator(".jp-NotebookPanel:visible"), "cancelled-and-not-found-dark.png")
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    assert not page.errors, page.errors
+
+
+# A real job cell: what `%%job` displays is our bundle, and the figure and DataFrame the cell shows come
+# back through the job side's capture while the job still runs.
+JOB_CELL = textwrap.dedent("""
+    %%job --name cellplot --out answer
+    import os, time
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    for i in range(0, 101, 10):
+        print(f"\\r{i:3d}%|{'#' * (i // 10):<10}|", end="", flush=True)
+        time.sleep(0.02)
+    print()
+    plt.plot([1, 4, 9, 16])
+    plt.title("loss")
+    plt.show()
+    display(pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25]}))
+    while not os.path.exists(GO):
+        time.sleep(0.2)
+    answer = 6 * 7
+""").strip()
+
+
+@pytest.mark.timeout(240)
+def test_a_job_cell_shows_its_figure_and_dataframe_live_and_its_value_arrives(page, lab, submit):
+    go = lab["root"] / "cell.go"
+    write_notebook(lab, "cell.ipynb", sources=["%load_ext jupyter_jobs", JOB_CELL.replace("GO", repr(str(go)))])
+    open_notebook(page, "cell.ipynb")
+    run_all(page)
+    view = page.locator(".jp-JobView")
+    expect(view).to_have_count(1, timeout=TIMEOUT)
+    expect(view).to_have_attribute("data-job-id", re.compile(r"^\d+$"), timeout=TIMEOUT)
+    submit.ids.append(int(view.get_attribute("data-job-id")))
+    expect(view.locator(".jp-JobView-name")).to_have_text("cellplot")
+    expect(view.locator(".jp-JobDisplays img")).to_be_visible(timeout=TIMEOUT)
+    expect(view.locator(".jp-JobDisplays table", has_text="loss")).to_be_visible(timeout=TIMEOUT)
+    expect(view).to_have_attribute("data-status", "Running")
+    assert [line for line in log_lines(view) if "%|" in line] == ["100%|##########|"]
+    # Lab shows our view of the bundle, not the ipywidgets view it also holds.
+    assert page.locator(".jp-Notebook .jupyter-widgets").count() == 0
+    screenshot(view, "job-cell-live.png")
+    go.touch()
+    expect(view).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
+    deadline = time.monotonic() + 30
+    while kernel_eval(page, "answer") != "42" and time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+    assert kernel_eval(page, "answer") == "42"
     assert not page.errors, page.errors
