@@ -365,7 +365,8 @@ def test_a_job_cell_shows_its_figure_and_dataframe_live_and_its_value_arrives(pa
     write_notebook(lab, "cell.ipynb", sources=["%load_ext jupyter_jobs", JOB_CELL.replace("GO", repr(str(go)))])
     open_notebook(page, "cell.ipynb")
     run_all(page)
-    view = page.locator(".jp-JobView")
+    # Lab restores the notebooks earlier tests left open: this one's view is in the visible notebook.
+    view = page.locator(".jp-NotebookPanel:visible .jp-JobView")
     expect(view).to_have_count(1, timeout=TIMEOUT)
     expect(view).to_have_attribute("data-job-id", re.compile(r"^\d+$"), timeout=TIMEOUT)
     submit.ids.append(int(view.get_attribute("data-job-id")))
