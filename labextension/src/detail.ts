@@ -9,7 +9,7 @@ import { outputFileList } from './files';
 import { JobsAPI, JobsAPIError } from './handler';
 import { JobLog } from './log';
 import { IJob, TERMINAL } from './tokens';
-import { badge, formatDuration, formatTime, h } from './util';
+import { badge, confirmCancel, formatDuration, formatTime, h } from './util';
 
 /** Parse "key=value" lines into rerun overrides (numbers and true/false typed). */
 export function parseOverrides(text: string): { [key: string]: any } {
@@ -83,6 +83,9 @@ export class JobDetail extends Widget {
   }
 
   async cancel(): Promise<void> {
+    if (!(await confirmCancel(this.trans, this.jobId, this._job?.name ?? ''))) {
+      return;
+    }
     this._cancel.disabled = true;
     try {
       this._show(await this.api.cancel(this.jobId));

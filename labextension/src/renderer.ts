@@ -1,4 +1,3 @@
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
@@ -12,7 +11,7 @@ import { JobsAPI } from './handler';
 import { JobLog } from './log';
 import { outputFileList } from './files';
 import { IJob, IOutput, TERMINAL } from './tokens';
-import { badge, elapsed, formatDuration, h } from './util';
+import { badge, confirmCancel, elapsed, formatDuration, h } from './util';
 import { IJobState, JobWatcher } from './watcher';
 
 /** The MIME type of a job as a notebook output: `{"id": 12, "name": "train", "out": ["model"]}`. */
@@ -127,15 +126,7 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
       return;
     }
     const trans = this.services.trans;
-    const result = await showDialog({
-      title: trans.__('Cancel job #%1?', ref.id),
-      body: trans.__("Job #%1 '%2' stops now; what it has not saved as an output is lost.", ref.id, ref.name),
-      buttons: [
-        Dialog.cancelButton({ label: trans.__('Keep running') }),
-        Dialog.warnButton({ label: trans.__('Cancel job') })
-      ]
-    });
-    if (!result.button.accept) {
+    if (!(await confirmCancel(trans, ref.id, ref.name))) {
       return;
     }
     this._cancel.disabled = true;

@@ -62,6 +62,7 @@ def test_create_follow_cancel_rerun_and_validate(page, lab, shots):
     detail = current_detail(page)
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("sleeping", timeout=TIMEOUT)
     detail.locator(".jp-JobDetail-cancel").click()
+    page.locator(".jp-Dialog button", has_text="Cancel job").click()  # it asks first
     expect(detail).to_have_attribute("data-status", "Cancelled", timeout=TIMEOUT)
 
     # Rerun it with an override: a new job that records where it came from.
