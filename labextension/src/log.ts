@@ -57,6 +57,7 @@ export class JobLog extends Widget {
   constructor(className = '') {
     super({ node: h('pre', `jp-JobLog ${className}`.trim()) });
     this.node.tabIndex = 0; // scrollable with the keyboard
+    this.node.dataset.empty = 'true';
     this.node.append(this._current);
     this.node.addEventListener('scroll', () => {
       if (this.node.clientHeight > 0) {
@@ -74,6 +75,17 @@ export class JobLog extends Widget {
   /** All the text shown. */
   get text(): string {
     return this.node.textContent ?? '';
+  }
+
+  /** Forget the text (a terminal's `reset`). */
+  clear(): void {
+    this._terminal = new TerminalText();
+    this._current.textContent = '';
+    this.node.replaceChildren(this._current);
+    this._empty = true;
+    this.node.dataset.empty = 'true';
+    this._follow = true;
+    this._top = 0;
   }
 
   append(chunk: string): void {

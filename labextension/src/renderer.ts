@@ -96,6 +96,13 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
       return; // the same job again (a re-render): the live view goes on
     }
     this._stop();
+    if (this._ref) {
+      // Another job in the same output (rare: Lab makes a renderer per output): start afresh.
+      this._log.clear();
+      this._files.node.replaceChildren();
+      this._result.textContent = '';
+      this._filesShown = false;
+    }
     this._ref = ref;
     if (!ref) {
       this._message.textContent = this.services.trans.__('This output names no job (it holds no job id).');
