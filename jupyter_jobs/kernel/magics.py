@@ -19,6 +19,7 @@ from IPython.display import display
 from traitlets import Int
 
 from ..errors import JobsError
+from ..shipping import files_to_ship, notebook_files
 from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
 from .displays import adds_to_log
@@ -123,9 +124,16 @@ class JobMagics(Magics):
             config = Path(args.config)
             if not config.is_file():
                 raise UsageError(f"--config {args.config}: no such file")
-            spec = load_spec_text(config.read_text(), args.config) or {}
-            files = collect_project(Path(args.project or config.parent), self.max_package_bytes)
-            return self._submit(self._apply_flags(spec, args), files, args.wait, [])
+            spec = self._apply_flags(load_spec_text(config.read_text(), args.config) or {}, args)
+            if args.project:  # the folder as asked
+                files = collect_project(Path(args.project), self.max_package_bytes)
+            else:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
+                try:
+                    files = files_to_ship(spec, config.parent)
+                except JobsError as exc:
+                    raise UsageError(exc.message) from None
+                check_size(files, self.max_package_bytes, config.parent)
+            return self._submit(spec, files, args.wait, [])
         outputs = _names(args.outputs)
         spec = self._apply_flags({"name": args.name or "cell", "cmd": "python -m jupyter_jobs_jobside.cell",
                                   "env": {"vars": {"JJ_OUT": ",".join(outputs)}, "python": args.python}}, args)
@@ -308,14 +316,20 @@ class JobMagics(Magics):
         if not target.is_file():
             raise UsageError(f"%job run {args.target}: no such file")
         overrides = dict(parse_set_option(s) for s in args.set)
-        files = collect_project(target.parent, self.max_package_bytes)
-        if target.suffix == ".ipynb":
+        if target.suffix == ".ipynb":  # the notebook, and what its cells import and name beside it
+            files = {target.name: target, **notebook_files(target, target.parent)}
+            check_size(files, self.max_package_bytes, target.parent)
             return self._run_notebook(target, args, files, overrides)
         if args.param:
             raise UsageError("--param is for notebooks; use --set args.NAME=VALUE for a spec")
         spec = apply_overrides(load_spec_text(target.read_text(), args.target) or {}, overrides)
         if args.name:
             spec["name"] = args.name
+        try:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
+            files = files_to_ship(spec, target.parent)
+        except JobsError as exc:
+            raise UsageError(exc.message) from None
+        check_size(files, self.max_package_bytes, target.parent)
         return self._submit(spec, files, args.wait, [])
 
     def _run_notebook(self, target: Path, args: argparse.Namespace, files: dict[str, Path], overrides: dict) -> Any:

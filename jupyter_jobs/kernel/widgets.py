@@ -14,6 +14,7 @@ from typing import Any, Callable
 import ipywidgets as widgets
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from ..sizes import human
 from .client import TERMINAL, ApiError, JobsClient
 from .displays import DisplayStream, adds_to_log
 from .terminal import TerminalText
@@ -230,14 +231,25 @@ class JobWidget(widgets.VBox):
         self.show_all.layout.display = "" if len(blocks) > keep or self.show_all.value else "none"
 
     def _render_outputs(self, outputs: list[dict]) -> None:
-        if not outputs:
+        """A link to each output file, one to each folder (a tar of it) and one to all of them (a tar)."""
+        files = [o for o in outputs if o.get("type") != "symlink"]
+        if not files:
             self.outputs_view.value = ""
             return
-        links = ", ".join(
-            f"<a href='{html.escape(o['url'])}' target='_blank'>{html.escape(o['path'])}</a> ({o['size']} B)"
-            for o in outputs
-        )
-        self.outputs_view.value = f"outputs: {links}"
+        base = files[0]["url"][: -len(files[0]["path"])]  # .../jobs/ID/outputs/
+        folders: dict[str, list[dict]] = {}
+        links = []
+        for item in files:
+            top, sep, _ = item["path"].partition("/")
+            if sep:
+                folders.setdefault(top, []).append(item)
+            else:
+                links.append(_link(item["url"], item["path"], human(item["size"])))
+        for top, inside in folders.items():
+            count = f"{len(inside)} file{'s' * (len(inside) != 1)}, {human(sum(i['size'] for i in inside))}"
+            links.append(_link(base + urllib.parse.quote(top), f"{top}/", f"{count}, one .tar"))
+        everything = _link(base.rstrip("/") + "?archive=tar", "all", "one .tar") if len(files) > 1 else ""
+        self.outputs_view.value = f"outputs: {', '.join(links)}" + (f" · {everything}" if everything else "")
 
     def _cancel(self, _button: Any = None) -> None:
         self.cancel_button.disabled = True
@@ -299,3 +311,7 @@ class JobForm(widgets.VBox):
 
 
 __all__ = ["JobWidget", "JobForm"]
+
+
+def _link(url: str, text: str, note: str) -> str:
+    return f"<a href='{html.escape(url)}' target='_blank' download>{html.escape(text)}</a> ({html.escape(note)})"

@@ -97,3 +97,18 @@ def test_what_the_job_wrote_cannot_run_code_in_the_notebook():
     assert sorted(output["data"]) == ["text/html", "text/plain"]
     assert safe_output({"output_type": "display_data", "data": {"application/javascript": "x"}}) is None
     assert safe_output({"output_type": "stream", "text": "x"}) is None
+
+
+def test_the_widget_links_each_file_each_folder_as_a_tar_and_all_of_them():
+    widget = JobWidget(None, JOB)
+    base = "/jupyter-jobs/api/jobs/7/outputs/"
+    widget._render_outputs([
+        {"path": "metrics.txt", "size": 12, "url": base + "metrics.txt"},
+        {"path": "ckpt/a.bin", "size": 2048, "url": base + "ckpt/a.bin"},
+        {"path": "ckpt/sub/b.bin", "size": 2048, "url": base + "ckpt/sub/b.bin"},
+        {"path": "leak", "size": 11, "type": "symlink", "url": base + "leak"},
+    ])
+    shown = widget.outputs_view.value
+    assert f"href='{base}metrics.txt'" in shown and "(12 B)" in shown
+    assert f"href='{base}ckpt'" in shown and "ckpt/</a> (2 files, 4.0 KiB, one .tar)" in shown
+    assert "href='/jupyter-jobs/api/jobs/7/outputs?archive=tar'" in shown and "leak" not in shown
