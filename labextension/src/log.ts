@@ -59,7 +59,10 @@ export class JobLog extends Widget {
       this._empty = false;
       this.node.dataset.empty = 'false';
     }
-    this._restore();
+    // Only a reader at the end is moved; anyone else stays put (text is only added below them).
+    if (this._follow) {
+      this.node.scrollTop = this.node.scrollHeight;
+    }
   }
 
   protected onAfterShow(msg: Message): void {
@@ -70,7 +73,7 @@ export class JobLog extends Widget {
     this._restore();
   }
 
-  /** At the end if following; else where the reader left it (a hidden tab may have lost it). */
+  /** Back in view: at the end if following, else where the reader left it (hiding may have lost it). */
   private _restore(): void {
     if (this._follow) {
       this.node.scrollTop = this.node.scrollHeight;

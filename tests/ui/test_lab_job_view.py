@@ -233,6 +233,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     log.evaluate("n => { const line = n.scrollHeight / n.innerText.split('\\n').length;"
                  " n.scrollTop = line * 36; }")
     screenshot(view, "tqdm-one-line.png")
+    log.evaluate("n => { n.scrollTop = n.scrollHeight; }")  # back at the end, the log follows it again
 
     # A kernel restart changes nothing: the view goes on (it talks to the server, not to the kernel).
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:restart-kernel'); }")  # asks first
@@ -242,6 +243,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     ticks = len(log_lines(view))
     expect(log).to_contain_text(f"tick {int(log_lines(view)[-1].split()[-1]) + 3}", timeout=TIMEOUT)
     expect(view).to_have_attribute("data-status", "Running")
+    assert log.evaluate("n => n.scrollTop + n.clientHeight >= n.scrollHeight - 4")
     screenshot(view, "after-kernel-restart.png")
 
     # Closed and reopened, the notebook shows the job again: status, log and plot.
