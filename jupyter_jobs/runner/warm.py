@@ -201,9 +201,6 @@ class WarmPool(LoggingConfigurable):
         while environment.idle:
             warm = environment.idle.pop(0)
             self._refill(environment)  # its replacement starts importing now
-            if not warm.ready.done():  # a job waits for it: its imports at the job's priority now
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, warm.proc.pid, os.getpriority(os.PRIO_PROCESS, 0))
             try:  # one still importing is never slower than a cold start, which imports the same
                 ready = await asyncio.wait_for(asyncio.shield(warm.ready), READY_TIMEOUT)
             except asyncio.TimeoutError:

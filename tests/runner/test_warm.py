@@ -96,9 +96,11 @@ async def test_a_warm_job_sees_what_a_cold_one_sees(api, manager, root_dir, jobs
         log = await api.log(job["id"])
         assert done["status"] == "Failed" and done["exit_code"] == 3, f"{kind}: {done['message']}\n{log}"
         assert "probe to stdout\nprobe to stderr\n" in log, log
+        seen[f"{kind} log"] = [line for line in log.splitlines() if not line.startswith("[jupyter-jobs]")]
         assert _handle(jobs_data_dir, job["id"])["warm"] is (kind == "warm")
         folder = jobs_data_dir / "jobs" / str(job["id"])
         seen[kind] = _normalised(json.loads((folder / "outputs" / "probe.json").read_text()), folder, job["id"])
+    assert seen["warm log"] == seen["cold log"]  # the job's own lines: nothing more, nothing less
     assert seen["warm"]["env"] == seen["cold"]["env"]
     assert seen["warm"] == seen["cold"]
     assert seen["warm"]["cuda_imported"] == [] and seen["warm"]["stdout_is_log"]
