@@ -337,7 +337,7 @@ class LocalBackend(Backend):
         module, args = found
         job = {"env": env, "cwd": str(cwd), "module": module, "args": args, "shm": shm,
                "exit_file": str(launch.folder.run / _EXIT_FILE), "join": cgroup.join_files() if cgroup else []}
-        proc = await self._warm.take(interpreter, env, job, log_fd)
+        proc = await self._warm.take(interpreter, env, job, log_fd, wait=module.endswith(".notebook"))
         self._warm.keep(interpreter, env)  # the next job of this environment finds one warm
         return proc
 

@@ -191,21 +191,30 @@ class WarmPool(LoggingConfigurable):
             self._discard(warm)
             self._refill(environment)
 
-    async def take(self, interpreter: str, env: Mapping[str, str], job: dict[str, Any], log_fd: int) -> subprocess.Popen | None:
+    async def take(self, interpreter: str, env: Mapping[str, str], job: dict[str, Any], log_fd: int, *,
+                   wait: bool) -> subprocess.Popen | None:
         """Hand ``job`` (the message :mod:`jupyter_jobs.jobside.warm` reads) and the job's log to a warm
-        interpreter of this environment; its process, or None (none is warm: start it cold)."""
+        interpreter of this environment; its process, or None (none is warm: start it cold).
+
+        With ``wait``, one still importing is waited for (a notebook job: its cold start imports as much);
+        without, only one that is ready is taken (a cell's cold start imports less than a warm one does).
+        """
         environment = self._envs.get(self.key(interpreter, env))
         if environment is None or self._closed:
             return None
         self._envs.move_to_end(self.key(interpreter, env))
         while environment.idle:
-            warm = environment.idle.pop(0)
+            ready = [w for w in environment.idle if w.ready.done()]
+            if not ready and not wait:
+                return None
+            warm = (ready or environment.idle)[0]
+            environment.idle.remove(warm)
             self._refill(environment)  # its replacement starts importing now
-            try:  # one still importing is never slower than a cold start, which imports the same
-                ready = await asyncio.wait_for(asyncio.shield(warm.ready), READY_TIMEOUT)
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(warm.ready), READY_TIMEOUT)
             except asyncio.TimeoutError:
-                ready = None
-            if ready is None or warm.proc.poll() is not None:
+                answer = None
+            if answer is None or warm.proc.poll() is not None:
                 self._discard(warm)
                 continue
             warm.taken = True
@@ -232,9 +241,9 @@ class WarmPool(LoggingConfigurable):
         with contextlib.suppress(subprocess.TimeoutExpired):
             warm.proc.wait(timeout=5)
 
-    def idle_pids(self) -> list[int]:
-        """The pids of the warm interpreters waiting for a job."""
-        return [w.proc.pid for e in self._envs.values() for w in e.idle]
+    def idle_pids(self, ready: bool = False) -> list[int]:
+        """The pids of the warm interpreters waiting for a job (``ready``: only those done importing)."""
+        return [w.proc.pid for e in self._envs.values() for w in e.idle if not ready or w.ready.done()]
 
     def close(self) -> None:
         """End every idle warm interpreter (jobs that warm interpreters run keep running)."""

@@ -59,7 +59,17 @@ def _warm_pids(manager) -> list[int]:
     return manager.engine._warm.idle_pids()
 
 
-async def _run(api, root_dir: Path, cmd: str, cell: str, **spec) -> dict:
+async def _warm_ready(manager, timeout: float = 60.0) -> None:
+    """Until a warm interpreter is done importing (a cell job never waits for one: it would start cold)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not manager.engine._warm.idle_pids(ready=True):
+        assert loop.time() < deadline, "no warm interpreter got ready"
+        await asyncio.sleep(0.05)
+
+
+async def _run(api, manager, root_dir: Path, cmd: str, cell: str, **spec) -> dict:
+    await _warm_ready(manager)
     folder = root_dir / "cell"
     folder.mkdir(exist_ok=True)
     (folder / "_jj_cell.py").write_text(cell)
@@ -91,7 +101,7 @@ async def test_a_warm_job_sees_what_a_cold_one_sees(api, manager, root_dir, jobs
     secret = {"env": {"vars": {"MY_TOKEN": "s3cret-value"}, "python": "auto"}}
     seen = {}
     for kind, cmd in (("cold", COLD_CELL), ("warm", CELL)):
-        job = await _run(api, root_dir, cmd, PROBE, **secret)
+        job = await _run(api, manager, root_dir, cmd, PROBE, **secret)
         done = await api.wait(job["id"])
         log = await api.log(job["id"])
         assert done["status"] == "Failed" and done["exit_code"] == 3, f"{kind}: {done['message']}\n{log}"
@@ -119,7 +129,7 @@ async def test_one_warm_interpreter_serves_one_job_and_is_replaced(api, manager,
     for _ in range(2):
         before = _warm_pids(manager)
         assert len(before) == 1 and all(_alive(p) for p in before)
-        job = await _run(api, root_dir, CELL, "print('done')")
+        job = await _run(api, manager, root_dir, CELL, "print('done')")
         done = await api.wait(job["id"])
         assert done["status"] == "Succeeded", done["message"]
         handle = _handle(jobs_data_dir, job["id"])
@@ -132,9 +142,9 @@ async def test_one_warm_interpreter_serves_one_job_and_is_replaced(api, manager,
 
 
 @pytest.mark.parametrize("how", ["cancel", "max-runtime"])
-async def test_cancel_and_max_runtime_stop_a_warm_job(api, root_dir, jobs_data_dir, how):
+async def test_cancel_and_max_runtime_stop_a_warm_job(api, manager, root_dir, jobs_data_dir, how):
     cell = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)"
-    job = await _run(api, root_dir, CELL, cell, **({"max-runtime": "2s"} if how == "max-runtime" else {}))
+    job = await _run(api, manager, root_dir, CELL, cell, **({"max-runtime": "2s"} if how == "max-runtime" else {}))
     await api.wait(job["id"], statuses=("Running",))
     lines: list[str] = []
     while not lines or not lines[-1].isdigit():  # until the job printed its pid
@@ -149,8 +159,8 @@ async def test_cancel_and_max_runtime_stop_a_warm_job(api, root_dir, jobs_data_d
     assert not _alive(child) and not _alive(_handle(jobs_data_dir, job["id"])["pid"])
 
 
-async def test_a_job_that_sets_how_python_starts_runs_cold(api, root_dir, jobs_data_dir):
-    job = await _run(api, root_dir, CELL, "import os\nprint(os.environ['PYTHONHASHSEED'])",
+async def test_a_job_that_sets_how_python_starts_runs_cold(api, manager, root_dir, jobs_data_dir):
+    job = await _run(api, manager, root_dir, CELL, "import os\nprint(os.environ['PYTHONHASHSEED'])",
                      env={"vars": {"PYTHONHASHSEED": "7"}, "python": "auto"})
     done = await api.wait(job["id"])
     assert done["status"] == "Succeeded" and "7" in await api.log(job["id"])
@@ -159,13 +169,13 @@ async def test_a_job_that_sets_how_python_starts_runs_cold(api, root_dir, jobs_d
 
 @pytest.mark.parametrize("jobs_config", [{"Cluster": {"instance_types": [
     {"name": "small", "cpus": 1, "memory": "128MiB"}, {"name": "big", "cpus": 1, "memory": "1GiB"}]}}])
-async def test_a_confined_job_whose_limit_a_warm_interpreter_would_blur_runs_cold(api, root_dir, jobs_data_dir):
+async def test_a_confined_job_whose_limit_a_warm_interpreter_would_blur_runs_cold(api, manager, root_dir, jobs_data_dir):
     from jupyter_jobs.runner.cgroups import Cgroups
 
     if Cgroups.detect().reason:
         pytest.skip(f"no cgroups here: {Cgroups.detect().reason}")
     for kind, warm in (("small", False), ("big", True)):
-        job = await _run(api, root_dir, CELL, "print(open('/proc/self/cgroup').read())", **{"instance-type": kind})
+        job = await _run(api, manager, root_dir, CELL, "print(open('/proc/self/cgroup').read())", **{"instance-type": kind})
         done = await api.wait(job["id"])
         assert done["status"] == "Succeeded", done["message"]
         assert _handle(jobs_data_dir, job["id"])["warm"] is warm, kind
