@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 #: One round, in this order: each server's jobs are seconds apart (a user's cells are), so the warm interpreter
-#: that replaced the last one has finished importing; "warm cell, back-to-back" is a warm cell sent the moment
-#: the one before it ended (with one warm interpreter per environment it waits for the replacement's imports).
-KINDS = ("warm notebook", "cold notebook", "jupyter-scheduler", "warm cell", "cold cell", "papermill",
-         "warm cell, back-to-back")
+#: that replaced the last one has finished importing. After the rounds, "warm cell, back-to-back": a cell sent
+#: the moment the one before it ended (with one warm interpreter per environment, its replacement is still
+#: importing then, and a cell does not wait for it: it starts cold), 3 s between pairs.
+ROUND = ("warm notebook", "cold notebook", "jupyter-scheduler", "warm cell", "cold cell", "papermill")
+KINDS = (*ROUND, "warm cell, back-to-back")
 NOTEBOOK = {
     "cells": [{"cell_type": "code", "execution_count": None, "id": "hello", "metadata": {}, "outputs": [],
                "source": "print(\"hello\")"}],
@@ -160,7 +161,19 @@ def papermill(venv: Path, work: Path) -> float:
 
 
 def warm_memory(server_pid: int) -> list[dict]:
-    """RSS and PSS (its share of pages shared with others) of each idle warm interpreter of a server."""
+    """RSS and PSS (its share of pages shared with others) of each idle warm interpreter of a server, once
+    done importing (its RSS has not changed for a second)."""
+    last, deadline = None, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = _warm_memory(server_pid)
+        if found and found == last:
+            return found
+        last = found
+        time.sleep(1.0)
+    return last or []
+
+
+def _warm_memory(server_pid: int) -> list[dict]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -193,15 +206,17 @@ def bench_warm(make_server, peer_venv: Path, rounds: int) -> dict:
             "warm notebook": lambda: warm.run("notebook"), "warm cell": lambda: warm.run("cell"),
             "cold notebook": lambda: cold.run("notebook"), "cold cell": lambda: cold.run("cell"),
             "jupyter-scheduler": peer.run, "papermill": lambda: papermill(peer_venv, work),
-            "warm cell, back-to-back": lambda: (warm.run("cell"), warm.run("cell"))[1],
         }
-        for kind in KINDS:  # warm-up: first imports, the peer's first job (18 s), blob uploads
+        for kind in ROUND:  # warm-up: first imports, the peer's first job (18 s), blob uploads
             runs[kind]()
         times: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for _ in range(rounds):
-            for kind in KINDS:
+            for kind in ROUND:
                 times[kind].append(runs[kind]())
-        time.sleep(2.0)  # the warm interpreter that replaced the last one has finished importing
+        for _ in range(rounds):
+            time.sleep(3.0)
+            warm.run("cell")
+            times["warm cell, back-to-back"].append(warm.run("cell"))
         memory = warm_memory(warm_server.proc.pid)
     finally:
         for server in (warm_server, cold_server, peer):
