@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,15 +72,19 @@ class Peer:
              f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--allow-root",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"), start_new_session=True)
-        for _ in range(600):
-            try:
-                self.call("GET", "jobs/count")
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"jupyter-scheduler's server did not start; see {work / 'server.log'}")
-        self.env_name = self.call("GET", "runtime_environments")[0]["name"]
+        try:
+            for _ in range(600):
+                try:
+                    self.call("GET", "jobs/count")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError(f"jupyter-scheduler's server did not start; see {work / 'server.log'}")
+            self.env_name = self.call("GET", "runtime_environments")[0]["name"]
+        except BaseException:
+            self.stop()  # never leave it running
+            raise
 
     def call(self, method: str, path: str, body: dict | None = None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
@@ -222,6 +227,7 @@ def bench_warm(make_server, peer_venv: Path, rounds: int) -> dict:
         for server in (warm_server, cold_server, peer):
             if server is not None:
                 server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     medians = {kind: statistics.median(values) for kind, values in times.items()}
     ratios = {}
     for ours in ("warm notebook", "warm cell"):
