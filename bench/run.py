@@ -17,6 +17,9 @@ Measured in one run, against a baseline taken in the same run (these machines ar
   ``uv pip install`` of it, a warm job against the same job with ``env.python: none``, and (with Docker)
   an environment image against ``docker build`` of the equivalent Dockerfile (see ``env_bench.py``).
 
+* with ``--parts warm``: warm interpreters, a trivial notebook job and ``%%job`` cell warm and cold,
+  against jupyter-scheduler and raw papermill on the same notebook (see ``warm_bench.py``).
+
 Writes ``bench/results/<name>/results.json`` and ``plots.png`` (``docker.png``, ``slurm.png`` and
 ``env.png`` with their ``.json`` for the others). ``--parts`` runs some of them only.
 """
@@ -209,11 +212,14 @@ def main() -> None:
     parser.add_argument("--env-builds", type=int, default=5, help="cold builds of each kind, alternating")
     parser.add_argument("--env-jobs", type=int, default=20, help="warm jobs of each kind, alternating")
     parser.add_argument("--env-docker-builds", type=int, default=5, help="environment images of each kind")
+    parser.add_argument("--warm-rounds", type=int, default=10, help="rounds of the warm part (one job of each kind)")
+    parser.add_argument("--peer-venv", default=str(Path.home() / ".cache" / "jupyter-jobs" / "bench-peer-venv"),
+                        help="virtual environment with jupyter-scheduler and papermill (made from PyPI when missing)")
     parser.add_argument("--parts", default="local,docker,slurm,env",
                         help="which figures to measure (comma-separated; each still obeys its own switch)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"local", "docker", "slurm", "env"}
+    unknown = parts - {"local", "docker", "slurm", "env", "warm"}
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}")
     out = HERE / "results" / args.name
@@ -226,6 +232,27 @@ def main() -> None:
         run_slurm(args, out)
     if "env" in parts and args.env != "no":
         run_env(args, out)
+    if "warm" in parts:
+        run_warm(args, out)
+
+
+def run_warm(args: argparse.Namespace, out: Path) -> None:
+    """Warm interpreters against jupyter-scheduler and papermill: warm.json and warm.png."""
+    import warm_bench
+
+    def server(work: Path, extra: list[str]) -> Server:
+        work.mkdir(parents=True, exist_ok=True)
+        return Server(work, extra=extra)
+
+    result = warm_bench.bench_warm(server, Path(args.peer_venv), args.warm_rounds)
+    concurrency = len(os.sched_getaffinity(0))
+    result["machine"] = f"{platform.node()}, {concurrency} CPUs, Python {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (out / "warm.json").write_text(json.dumps(result, indent=2))
+    warm_bench.plot(result, out / "warm.png", f"trivial notebook job / %%job cell, submit → Succeeded, one run "
+                    f"({result['rounds']} rounds) — {result['machine']}")
+    print(json.dumps({k: result[k] for k in ("median_s", "ratios", "idle_warm_interpreters")}, indent=2))
+    print(f"written to {out / 'warm.json'}")
 
 
 def run_local(args: argparse.Namespace, out: Path) -> None:

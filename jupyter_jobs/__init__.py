@@ -29,7 +29,11 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
         from .kernel.magics import JobFailed
 
         return JobFailed
+    if name == "OutNotDelivered":
+        from .kernel.waiting import OutNotDelivered
+
+        return OutNotDelivered
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "load_ipython_extension", "JobForm", "JobWidget", "JobFailed"]
+__all__ = ["__version__", "load_ipython_extension", "JobForm", "JobWidget", "JobFailed", "OutNotDelivered"]

@@ -5,7 +5,9 @@ DataSphere's rule: the spec's ``inputs`` (files or folders; inside a folder the 
 every file the ``cmd`` names that exists beside the spec (``python train.py``, ``bash run.sh``,
 ``--config conf.yaml``), the module ``python -m`` runs, and the local modules and packages those
 Python files import, transitively (beside each file, and in the spec's folder). The folder holding the spec is not shipped whole: what a job
-needs is what it names. Files travel as content-addressed blobs, so an unchanged one is never sent
+needs is what it names. A notebook run as a job (``%job run nb.ipynb``, a spec whose ``cmd`` names
+one) brings what its code cells import from beside it, and the files and folders beside it that
+they name in a string (``pd.read_csv("data/train.csv")``). Files travel as content-addressed blobs, so an unchanged one is never sent
 twice, and the server needs no shared disk.
 """
 from __future__ import annotations
@@ -32,10 +34,42 @@ def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
         files.update(_input(folder, item.path, f"inputs[{index}].path"))
     for relative in _named_in_command(parsed.cmd, folder):
         files.setdefault(relative, folder / relative)
-    for path in [p for p in files.values() if p.suffix == ".py"]:
-        for relative, module in _imports_of(path, folder).items():
+    for path in [p for p in files.values() if p.suffix in (".py", ".ipynb")]:
+        for relative, module in (_imports_of(path, folder) if path.suffix == ".py" else notebook_files(path, folder)).items():
             files.setdefault(relative, module)
     return files
+
+
+def notebook_files(notebook: Path, folder: Path) -> dict[str, Path]:
+    """What a notebook run as a job takes from ``folder`` besides itself: the local modules its code cells
+    import, and the files and folders beside it that they name in a string literal."""
+    import ast
+    import json
+
+    folder = folder.resolve()
+    try:
+        cells = json.loads(notebook.read_text(errors="replace")).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    found: dict[str, Path] = {}
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+        found.update(local_modules(code, folder))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) < 256 \
+                    and "\n" not in node.value and not node.value.startswith(("/", "-")):
+                path = folder / node.value
+                if _inside(folder, path) and path.exists() and path.resolve() != folder:
+                    found.update(_input(folder, path.resolve().relative_to(folder).as_posix(), "notebook"))
+    return found
 
 
 def _input(folder: Path, relative: str, field: str) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import safeopen
 from .jobdir import JobDir
 from .models import JobSpec
+from .sizes import human
 
 #: Files a job leaves beside its code that no one would want back.
 _NOISE = ("__pycache__", ".ipynb_checkpoints")
@@ -110,16 +111,8 @@ def warn_undeclared(folder: JobDir) -> None:
     found = undeclared(folder)
     if not found:
         return
-    named = ", ".join(f"{path} ({_size(size)})" for path, size in found[:_NAMED])
+    named = ", ".join(f"{path} ({human(size)})" for path, size in found[:_NAMED])
     more = f" and {len(found) - _NAMED} more" if len(found) > _NAMED else ""
     folder.say(f"the job wrote {len(found)} file{'s' * (len(found) != 1)} outside its declared outputs, which are "
                f"not kept as outputs: {named}{more}; declare them in `outputs` (or write them to $JOB_OUTPUTS) "
                "to get them back")
-
-
-def _size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"

@@ -42,8 +42,8 @@ async def test_the_same_spec_gives_the_same_files_on_every_backend(api, root_dir
     rerun = await api.call("POST", "jobs", str(job["id"]), "rerun", body={"overrides": {}})
     again = await api.wait(rerun["id"], timeout=90)
     assert again["status"] == "Succeeded", again["message"]
-    rerun_log = await api.log(rerun["id"])
-    assert "\nshipped\nCODE=" in rerun_log, rerun_log
+    rerun_lines = (await api.log(rerun["id"])).splitlines()
+    assert "shipped" in rerun_lines and "changed" not in rerun_lines, rerun_lines
 
 
 @pytest.mark.parametrize("jobs_config", BACKENDS)
@@ -60,3 +60,20 @@ async def test_datasets_are_read_only_on_every_backend(api, manager, tmp_path, j
     assert done["status"] == "Failed" and not (data / "new.txt").exists()
     (data / "x.txt").write_text("changed by the admin")  # read-only for the job, not for the host
     assert (data / "x.txt").read_text() == "changed by the admin"
+
+
+async def test_a_job_with_a_read_only_dataset_is_still_the_process_cancel_signals(api, manager, tmp_path):
+    """Nothing of ours stays between the job and the signals: a job that ignores SIGTERM is killed after the grace."""
+    import asyncio
+    import time
+
+    (tmp_path / "mnist").mkdir()
+    manager.cluster.datasets = {"mnist": str(tmp_path / "mnist")}
+    manager.cluster.load()
+    job = await api.submit({"cmd": "trap '' TERM; echo ready; while true; do sleep 0.1; done", "datasets": ["mnist"]})
+    await api.wait(job["id"], ("Running",))
+    while "ready" not in (await api.log(job["id"])).splitlines():
+        await asyncio.sleep(0.05)
+    started = time.monotonic()
+    assert (await api.call("POST", "jobs", str(job["id"]), "cancel"))["status"] == "Cancelled"
+    assert 2.5 < time.monotonic() - started < 6

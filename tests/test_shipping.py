@@ -43,3 +43,15 @@ def test_an_input_that_is_missing_or_outside_is_named(project):
     with pytest.raises(SpecError, match="not inside"):
         files_to_ship({"cmd": "true", "inputs": ["link"]}, project)
     assert shipped({"cmd": "cat link ../secret /etc/passwd"}, project) == []
+
+
+def test_a_notebook_brings_what_its_cells_import_and_name(project):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport shared\nrows = open('conf.yaml').read()"),
+                nbformat.v4.new_markdown_cell("see 'notes.txt'"),
+                nbformat.v4.new_code_cell("!ls data\nfrom glob import glob\nfiles = glob('data') + ['/etc/passwd', '..']")]
+    nbformat.write(nb, project / "nb.ipynb")
+    assert shipped({"cmd": "python -m jupyter_jobs_jobside.notebook nb.ipynb out.ipynb"}, project) == [
+        "conf.yaml", "data/a.csv", "nb.ipynb", "shared.py"]

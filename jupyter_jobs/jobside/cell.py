@@ -69,7 +69,7 @@ def _shell_classes(displays: Displays) -> tuple[type, type, type]:
 
     class Publisher(DisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):  # type: ignore[override]
-            super().publish(data, metadata, source, transient=transient, update=update, **kwargs)
+            super().publish(data, metadata, transient=transient, update=update, **kwargs)  # source: deprecated
             output = {"output_type": "update_display_data" if update else "display_data",
                       "data": data, "metadata": metadata or {}}
             if transient:

@@ -116,6 +116,10 @@ class JobsClient:
     def log(self, job_id: int, offset: int = 0) -> bytes:
         return self.request("GET", f"jobs/{job_id}/logs", raw=True, params={"offset": offset})
 
+    def displays(self, job_id: int, offset: int = 0) -> bytes:
+        """The job's rich outputs from byte ``offset``: JSON lines of nbformat outputs (the last may be partial)."""
+        return self.request("GET", f"jobs/{job_id}/displays", raw=True, params={"offset": offset})
+
     def output(self, job_id: int, path: str) -> bytes:
         return self.request("GET", f"jobs/{job_id}/outputs/{urllib.parse.quote(path)}", raw=True)
 
@@ -128,24 +132,45 @@ class JobsClient:
     def datasets(self) -> list[dict]:
         return self.request("GET", "datasets")["datasets"]
 
-    def follow(self, job_id: int, write: Callable[[str], None], offset: int = 0, poll: float = 0.2) -> dict:
-        """Write the log as it grows until the job ends; return the finished job."""
+    def follow(self, job_id: int, write: Callable[[str], None], offset: int = 0, poll: float = 0.2,
+               show: Callable[[dict], None] | None = None) -> dict:
+        """Write the log as it grows until the job ends, and pass each rich output to ``show`` as it
+        arrives (made safe: :func:`~jupyter_jobs.kernel.displays.safe_output`); return the finished job."""
         import codecs
 
+        from .displays import DisplayStream
+
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        stream = DisplayStream() if show is not None else None
         while True:
             job = self.get(job_id)
             chunk = self.log(job_id, offset)
             if chunk:
                 offset += len(chunk)
                 write(decoder.decode(chunk))
-            if job["status"] in TERMINAL and not chunk:
+            shown = self._show_displays(job_id, stream, show)
+            if job["status"] in TERMINAL and not chunk and not shown:
                 tail = self.log(job_id, offset)  # written between the two calls
                 if tail:
                     write(decoder.decode(tail, final=True))
+                self._show_displays(job_id, stream, show)
                 return job
-            if not chunk:
+            if not chunk and not shown:
                 time.sleep(poll)
+
+    def _show_displays(self, job_id: int, stream: Any, show: Callable[[dict], None] | None) -> bool:
+        if stream is None or show is None or not stream.available:
+            return False
+        try:
+            chunk = self.displays(job_id, stream.offset)
+        except ApiError as exc:
+            if exc.status_code == 404:  # a server without the displays route
+                stream.available = False
+                return False
+            raise
+        for output in stream.feed(chunk):
+            show(output)
+        return bool(chunk)
 
     # -- content-addressed upload ---------------------------------------------------------------
     def upload(self, files: dict[str, Path]) -> dict[str, str]:

@@ -19,10 +19,14 @@ from IPython.display import display
 from traitlets import Int
 
 from ..errors import JobsError
+from ..shipping import files_to_ship, notebook_files
 from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
+from .displays import adds_to_log
 from .environment import envelope, wants_environment
 from .packaging import check_size, collect_project, local_modules
+from .view import JobView
+from .waiting import OutWaiter, out_names
 
 OUT_FILE = "_jj_out.pkl"
 #: Where the job side names the ``--out`` variables that could not be serialised (jobside/cell.py).
@@ -78,6 +82,10 @@ class JobMagics(Magics):
         self._client: JobsClient | None = None
         #: The widgets of this session's jobs, by job id.
         self.widgets: dict[int, Any] = {}
+        #: Run All: cells that use a pending --out value wait for its job (a pre_run_cell hook).
+        self.waiter = OutWaiter(self.shell, lambda: self.client, self._receive)
+        if self.shell is not None:
+            self.waiter.register()
 
     @property
     def client(self) -> JobsClient:
@@ -116,9 +124,16 @@ class JobMagics(Magics):
             config = Path(args.config)
             if not config.is_file():
                 raise UsageError(f"--config {args.config}: no such file")
-            spec = load_spec_text(config.read_text(), args.config) or {}
-            files = collect_project(Path(args.project or config.parent), self.max_package_bytes)
-            return self._submit(self._apply_flags(spec, args), files, args.wait, [])
+            spec = self._apply_flags(load_spec_text(config.read_text(), args.config) or {}, args)
+            if args.project:  # the folder as asked
+                files = collect_project(Path(args.project), self.max_package_bytes)
+            else:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
+                try:
+                    files = files_to_ship(spec, config.parent)
+                except JobsError as exc:
+                    raise UsageError(exc.message) from None
+                check_size(files, self.max_package_bytes, config.parent)
+            return self._submit(spec, files, args.wait, [])
         outputs = _names(args.outputs)
         spec = self._apply_flags({"name": args.name or "cell", "cmd": "python -m jupyter_jobs_jobside.cell",
                                   "env": {"vars": {"JJ_OUT": ",".join(outputs)}, "python": args.python}}, args)
@@ -158,6 +173,10 @@ class JobMagics(Magics):
         (staging / "_jj_cell.py").write_text(cell)
         files = {"_jj_cell.py": staging / "_jj_cell.py"}
         if inputs:
+            try:  # an --in value a running job of this kernel will deliver: wait for it (Run All)
+                self.waiter.wait_for_names(inputs)
+            except Exception as exc:
+                raise UsageError(str(exc)) from None
             namespace = self.shell.user_ns
             missing = [n for n in inputs if n not in namespace]
             if missing:
@@ -177,22 +196,33 @@ class JobMagics(Magics):
                       "the job will not have them", file=sys.stderr)
         return files
 
-    def _receive(self, job_id: int) -> None:
-        """Put a job's ``--out`` values into the notebook; each one that could not travel is named."""
+    def _receive(self, job_id: int, names: list[str] | None = None) -> list[str]:
+        """Put a job's ``--out`` values (or only ``names``) into the notebook and return those that arrived;
+        each one that could not is named."""
         try:
             raw = self.client.output(job_id, OUT_FILE)
         except JobsError:
-            print(f"jupyter-jobs: job {job_id} left no --out values (see its log)", file=sys.stderr)
-            return
-        values = pickle.loads(raw)
+            raw = None
+        values = pickle.loads(raw) if raw is not None else {}
         errors = values.pop(ERRORS_KEY, {}) if isinstance(values, dict) else {}
+        if raw is None:
+            print(f"jupyter-jobs: job {job_id} left no --out values (see %job logs {job_id})", file=sys.stderr)
+            errors = {name: "the job left no --out values" for name in names or []}
+        elif names:
+            sent = [*values, *errors]
+            errors = {n: errors.get(n, f"the job did not send it (its --out: {', '.join(sent) or 'none'})")
+                      for n in names if n not in values}
+            values = {n: values[n] for n in names if n in values}
+        arrived = []
         for name, data in values.items():
             try:
                 self.shell.user_ns[name] = pickle.loads(data) if isinstance(data, bytes) else data
+                arrived.append(name)
             except Exception as exc:  # e.g. an instance of a module this kernel does not have
                 errors[name] = f"it could not be loaded here: {type(exc).__name__}: {exc}"
         for name, why in errors.items():
             print(f"jupyter-jobs: --out {name} did not arrive: {why}", file=sys.stderr)
+        return arrived
 
     def _submit(self, spec: dict, files: dict[str, Path], wait: bool, outputs: list[str],
                 on_done: Any = None) -> Any:
@@ -203,38 +233,52 @@ class JobMagics(Magics):
             job = client.submit(spec, manifest, environment)
         except JobsError as exc:
             raise UsageError(exc.message) from None
+        return self._track(job, outputs, wait, on_done)
+
+    def _track(self, job: dict, outputs: list[str], wait: bool, on_done: Any = None) -> None:
+        """Follow a submitted job: its log (and rich outputs) in the cell with ``wait``, else its view;
+        its ``--out`` values arrive when it ends."""
+        client = self.client
 
         def finished(done: dict) -> None:
             # Even when it failed: what could be saved arrives (a failure after the work keeps the work).
-            if outputs and done["status"] in ("Succeeded", "Failed"):
+            # Once only: a cell that waited for the values (Run All) may have taken them already.
+            pending = self.waiter.take(done["id"])  # a cancelled job's values will never come: none pending
+            if outputs and pending and done["status"] in ("Succeeded", "Failed"):
                 self._receive(done["id"])
             if on_done is not None:
                 on_done(done)
 
+        self.waiter.expect(job, outputs)
         if wait:
-            done = client.follow(job["id"], lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+            done = client.follow(job["id"], lambda text: (sys.stdout.write(text), sys.stdout.flush()), show=_publish)
             finished(done)
             if done["status"] != "Succeeded":
                 raise JobFailed(done)
             return None
+        self._show(job, outputs, on_done=finished)
+        return None
+
+    def _show(self, job: dict, outputs: list[str], on_done: Any = None) -> None:
+        """The job's view in the notebook: one bundle (ours for Lab, the widget elsewhere, text)."""
         from .widgets import JobWidget
 
-        widget = JobWidget(client, job, on_done=finished)
+        widget = JobWidget(self.client, job, on_done=on_done)
         self.widgets[job["id"]] = widget
-        display(widget)
+        display(JobView(job, outputs, widget))
         widget.start()
-        return None
 
     # -- %job --------------------------------------------------------------------------------
     @line_magic("job")
     def job_line(self, line: str) -> Any:
-        """Manage jobs: %job run FILE | list | logs ID [-f] | attach ID | cancel ID | rerun ID | form
+        """Manage jobs: %job run FILE | list | logs ID [-f] | attach ID | fetch ID | cancel ID | rerun ID | form
 
         %job run job.yaml [--set k=v] [--wait]          a project: the spec's folder is shipped
         %job run notebook.ipynb [--param x=1] [--wait]   a notebook, run headless (nbclient); the
                                                           executed notebook comes back as an output
         %job list [--status S] [--mine]
-        %job logs ID [-f]        %job attach ID (replay the log, then follow)
+        %job logs ID [-f]        %job attach ID (replay the log and rich outputs, then follow)
+        %job fetch ID [a,b]      load a job's --out values (after a kernel restart too)
         %job cancel ID           %job rerun ID [--set args.epochs=20] [--wait]
         %job form                a form with the server's instance types and datasets
         """
@@ -253,6 +297,9 @@ class JobMagics(Magics):
             p = sub.add_parser(action, add_help=False)
             p.add_argument("id", type=int)
             p.add_argument("-f", "--follow", action="store_true")
+        fetch = sub.add_parser("fetch", add_help=False)
+        fetch.add_argument("id", type=int)
+        fetch.add_argument("names", nargs="*")
         rerun = sub.add_parser("rerun", add_help=False)
         rerun.add_argument("id", type=int)
         rerun.add_argument("--set", action="append", default=[])
@@ -269,14 +316,20 @@ class JobMagics(Magics):
         if not target.is_file():
             raise UsageError(f"%job run {args.target}: no such file")
         overrides = dict(parse_set_option(s) for s in args.set)
-        files = collect_project(target.parent, self.max_package_bytes)
-        if target.suffix == ".ipynb":
+        if target.suffix == ".ipynb":  # the notebook, and what its cells import and name beside it
+            files = {target.name: target, **notebook_files(target, target.parent)}
+            check_size(files, self.max_package_bytes, target.parent)
             return self._run_notebook(target, args, files, overrides)
         if args.param:
             raise UsageError("--param is for notebooks; use --set args.NAME=VALUE for a spec")
         spec = apply_overrides(load_spec_text(target.read_text(), args.target) or {}, overrides)
         if args.name:
             spec["name"] = args.name
+        try:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
+            files = files_to_ship(spec, target.parent)
+        except JobsError as exc:
+            raise UsageError(exc.message) from None
+        check_size(files, self.max_package_bytes, target.parent)
         return self._submit(spec, files, args.wait, [])
 
     def _run_notebook(self, target: Path, args: argparse.Namespace, files: dict[str, Path], overrides: dict) -> Any:
@@ -311,35 +364,52 @@ class JobMagics(Magics):
         else:
             sys.stdout.write(self.client.log(args.id).decode("utf-8", "replace"))
 
-    def _do_attach(self, args: argparse.Namespace) -> Any:
-        from .widgets import JobWidget
+    def _do_attach(self, args: argparse.Namespace) -> None:
+        """The job's view, replaying its log and rich outputs from the start, then following it."""
+        job = self.client.get(args.id)
+        self._show(job, out_names(job))
 
-        widget = JobWidget(self.client, self.client.get(args.id))
-        self.widgets[args.id] = widget
-        display(widget)
-        widget.start()
+    def _do_fetch(self, args: argparse.Namespace) -> None:
+        """Load a job's ``--out`` values (all, or the names given) into the notebook, waiting for it to end:
+        after a kernel restart or in a reopened notebook too (the job keeps them as an output)."""
+        job = self.client.get(args.id)
+        names = _names(",".join(args.names))
+        if job["status"] not in TERMINAL:
+            print(f"jupyter-jobs: waiting for job #{job['id']} '{job['name']}' to end; interrupt to stop waiting",
+                  file=sys.stderr, flush=True)
+            job = self.waiter.wait_for_job(job["id"])
+        self.waiter.take(job["id"])  # delivered now: not again when its widget sees it end
+        arrived = self._receive(job["id"], names or None)
+        if arrived:
+            print(f"jupyter-jobs: job #{job['id']} '{job['name']}' ({job['status']}) delivered {', '.join(arrived)}")
 
     def _do_cancel(self, args: argparse.Namespace) -> None:
         job = self.client.cancel(args.id)
         print(f"job {job['id']}: {job['status']} ({job['message']})")
 
-    def _do_rerun(self, args: argparse.Namespace) -> Any:
+    def _do_rerun(self, args: argparse.Namespace) -> None:
         job = self.client.rerun(args.id, dict(parse_set_option(s) for s in args.set))
-        if args.wait:
-            done = self.client.follow(job["id"], lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-            if done["status"] != "Succeeded":
-                raise JobFailed(done)
-            return None
-        from .widgets import JobWidget
-
-        widget = JobWidget(self.client, job).start()
-        self.widgets[job["id"]] = widget
-        display(widget)
+        return self._track(job, out_names(job), args.wait)
 
     def _do_form(self, args: argparse.Namespace) -> Any:
         from .widgets import JobForm
 
         display(JobForm(self.client))
+
+
+def _publish(output: dict) -> None:
+    """Show a job's rich output (made safe) in the running cell, as the cell itself would have; the text of
+    each is in the job's log already, printed above."""
+    from IPython.display import clear_output, publish_display_data
+
+    kind = output["output_type"]
+    if not adds_to_log(output):
+        return
+    if kind == "clear_output":
+        clear_output(wait=output["wait"])
+    else:
+        publish_display_data(output["data"], output["metadata"], transient=output.get("transient"),
+                             update=kind == "update_display_data")
 
 
 class _LineParser(argparse.ArgumentParser):

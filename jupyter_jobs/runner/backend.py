@@ -112,6 +112,9 @@ class Backend(LoggingConfigurable):
     def environments_removed(self, hashes: list[str]) -> None:
         """Python environments left the cache: remove what this backend made of them (blocking)."""
 
+    def warm_up(self) -> None:
+        """Start what makes jobs start sooner (the local backend's warm interpreters); called once the pool runs."""
+
     def close(self) -> None:
         """Stop what the backend runs in the background (jobs keep running)."""
 

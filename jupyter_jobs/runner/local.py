@@ -33,6 +33,7 @@ from ..models import JobRecord
 from .backend import Backend, Exit, Launch
 from .cgroups import Cgroups, JobCgroup
 from .environment import job_command, job_environment, read_only_datasets
+from .warm import WarmPool, entry_point, shapes_python
 
 # $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
 # mount ("" keeps the host's), then the files of the cgroups to join (writing 0: itself) before
@@ -180,10 +181,27 @@ class LocalBackend(Backend):
         "namespace) where the host allows it (root). False: jobs share the host's /dev/shm.",
     )
 
+    warm_interpreters = Int(
+        1, config=True,
+        help="Warm interpreters kept per job environment (interpreter), started ahead with the job side's "
+        "imports done, each serving one %%job cell or notebook job (python -m jupyter_jobs_jobside.*) and "
+        "then replaced; 0: every job starts cold. See docs/operators.md for what one costs in memory.",
+    )
+    warm_environments = Int(
+        4, config=True,
+        help="Most job environments (interpreters) kept warm at once; the least recently used one is let go.",
+    )
+    warm_min_memory_mib = Int(
+        256, config=True,
+        help="A confined job with a smaller memory limit than this starts cold: the imports a warm "
+        "interpreter did ahead stay charged outside the job's cgroup.",
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
         self._confinement: Confinement | None = None
+        self._warm: WarmPool | None = None
 
     def confinement(self) -> Confinement:
         """What confines jobs here, found at first use (logging what does not)."""
@@ -256,23 +274,14 @@ class LocalBackend(Backend):
         command = job_command(job, job_env)
         exit_file = folder.run / _EXIT_FILE
         exit_file.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if not (launch.python_bin and k in _NOT_INHERITED)}
-        env.update(job_env)
-        if not launch.python_bin and os.environ.get("PYTHONPATH"):  # the host as it is: the server's path first
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ["PYTHONPATH"], job_env.get("PYTHONPATH")) if p)
-        elif launch.python_bin:
-            env["PYTHONNOUSERSITE"] = "1"  # exactly its packages: not those of the user's ~/.local either
-        # The job's environment first (env.python), else the server's own: `python` is the job's python.
-        bin_dir = launch.python_bin or str(Path(sys.executable).parent)
-        env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-        if launch.python_bin and (Path(bin_dir).parent / "pyvenv.cfg").is_file():
-            env["VIRTUAL_ENV"] = str(Path(bin_dir).parent)
+        env = _process_environment(launch.python_bin, job_env)
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
         cgroup = await self._make_cgroup(job, memory_mib)
         unshare = self.confinement().unshare
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
-        run = shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))
+        # `exec`: no shell of ours stays between the wrapper and the job (signals reach the job as before).
+        run = f"exec {shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))}" if launch.datasets else command
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", run, str(exit_file), shm]
         argv += cgroup.join_files() if cgroup else []
         launching = {"exit_file": str(exit_file), "command": command,
@@ -281,10 +290,12 @@ class LocalBackend(Backend):
         folder.write_json(_LAUNCH_FILE, launching)
         if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
             argv = [unshare, "--mount", "--propagation", "private", *argv]
+        cwd = folder.code / job.spec.working_dir
         try:
             with open(folder.log, "ab") as log:
-                proc = subprocess.Popen(
-                    argv, cwd=folder.code / job.spec.working_dir, env=env, stdin=subprocess.DEVNULL,
+                warm = await self._start_warm(launch, command, env, cwd, cgroup, shm, log.fileno())
+                proc = warm or subprocess.Popen(
+                    argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                 )
         except BaseException:
@@ -292,9 +303,51 @@ class LocalBackend(Backend):
                 await asyncio.to_thread(_end_cgroup, cgroup)
             raise
         self._children[proc.pid] = proc
-        handle = {"pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid), **launching}
+        handle = {"pid": proc.pid, "pgid": proc.pid, "start_ticks": _start_ticks(proc.pid), **launching,
+                  "warm": warm is not None}
         folder.write_json(_HANDLE_FILE, handle)
         return handle
+
+    def warm_up(self) -> None:
+        """Start warm interpreters for the jobs of ``%%job`` and ``%job run`` sent from this server's Python."""
+        if self.warm_interpreters > 0 and self._warm is None:
+            self._warm = WarmPool(self.warm_interpreters, self.warm_environments, parent=self, log=self.log)
+            env = _process_environment(str(Path(sys.executable).parent),
+                                       {"PYTHONUNBUFFERED": "1", "PYTHONPATH": self.jobside_dir})
+            interpreter = shutil.which("python", path=env["PATH"])
+            if interpreter:
+                self._warm.keep(interpreter, env)
+
+    async def _start_warm(self, launch: Launch, command: str, env: dict[str, str], cwd: Path,
+                          cgroup: JobCgroup | None, shm: str, log_fd: int) -> subprocess.Popen | None:
+        """Hand the job to a warm interpreter when it is a job-side entry point that one can run exactly as a
+        cold start would (see :mod:`.warm`); its process, or None to start it cold."""
+        found = entry_point(command, env) if self._warm is not None else None
+        interpreter = shutil.which("python", path=env.get("PATH", "")) if found else None
+        if self._warm is None or found is None or interpreter is None:
+            return None
+        memory_mib = launch.job.allocation.memory_mib or launch.instance_type.memory_mib
+        # Its own variables that shape how Python starts: a warm interpreter started without them (and
+        # one kept warm with them would hold the job's values while idle). Relative PYTHONPATH entries
+        # are relative to where Python starts. And cgroups do not move memory charged before a process
+        # joined one: the preloaded imports of a warm interpreter stay outside the job's memory limit,
+        # which matters for a small limit only. Datasets are made read-only by the cold start's mount
+        # namespace, which a warm interpreter (already running) cannot enter.
+        if (launch.datasets or any(shapes_python(name) for name in launch.job.spec.env)
+                or any(p and not p.startswith("/") for p in env.get("PYTHONPATH", "").split(os.pathsep))
+                or (cgroup is not None and memory_mib and memory_mib < self.warm_min_memory_mib)):
+            return None
+        module, args = found
+        job = {"env": env, "cwd": str(cwd), "module": module, "args": args, "shm": shm,
+               "exit_file": str(launch.folder.run / _EXIT_FILE), "join": cgroup.join_files() if cgroup else []}
+        proc = await self._warm.take(interpreter, env, job, log_fd, wait=module.endswith(".notebook"))
+        self._warm.keep(interpreter, env)  # the next job of this environment finds one warm
+        return proc
+
+    def close(self) -> None:
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
 
     async def _make_cgroup(self, job: JobRecord, memory_mib: int) -> JobCgroup | None:
         """The job's cgroup with its limits (None when jobs are not confined here)."""
@@ -382,6 +435,22 @@ class LocalBackend(Backend):
                 await asyncio.to_thread(_end_cgroup, JobCgroup(tuple(str(b / name) for b in groups.bases)))
                 removed.append(f"cgroup {name}")
         return removed + [f"empty cgroup {path}" for path in await asyncio.to_thread(groups.remove_empty)]
+
+
+def _process_environment(python_bin: str, job_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a job's process: the server's, then the job's variables, with its Python first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not (python_bin and k in _NOT_INHERITED)}
+    env.update(job_env)
+    if not python_bin and os.environ.get("PYTHONPATH"):  # the host as it is: the server's path first
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ["PYTHONPATH"], job_env.get("PYTHONPATH")) if p)
+    elif python_bin:
+        env["PYTHONNOUSERSITE"] = "1"  # exactly its packages: not those of the user's ~/.local either
+    # The job's environment first (env.python), else the server's own: `python` is the job's python.
+    bin_dir = python_bin or str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    if python_bin and (Path(bin_dir).parent / "pyvenv.cfg").is_file():
+        env["VIRTUAL_ENV"] = str(Path(bin_dir).parent)
+    return env
 
 
 def _end_cgroup(cgroup: JobCgroup) -> int:

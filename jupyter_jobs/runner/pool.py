@@ -75,6 +75,7 @@ class RunnerPool(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
         await self._reconcile()
+        self.backend.warm_up()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
         self.wake()
 

@@ -1,11 +1,15 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Poll } from '@lumino/polling';
-import { Widget } from '@lumino/widgets';
+import { PanelLayout, Widget } from '@lumino/widgets';
 
+import { JobDisplays } from './displays';
+import { outputFileList } from './files';
 import { JobsAPI, JobsAPIError } from './handler';
+import { JobLog } from './log';
 import { IJob, TERMINAL } from './tokens';
-import { badge, formatDuration, formatTime, h } from './util';
+import { badge, confirmCancel, formatDuration, formatTime, h } from './util';
 
 /** Parse "key=value" lines into rerun overrides (numbers and true/false typed). */
 export function parseOverrides(text: string): { [key: string]: any } {
@@ -25,13 +29,14 @@ export function parseOverrides(text: string): { [key: string]: any } {
   return overrides;
 }
 
-/** One job, as PrimeHub shows it: fields, live log, Cancel and Rerun, outputs. */
+/** One job, as PrimeHub shows it: fields, live log, rich outputs, Cancel and Rerun, output files. */
 export class JobDetail extends Widget {
   constructor(
     private api: JobsAPI,
     private trans: TranslationBundle,
     readonly jobId: number,
-    private actions: { changed: () => void; open: (job: IJob) => void }
+    private actions: { changed: () => void; open: (job: IJob) => void },
+    rendermime: IRenderMimeRegistry | null = null
   ) {
     super();
     this.addClass('jp-JobDetail');
@@ -48,17 +53,29 @@ export class JobDetail extends Widget {
     this._rerun.onclick = () => void this.rerun();
     this._error = h('div', 'jp-JobDetail-error');
     bar.append(this._cancel, this._rerun, this._error);
-    this._log = h('pre', 'jp-JobDetail-log');
+    this._log = new JobLog('jp-JobDetail-log');
+    this._displays = new JobDisplays(api, () => rendermime);
+    this._displays.addClass('jp-JobDetail-displays');
+    const displaysTitle = h('h3', 'jp-JobDetail-displaysTitle', trans.__('Rich output'));
+    displaysTitle.style.display = 'none';
+    this._displays.changed.connect((_, count) => (displaysTitle.style.display = count ? '' : 'none'));
     this._outputs = h('div', 'jp-JobDetail-outputs');
-    this.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')), this._log,
-      this._outputs);
+    const top = new Widget();
+    top.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')));
+    const layout = (this.layout = new PanelLayout());
+    layout.addWidget(top);
+    layout.addWidget(this._log);
+    layout.addWidget(new Widget({ node: displaysTitle }));
+    layout.addWidget(this._displays);
+    layout.addWidget(new Widget({ node: this._outputs }));
     this._poll = new Poll({
       factory: () => this._refresh(),
       frequency: { interval: 1000, backoff: true, max: 15000 },
       standby: 'when-hidden',
       name: `jupyter-jobs:job-${jobId}`
     });
-    void this.api.follow(jobId, 0, text => this._append(text), this._abort.signal);
+    void this.api.follow(jobId, 0, text => this._log.append(text), this._abort.signal);
+    void this._displays.follow(jobId);
   }
 
   get job(): IJob | null {
@@ -66,6 +83,9 @@ export class JobDetail extends Widget {
   }
 
   async cancel(): Promise<void> {
+    if (!(await confirmCancel(this.trans, this.jobId, this._job?.name ?? ''))) {
+      return;
+    }
     this._cancel.disabled = true;
     try {
       this._show(await this.api.cancel(this.jobId));
@@ -148,29 +168,11 @@ export class JobDetail extends Widget {
   private async _showOutputs(): Promise<void> {
     const { outputs, missing } = await this.api.outputs(this.jobId);
     const trans = this.trans;
-    const children: HTMLElement[] = [h('h3', '', trans.__('Outputs'))];
-    const list = h('ul');
-    for (const output of outputs) {
-      const item = h('li');
-      const link = h('a', 'jp-JobDetail-output', output.path);
-      link.href = output.url;
-      link.download = output.path.split('/').pop() || output.path;
-      item.append(link, ` (${output.size} B)`);
-      list.append(item);
-    }
-    children.push(outputs.length ? list : h('p', '', trans.__('No outputs.')));
+    const children = [outputs.length ? outputFileList(outputs, trans) : h('p', '', trans.__('No outputs.'))];
     if (missing.length) {
       children.push(h('p', 'jp-JobDetail-error', trans.__('Missing: %1', missing.join(', '))));
     }
     this._outputs.replaceChildren(...children);
-  }
-
-  private _append(text: string): void {
-    const stick = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
-    this._log.append(text);
-    if (stick) {
-      this._log.scrollTop = this._log.scrollHeight;
-    }
   }
 
   private _fail(error: unknown): void {
@@ -194,6 +196,7 @@ export class JobDetail extends Widget {
   private _cancel: HTMLButtonElement;
   private _rerun: HTMLButtonElement;
   private _error: HTMLDivElement;
-  private _log: HTMLPreElement;
+  private _log: JobLog;
+  private _displays: JobDisplays;
   private _outputs: HTMLDivElement;
 }

@@ -109,19 +109,32 @@ export class JobsAPI {
   }
 
   /**
-   * Stream a job's log from `offset` until the job ends, calling `onText` as bytes arrive.
-   * Reconnects from the last byte received, so there is no gap and no duplicate.
+   * Stream a job's log from `offset` until the job ends, calling `onText` as text arrives.
    * Resolves with the offset reached; stops early when `signal` aborts.
    */
-  async follow(
+  follow(id: number, offset: number, onText: (text: string) => void, signal: AbortSignal): Promise<number> {
+    return this.stream(id, 'logs', offset, onText, signal);
+  }
+
+  /**
+   * Stream one of a job's append-only files (`logs`, or `displays`: its rich outputs as JSON lines)
+   * from byte `offset` until the job ends, calling `onText` as text arrives.
+   * Reconnects from the last byte received, so there is no gap and no duplicate; one decoder spans
+   * the reconnections, so a character cut by a dropped connection still arrives whole.
+   * Resolves with the offset reached (also on a 4xx: no such job, or a server without the route);
+   * stops early when `signal` aborts.
+   */
+  async stream(
     id: number,
+    route: 'logs' | 'displays',
     offset: number,
     onText: (text: string) => void,
     signal: AbortSignal
   ): Promise<number> {
     let failures = 0;
+    const decoder = new TextDecoder();
+    const url = URLExt.join(this.settings.baseUrl, 'jupyter-jobs', 'api', 'jobs', String(id), route);
     while (!signal.aborted) {
-      const url = URLExt.join(this.settings.baseUrl, 'jupyter-jobs', 'api', 'jobs', String(id), 'logs');
       try {
         const response = await ServerConnection.makeRequest(
           `${url}?offset=${offset}&follow=1`,
@@ -132,7 +145,6 @@ export class JobsAPI {
           throw new JobsAPIError(response.statusText, response.status);
         }
         const reader = response.body.getReader();
-        const decoder = new TextDecoder();
         for (;;) {
           const { done, value } = await reader.read();
           if (done) {
@@ -144,7 +156,9 @@ export class JobsAPI {
           onText(decoder.decode(value, { stream: true }));
         }
       } catch (error) {
-        if (signal.aborted || (error instanceof JobsAPIError && error.status === 404)) {
+        // A client error (no such job, a bad offset) does not mend by retrying; a dropped
+        // connection or a restarting server does.
+        if (signal.aborted || (error instanceof JobsAPIError && error.status >= 400 && error.status < 500)) {
           return offset;
         }
         failures += 1;

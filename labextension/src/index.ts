@@ -3,7 +3,8 @@ import { ICommandPalette, MainAreaWidget, ToolbarButton, showErrorMessage } from
 import { PathExt } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon, runIcon } from '@jupyterlab/ui-components';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
@@ -13,8 +14,11 @@ import { JobDetail } from './detail';
 import { CreateJobForm } from './form';
 import { JobsAPI } from './handler';
 import { JobsModel } from './model';
+import { notifyEnded } from './notify';
 import { JobsPanel } from './panel';
+import { JOB_MIME_TYPE, JobRenderer } from './renderer';
 import { IJob } from './tokens';
+import { JobWatcher } from './watcher';
 
 const jobsIcon = new LabIcon({
   name: 'jupyter-jobs:jobs',
@@ -25,6 +29,8 @@ const jobsIcon = new LabIcon({
 
 namespace CommandIDs {
   export const open = 'jupyter-jobs:open';
+  /** The page of one job: args `{id: number}`. */
+  export const openJob = 'jupyter-jobs:open-job';
   export const create = 'jupyter-jobs:create';
   export const runNotebook = 'jupyter-jobs:run-notebook';
 }
@@ -52,13 +58,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-jobs:plugin',
   description: 'A sidebar to list, create, follow, cancel and rerun jobs.',
   autoStart: true,
-  optional: [ITranslator, ILayoutRestorer, ICommandPalette, IFileBrowserFactory],
+  optional: [ITranslator, ILayoutRestorer, ICommandPalette, IFileBrowserFactory, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     translator: ITranslator | null,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
-    browserFactory: IFileBrowserFactory | null
+    browserFactory: IFileBrowserFactory | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');
     const api = new JobsAPI(app.serviceManager.serverSettings);
@@ -68,7 +75,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const open = (job: Pick<IJob, 'id'>) => {
       let widget = details.get(job.id);
       if (!widget || widget.isDisposed) {
-        const content = new JobDetail(api, trans, job.id, { changed: () => model.poke(), open });
+        const content = new JobDetail(api, trans, job.id, { changed: () => model.poke(), open }, rendermime);
         widget = new MainAreaWidget({ content });
         widget.id = `jupyter-jobs-job-${job.id}`;
         widget.title.label = content.title.label;
@@ -106,6 +113,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.add(form, 'main');
         }
         app.shell.activateById(form.id);
+      }
+    });
+    app.commands.addCommand(CommandIDs.openJob, {
+      label: args => trans.__('Open Job %1', (args.id as number) ?? ''),
+      execute: args => {
+        const id = Number(args.id);
+        if (Number.isSafeInteger(id) && id > 0) {
+          open({ id });
+        }
       }
     });
     app.commands.addCommand(CommandIDs.open, {
@@ -170,5 +186,44 @@ class RunAsJobButton implements DocumentRegistry.IWidgetExtension<NotebookPanel,
   }
 }
 
-export default plugin;
+/**
+ * Jobs in notebooks: the renderer of `application/vnd.jupyter-jobs.job+json` outputs, live from the
+ * server (so it outlives kernels and comes back with a reopened notebook), and a notification when a
+ * job shown in an open notebook ends.
+ */
+const renderer: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-jobs:renderer',
+  description: 'Renders jobs in notebooks, live, and tells when they end.',
+  autoStart: true,
+  requires: [IRenderMimeRegistry],
+  optional: [INotebookTracker, ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    rendermime: IRenderMimeRegistry,
+    notebooks: INotebookTracker | null,
+    translator: ITranslator | null
+  ) => {
+    const trans = (translator ?? nullTranslator).load('jupyter_jobs');
+    const api = new JobsAPI(app.serviceManager.serverSettings);
+    const watcher = new JobWatcher(api);
+    const openJob = (id: number) => void app.commands.execute(CommandIDs.openJob, { id });
+    const services = { api, watcher, trans, rendermime, notebooks, openJob };
+    rendermime.addFactory(
+      {
+        // Safe: it shows only what the server says of the job id, and the job's outputs untrusted. So
+        // it renders in notebooks that are not trusted, as every reopened notebook is.
+        safe: true,
+        mimeTypes: [JOB_MIME_TYPE],
+        // Lower ranks win; the ipywidgets view of the same job (same bundle) has rank 0, so Lab shows
+        // ours while front ends without this extension show the widget.
+        defaultRank: -10,
+        createRenderer: () => new JobRenderer(services)
+      },
+      -10
+    );
+    watcher.ended.connect((_, job) => notifyEnded(job, trans, openJob));
+  }
+};
+
+export default [plugin, renderer];
 export { Widget };

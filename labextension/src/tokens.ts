@@ -67,6 +67,8 @@ export interface IDataset {
 export interface IOutput {
   path: string;
   size: number;
+  /** Present only for symbolic links, which the server never follows nor serves. */
+  type?: 'symlink';
   url: string;
 }
 

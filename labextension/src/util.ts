@@ -1,4 +1,7 @@
-import { IJob } from './tokens';
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { TranslationBundle } from '@jupyterlab/translation';
+
+import { IJob, TERMINAL } from './tokens';
 
 /** Create an element with classes and optional text. */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -41,7 +44,29 @@ export function badge(job: IJob): HTMLSpanElement {
   return node;
 }
 
-/** Seconds the job has been running (or queued, before it starts). */
-export function elapsed(job: IJob): number | null {
-  return job.durations.running ?? job.durations.queued;
+/**
+ * Seconds the job has been running (or queued, before it starts); with `fetchedAt` (when the record
+ * was fetched, ms since the epoch), ticking on from then while it has not ended.
+ */
+export function elapsed(job: IJob, fetchedAt = 0): number | null {
+  const base = job.durations.running ?? job.durations.queued;
+  if (base === null || base === undefined) {
+    return null;
+  }
+  const ticking = !TERMINAL.includes(job.status) && fetchedAt ? (Date.now() - fetchedAt) / 1000 : 0;
+  return base + Math.max(0, ticking);
+}
+
+/** Ask before cancelling a job (a run may have taken hours); "Keep running" is the default. */
+export async function confirmCancel(trans: TranslationBundle, id: number, name: string): Promise<boolean> {
+  const result = await showDialog({
+    title: trans.__('Cancel job #%1?', id),
+    body: trans.__("Job #%1 '%2' stops now; what it has not saved as an output is lost.", id, name),
+    buttons: [
+      Dialog.cancelButton({ label: trans.__('Keep running') }),
+      Dialog.warnButton({ label: trans.__('Cancel job') })
+    ],
+    defaultButton: 0
+  });
+  return result.button.accept;
 }

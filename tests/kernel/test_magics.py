@@ -25,7 +25,7 @@ class RecordingClient:
         self.environments = getattr(self, "environments", []) + [environment]
         return {"id": 1, "name": spec["name"], "status": "Pending", "message": "", "instance_type": "cpu"}
 
-    def follow(self, job_id, write):
+    def follow(self, job_id, write, **kwargs):
         return {"id": job_id, "name": "cell", "status": "Succeeded", "message": ""}
 
     def output(self, job_id, path):
@@ -40,6 +40,7 @@ def magics(tmp_path, monkeypatch):
     magics._client = RecordingClient()
     ip.register_magics(magics)
     yield ip, magics
+    magics.waiter.unregister()
     ip.user_ns.pop("y", None)
 
 

@@ -37,7 +37,9 @@ def notebook_env(server_process, monkeypatch):
     (root / "proj" / "big.bin").write_bytes(b"x" * 1000)
     other = nbformat.v4.new_notebook()
     other.cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
-                   nbformat.v4.new_code_cell("print('n is', n)")]
+                   nbformat.v4.new_code_cell("print('n is', n)"),
+                   nbformat.v4.new_code_cell("!ls\nprint('numbers', open('numbers.txt').read().split())")]
+    (root / "numbers.txt").write_text("4 8 15\n")  # named by a cell of other.ipynb: shipped with it
     nbformat.write(other, root / "other.ipynb")
     return server_process
 
@@ -93,8 +95,10 @@ def test_notebook_drives_jobs_end_to_end(notebook_env):
     assert "project says there" in text
     executed = [p for p in server.root.glob("other.job*.ipynb")]
     assert len(executed) == 1
-    outputs = json.dumps(nbformat.read(executed[0], as_version=4).cells[2]["outputs"])
-    assert "n is 3" in outputs
+    cells = nbformat.read(executed[0], as_version=4).cells
+    assert "n is 3" in json.dumps(cells[2]["outputs"])
+    listed = json.dumps(cells[3]["outputs"])  # the notebook and what it names, not the whole folder
+    assert "numbers ['4', '8', '15']" in listed and "helpers.py" not in listed and "proj" not in listed, listed
     assert "RESUBMIT UPLOADED 0 BYTES 0 FILES" in text
     assert "WIDGET Succeeded True True True" in text
     assert "cell in project from lib" in text

@@ -62,6 +62,7 @@ def test_create_follow_cancel_rerun_and_validate(page, lab, shots):
     detail = current_detail(page)
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("sleeping", timeout=TIMEOUT)
     detail.locator(".jp-JobDetail-cancel").click()
+    page.locator(".jp-Dialog button", has_text="Cancel job").click()  # it asks first
     expect(detail).to_have_attribute("data-status", "Cancelled", timeout=TIMEOUT)
 
     # Rerun it with an override: a new job that records where it came from.
@@ -106,7 +107,7 @@ def test_run_a_notebook_as_a_job_from_the_file_browser(page, lab, shots):
     detail = current_detail(page)
     expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
     expect(detail.locator(".jp-JobDetail-log")).to_contain_text("cell 1/1 done")
-    expect(detail.locator(".jp-JobDetail-output", has_text="report.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobFiles-link", has_text="report.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     page.screenshot(path=str(shots / "notebook-job-light.png"))
     assert not page.errors, page.errors
 
@@ -133,5 +134,5 @@ def test_run_as_job_from_the_notebook_toolbar(page, lab):
     button.locator("button").click()
     detail = current_detail(page)
     expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
-    expect(detail.locator(".jp-JobDetail-output", has_text="toolbar.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobFiles-link", has_text="toolbar.executed.ipynb")).to_be_visible(timeout=TIMEOUT)
     assert not page.errors, page.errors
