@@ -23,7 +23,7 @@ from .manager import server_user
 from .safeopen import split as split_path
 from .shipping import files_to_ship
 from .spec import load_spec_text, parse_set_option, parse_spec
-from .spec.submitter import fill_environment, for_shipping, local_inputs
+from .spec.submitter import fill_environment, local_inputs
 
 TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
 
@@ -175,7 +175,7 @@ async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
         spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
     spec = fill_environment(spec, os.environ)  # env.vars written as a bare NAME: its value here
     spec, local = local_inputs(spec)  # absolute inputs: files of this machine, shipped under _local/
-    files = {**await asyncio.to_thread(files_to_ship, for_shipping(spec, local), spec_dir), **local}
+    files = {**await asyncio.to_thread(files_to_ship, spec, spec_dir), **local}
     job = await client.submit(spec, files=files)
     shipped = f", {len(files)} file{'s' * (len(files) != 1)} shipped" if files else ""
     print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']}){shipped}", file=sys.stderr)

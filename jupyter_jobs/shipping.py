@@ -20,6 +20,7 @@ from typing import Any
 from .errors import SpecError
 from .kernel.packaging import ignore_spec, local_modules
 from .spec import parse_spec
+from .spec.submitter import for_shipping
 
 #: ``python``, ``python3``, ``python3.11``: the interpreters whose ``-m`` we follow.
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
@@ -28,7 +29,7 @@ _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
     """``{path in the job's folder: local file}`` of a spec that lives in ``folder``."""
     folder = folder.resolve()
-    parsed = parse_spec(spec)
+    parsed = parse_spec(for_shipping(spec))  # a DataSphere, PrimeHub or Bacalhau spec: its translation
     files: dict[str, Path] = {}
     for index, item in enumerate(parsed.inputs):
         files.update(_input(folder, item.path, f"inputs[{index}].path"))

@@ -147,10 +147,11 @@ def test_the_submitter_fills_bare_names_and_ships_absolute_inputs(tmp_path):
     assert shipped["inputs"] == ["main.py", {local: {"var": "P"}}]
     assert files == {local: data}
     assert parse_spec(shipped).inputs[1].path == local.lstrip("/")
-    assert for_shipping(shipped, files)["inputs"] == ["main.py"]  # the rest comes from the spec's folder
+    assert for_shipping(shipped)["inputs"] == ["main.py"]  # the rest comes from the spec's folder
+    assert for_shipping(spec)["args"] == {"P": str(data)}  # %job run: the server names the absolute input
     assert local_inputs({"cmd": "x", "inputs": ["main.py"]}) == ({"cmd": "x", "inputs": ["main.py"]}, {})
     # The client ships a foreign spec's files without knowing the admin's mappings; the server checks them.
-    assert for_shipping(load_spec_text((SPECS / "datasphere/config.yaml").read_text()), {})["inputs"][1] == "src/main.py"
+    assert for_shipping(load_spec_text((SPECS / "datasphere/config.yaml").read_text()))["inputs"][1] == "src/main.py"
 
 
 def test_migration_3_copies_desc_and_labels_out_of_stored_specs(tmp_path):

@@ -72,18 +72,27 @@ def local_inputs(data: Any) -> tuple[Any, dict[str, Path]]:
     return data, files
 
 
-def for_shipping(data: Any, local: Mapping[str, Path]) -> Any:
-    """The native spec whose inputs and command say which files of the spec's folder the job needs:
-    another platform's spec translated (the server checks the admin's mappings), without the inputs
-    that ``local`` already holds."""
+def for_shipping(data: Any) -> Any:
+    """The native spec whose inputs and command say which files of the spec's folder a job needs.
+
+    Another platform's spec is translated (the admin's mappings taken as given: the server checks
+    them); a bare ``env.vars`` name stands for a value; absolute inputs, which are not in the folder
+    (:func:`local_inputs` ships them), are left out, their variables still defined for ``cmd``.
+    """
     spec = to_native(data, Site(assume_mapped=True)).spec
-    if not local or not isinstance(spec, Mapping) or not isinstance(spec.get("inputs"), list):
+    if not isinstance(spec, Mapping):
+        return spec
+    env = spec.get("env")
+    if isinstance(env, Mapping) and isinstance(env.get("vars"), list):
+        names = {n: "" for n in env["vars"] if isinstance(n, str) and _NAME.match(n)}
+        spec = fill_environment(spec, names)
+    if not isinstance(spec.get("inputs"), list):
         return spec
     inputs = spec["inputs"]
     spec = {**spec, "inputs": [], "args": dict(spec.get("args") or {})}
     for item in inputs:
         path = _path_of(item)
-        if not str(path).startswith(f"{LOCAL_INPUTS}/"):
+        if not _is_absolute(path) and not str(path).startswith(f"{LOCAL_INPUTS}/"):
             spec["inputs"].append(item)
         elif isinstance(item, Mapping):  # its variable stays defined for the command
             var = item.get("var") if "path" in item else next(iter(item.values()))
