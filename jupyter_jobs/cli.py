@@ -21,9 +21,9 @@ from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
 from .safeopen import split as split_path
-from .shipping import files_to_ship
+from .shipping import submission
 from .spec import load_spec_text, parse_set_option, parse_spec
-from .spec.submitter import fill_environment, local_inputs
+from .spec.submitter import fill_environment
 
 TERMINAL = {"Succeeded", "Failed", "Cancelled", "Unknown"}
 
@@ -173,9 +173,7 @@ async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
         from .spec import apply_overrides
 
         spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
-    spec = fill_environment(spec, os.environ)  # env.vars written as a bare NAME: its value here
-    spec, local = local_inputs(spec)  # absolute inputs: files of this machine, shipped under _local/
-    files = {**await asyncio.to_thread(files_to_ship, spec, spec_dir), **local}
+    spec, files = await asyncio.to_thread(submission, spec, spec_dir, os.environ)
     job = await client.submit(spec, files=files)
     shipped = f", {len(files)} file{'s' * (len(files) != 1)} shipped" if files else ""
     print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']}){shipped}", file=sys.stderr)

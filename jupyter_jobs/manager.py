@@ -12,8 +12,8 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from dataclasses import replace
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
@@ -41,7 +41,7 @@ from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
-from .spec import apply_overrides, check_manifest, parse_spec
+from .spec import apply_overrides, check_manifest
 from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status

@@ -15,15 +15,25 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import SpecError
 from .kernel.packaging import ignore_spec, local_modules
 from .spec import parse_spec
-from .spec.submitter import for_shipping
+from .spec.submitter import fill_environment, for_shipping, local_inputs
 
 #: ``python``, ``python3``, ``python3.11``: the interpreters whose ``-m`` we follow.
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+
+
+def submission(spec: Any, folder: Path, environ: Mapping[str, str]) -> tuple[Any, dict[str, Path]]:
+    """The spec as this client sends it and the files it ships: a bare ``env.vars`` name gets its value from
+    ``environ`` (DataSphere's "copy it from my environment"), absolute inputs (this machine's files) travel
+    under ``_local/``, and the rest is :func:`files_to_ship`. ``jupyter jobs run`` and ``%job run`` both
+    submit this way."""
+    spec = fill_environment(spec, environ)
+    spec, local = local_inputs(spec)
+    return spec, {**files_to_ship(spec, folder), **local}
 
 
 def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:

@@ -2,7 +2,6 @@
 server and run on the local backend, on Docker and on Slurm (those two skip without their engines, and
 fail in CI, as in tests/runner/)."""
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
+import os
 import pickle
 import shlex
 import sys
@@ -19,7 +20,7 @@ from IPython.display import display
 from traitlets import Int
 
 from ..errors import JobsError
-from ..shipping import files_to_ship, notebook_files
+from ..shipping import notebook_files, submission
 from ..spec import apply_overrides, load_spec_text, parse_set_option
 from .client import TERMINAL, JobsClient
 from .displays import adds_to_log
@@ -129,7 +130,7 @@ class JobMagics(Magics):
                 files = collect_project(Path(args.project), self.max_package_bytes)
             else:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
                 try:
-                    files = files_to_ship(spec, config.parent)
+                    spec, files = submission(spec, config.parent, os.environ)
                 except JobsError as exc:
                     raise UsageError(exc.message) from None
                 check_size(files, self.max_package_bytes, config.parent)
@@ -326,7 +327,7 @@ class JobMagics(Magics):
         if args.name:
             spec["name"] = args.name
         try:  # what `jupyter jobs run` ships: see jupyter_jobs.shipping
-            files = files_to_ship(spec, target.parent)
+            spec, files = submission(spec, target.parent, os.environ)
         except JobsError as exc:
             raise UsageError(exc.message) from None
         check_size(files, self.max_package_bytes, target.parent)

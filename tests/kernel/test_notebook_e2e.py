@@ -40,6 +40,10 @@ def notebook_env(server_process, monkeypatch):
                    nbformat.v4.new_code_cell("print('n is', n)"),
                    nbformat.v4.new_code_cell("!ls\nprint('numbers', open('numbers.txt').read().split())")]
     (root / "numbers.txt").write_text("4 8 15\n")  # named by a cell of other.ipynb: shipped with it
+    # DataSphere's bare env.vars name: the value comes from the submitter's (here the kernel's) environment.
+    (root / "bare").mkdir()
+    (root / "bare" / "job.yaml").write_text("cmd: echo \"word=$SECRET_WORD\"\nenv:\n  vars:\n    - SECRET_WORD\n")
+    monkeypatch.setenv("SECRET_WORD", "xyzzy")
     nbformat.write(other, root / "other.ipynb")
     return server_process
 
@@ -61,6 +65,7 @@ def test_notebook_drives_jobs_end_to_end(notebook_env):
         "except jupyter_jobs.JobFailed as exc:\n    print('RAISED', exc.job['status'], exc.job['exit_code'])",
         "%job run proj/job.yaml --wait --set args.word=there",
         "%job run other.ipynb --param n=3 --wait",
+        "%job run bare/job.yaml --wait",
         "before = magics.client.uploaded_bytes, magics.client.uploaded_files",
         SQUARE_CELL,  # the same cell run again: nothing to upload
         "print('RESUBMIT UPLOADED', magics.client.uploaded_bytes - before[0], 'BYTES',\n"
@@ -93,6 +98,7 @@ def test_notebook_drives_jobs_end_to_end(notebook_env):
     assert "Y ARRIVED 42" in text
     assert "about to fail" in text and "RAISED Failed 3" in text
     assert "project says there" in text
+    assert "word=xyzzy" in text
     executed = [p for p in server.root.glob("other.job*.ipynb")]
     assert len(executed) == 1
     cells = nbformat.read(executed[0], as_version=4).cells

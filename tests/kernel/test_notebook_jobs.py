@@ -7,7 +7,6 @@ On the local backend with the server's own kernel, and on Docker with a kernel o
 from __future__ import annotations
 
 import contextlib
-import json
 
 import nbformat
 import pytest
