@@ -17,6 +17,9 @@ Measured in one run, against a baseline taken in the same run (these machines ar
   ``uv pip install`` of it, a warm job against the same job with ``env.python: none``, and (with Docker)
   an environment image against ``docker build`` of the equivalent Dockerfile (see ``env_bench.py``).
 
+* with ``--parts files``: what a job's writable working dir costs on a 1 GiB project (submit and rerun),
+  against ``cp -r`` of it (see ``files_bench.py``).
+
 * with ``--parts warm``: warm interpreters, a trivial notebook job and ``%%job`` cell warm and cold,
   against jupyter-scheduler and raw papermill on the same notebook (see ``warm_bench.py``).
 
@@ -219,7 +222,7 @@ def main() -> None:
                         help="which figures to measure (comma-separated; each still obeys its own switch)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"local", "docker", "slurm", "env", "warm"}
+    unknown = parts - {"local", "docker", "slurm", "env", "warm", "files"}
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}")
     out = HERE / "results" / args.name
@@ -234,6 +237,27 @@ def main() -> None:
         run_env(args, out)
     if "warm" in parts:
         run_warm(args, out)
+    if "files" in parts:
+        run_files(args, out)
+
+
+def run_files(args: argparse.Namespace, out: Path) -> None:
+    """A 1 GiB project's working dir against ``cp -r``: files.json and files.png."""
+    import files_bench
+
+    work = Path(tempfile.mkdtemp(prefix="jj-bench-files-"))
+    server = Server(work)
+    try:
+        result = files_bench.bench_files(server)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    result["machine"] = f"{platform.node()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (out / "files.json").write_text(json.dumps(result, indent=2))
+    files_bench.plot(result, out / "files.png", f"1 GiB project (200 files): a job's working dir vs cp -r — {result['machine']}")
+    print(json.dumps({k: result[k] for k in ("median_s", "ratios")}, indent=2))
+    print(f"written to {out / 'files.json'}")
 
 
 def run_warm(args: argparse.Namespace, out: Path) -> None:
