@@ -8,8 +8,8 @@ import { JobDisplays } from './displays';
 import { outputFileList } from './files';
 import { JobsAPI, JobsAPIError } from './handler';
 import { JobLog } from './log';
-import { IJob, TERMINAL } from './tokens';
-import { badge, confirmCancel, formatDuration, formatTime, h } from './util';
+import { IJob, IOutput, TERMINAL } from './tokens';
+import { badge, confirmCancel, formatDuration, formatTime, h, labelChips } from './util';
 
 /** Parse "key=value" lines into rerun overrides (numbers and true/false typed). */
 export function parseOverrides(text: string): { [key: string]: any } {
@@ -29,13 +29,20 @@ export function parseOverrides(text: string): { [key: string]: any } {
   return overrides;
 }
 
-/** One job, as PrimeHub shows it: fields, live log, rich outputs, Cancel and Rerun, output files. */
+/**
+ * One job, as PrimeHub shows it: its description, labels and spec warnings, fields, live log, rich
+ * outputs, Cancel and Rerun, output files (notebooks and images open in Lab).
+ */
 export class JobDetail extends Widget {
   constructor(
     private api: JobsAPI,
     private trans: TranslationBundle,
     readonly jobId: number,
-    private actions: { changed: () => void; open: (job: IJob) => void },
+    private actions: {
+      changed: () => void;
+      open: (job: IJob) => void;
+      openOutput: (id: number, output: IOutput) => void;
+    },
     rendermime: IRenderMimeRegistry | null = null
   ) {
     super();
@@ -44,6 +51,9 @@ export class JobDetail extends Widget {
     this.title.label = trans.__('Job %1', jobId);
     this.title.closable = true;
     this._header = h('div', 'jp-JobDetail-header');
+    this._desc = h('div', 'jp-JobDetail-desc');
+    this._labels = h('div', 'jp-JobsLabels jp-JobDetail-labels');
+    this._warnings = h('ul', 'jp-JobDetail-warnings');
     this._message = h('div', 'jp-JobDetail-message');
     this._fields = h('table', 'jp-JobDetail-fields');
     const bar = h('div', 'jp-JobDetail-actions');
@@ -61,7 +71,7 @@ export class JobDetail extends Widget {
     this._displays.changed.connect((_, count) => (displaysTitle.style.display = count ? '' : 'none'));
     this._outputs = h('div', 'jp-JobDetail-outputs');
     const top = new Widget();
-    top.node.append(this._header, this._message, bar, this._fields, h('h3', '', trans.__('Log')));
+    top.node.append(this._header, this._desc, this._labels, this._warnings, this._message, bar, this._fields, h('h3', '', trans.__('Log')));
     const layout = (this.layout = new PanelLayout());
     layout.addWidget(top);
     layout.addWidget(this._log);
@@ -136,6 +146,10 @@ export class JobDetail extends Widget {
     this._job = job;
     this.node.dataset.status = job.status;
     this._header.replaceChildren(h('span', 'jp-JobDetail-name', job.name), badge(job));
+    this._desc.textContent = job.desc ?? '';
+    this._labels.replaceChildren(...labelChips(job));
+    this._warnings.replaceChildren(...(job.warnings ?? []).map(w => h('li', 'jp-JobDetail-warning', w)));
+    this._warnings.title = trans.__('What the spec says that jupyter-jobs does not do');
     const waiting = job.status === 'Pending' ? trans.__('Waiting: ') : '';
     this._message.textContent = job.message && job.message !== job.status ? waiting + job.message : '';
     this._cancel.disabled = TERMINAL.includes(job.status);
@@ -168,7 +182,8 @@ export class JobDetail extends Widget {
   private async _showOutputs(): Promise<void> {
     const { outputs, missing } = await this.api.outputs(this.jobId);
     const trans = this.trans;
-    const children = [outputs.length ? outputFileList(outputs, trans) : h('p', '', trans.__('No outputs.'))];
+    const children = [outputs.length
+        ? outputFileList(outputs, trans, { open: output => this.actions.openOutput(this.jobId, output) }) : h('p', '', trans.__('No outputs.'))];
     if (missing.length) {
       children.push(h('p', 'jp-JobDetail-error', trans.__('Missing: %1', missing.join(', '))));
     }
@@ -191,6 +206,9 @@ export class JobDetail extends Widget {
   private _abort = new AbortController();
   private _poll: Poll;
   private _header: HTMLDivElement;
+  private _desc: HTMLDivElement;
+  private _labels: HTMLDivElement;
+  private _warnings: HTMLUListElement;
   private _message: HTMLDivElement;
   private _fields: HTMLTableElement;
   private _cancel: HTMLButtonElement;

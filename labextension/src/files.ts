@@ -1,17 +1,27 @@
 import { TranslationBundle } from '@jupyterlab/translation';
 
+import { canOpen } from './open';
 import { IOutput } from './tokens';
 import { h } from './util';
 
+/** How the list of output files is shown. */
+export interface IFileListOptions {
+  /** How many files to list; a button calls `more` for the rest. */
+  max?: number;
+  more?: () => void;
+  /** Open a notebook or an image in Lab; without it, those files are only downloaded. */
+  open?: (output: IOutput) => void;
+}
+
 /**
  * Download links to a job's output files, as the server offers them: each file, each folder as one
- * tar (GET /jobs/{id}/outputs/{folder}), and all of them as one tar (GET /jobs/{id}/outputs?archive=tar).
+ * tar (GET /jobs/{id}/outputs/{folder}), and all of them as one tar (GET /jobs/{id}/outputs?archive=tar);
+ * notebooks and images also get "Open" (in Lab).
  */
 export function outputFileList(
   outputs: IOutput[],
   trans: TranslationBundle,
-  max = Infinity,
-  more: () => void = () => undefined
+  { max = Infinity, more = () => undefined, open }: IFileListOptions = {}
 ): HTMLElement {
   const box = h('div', 'jp-JobFiles');
   const title = h('div', 'jp-JobFiles-title', trans.__('Output files'));
@@ -50,6 +60,13 @@ export function outputFileList(
     if (output.url && !output.type) {
       item.append(downloadLink(output.url, name, name, trans.__('Download %1', output.path)));
       item.append(h('span', 'jp-JobFiles-size', formatSize(output.size)));
+      if (open && canOpen(output)) {
+        const button = h('button', 'jp-JobFiles-open', trans.__('Open'));
+        button.title = trans.__('Open a copy of %1 in JupyterLab', output.path);
+        button.setAttribute('aria-label', trans.__('Open %1', output.path));
+        button.onclick = () => open(output);
+        item.append(button);
+      }
     } else {
       item.append(h('span', '', name), h('span', 'jp-JobFiles-size', trans.__('symbolic link, not served')));
     }

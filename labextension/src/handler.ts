@@ -62,6 +62,9 @@ export class JobsAPI {
     if (filter.text) {
       query.set('text', filter.text);
     }
+    for (const label of filter.labels) {
+      query.append('label', label);
+    }
     if (cursor) {
       query.set('cursor', cursor);
     }
@@ -91,6 +94,25 @@ export class JobsAPI {
 
   outputs(id: number): Promise<{ outputs: IOutput[]; missing: string[] }> {
     return requestAPI(`jobs/${id}/outputs`, {}, this.settings);
+  }
+
+  /** The bytes of one output file (GET /jobs/{id}/outputs/{path}). */
+  async outputFile(id: number, path: string): Promise<Uint8Array> {
+    const url = URLExt.join(
+      this.settings.baseUrl, 'jupyter-jobs', 'api', 'jobs', String(id), 'outputs',
+      ...path.split('/').map(encodeURIComponent)
+    );
+    const response = await ServerConnection.makeRequest(url, {}, this.settings);
+    if (!response.ok) {
+      let message = response.statusText;
+      try {
+        message = (await response.json()).message || message;
+      } catch {
+        // not JSON: the status says it
+      }
+      throw new JobsAPIError(message, response.status);
+    }
+    return new Uint8Array(await response.arrayBuffer());
   }
 
   instanceTypes(): Promise<IInstanceType[]> {

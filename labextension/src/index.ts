@@ -15,9 +15,10 @@ import { CreateJobForm } from './form';
 import { JobsAPI } from './handler';
 import { JobsModel } from './model';
 import { notifyEnded } from './notify';
+import { openOutput } from './open';
 import { JobsPanel } from './panel';
 import { JOB_MIME_TYPE, JobRenderer } from './renderer';
-import { IJob } from './tokens';
+import { IJob, IOutput } from './tokens';
 import { JobWatcher } from './watcher';
 
 const jobsIcon = new LabIcon({
@@ -75,7 +76,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const open = (job: Pick<IJob, 'id'>) => {
       let widget = details.get(job.id);
       if (!widget || widget.isDisposed) {
-        const content = new JobDetail(api, trans, job.id, { changed: () => model.poke(), open }, rendermime);
+        const content = new JobDetail(
+          api,
+          trans,
+          job.id,
+          {
+            changed: () => model.poke(),
+            open,
+            openOutput: (id: number, output: IOutput) => void openOutput(app, api, trans, id, output)
+          },
+          rendermime
+        );
         widget = new MainAreaWidget({ content });
         widget.id = `jupyter-jobs-job-${job.id}`;
         widget.title.label = content.title.label;
@@ -207,7 +218,8 @@ const renderer: JupyterFrontEndPlugin<void> = {
     const api = new JobsAPI(app.serviceManager.serverSettings);
     const watcher = new JobWatcher(api);
     const openJob = (id: number) => void app.commands.execute(CommandIDs.openJob, { id });
-    const services = { api, watcher, trans, rendermime, notebooks, openJob };
+    const openJobOutput = (id: number, output: IOutput) => void openOutput(app, api, trans, id, output);
+    const services = { api, watcher, trans, rendermime, notebooks, openJob, openOutput: openJobOutput };
     rendermime.addFactory(
       {
         // Safe: it shows only what the server says of the job id, and the job's outputs untrusted. So

@@ -4,7 +4,7 @@ import { Widget } from '@lumino/widgets';
 
 import { JobsModel } from './model';
 import { IJob } from './tokens';
-import { badge, elapsed, formatDuration, formatTime, h } from './util';
+import { badge, elapsed, formatDuration, formatTime, h, labelChips } from './util';
 
 const STATUSES = ['', 'Pending', 'Preparing', 'Running', 'Succeeded', 'Failed', 'Cancelled', 'Unknown'];
 
@@ -46,16 +46,25 @@ export class JobsPanel extends Widget {
     mineLabel.append(this._mine, trans.__('Submitted by me'));
     this._search = h('input', 'jp-mod-styled jp-JobsPanel-search');
     this._search.placeholder = trans.__('Search name, command or id');
+    this._label = h('input', 'jp-mod-styled jp-JobsPanel-label');
+    this._label.placeholder = trans.__('Label key=value');
+    this._label.setAttribute('aria-label', trans.__('label key=value'));
+    this._label.title = trans.__('Jobs with these labels, e.g. team=vision (several: team=vision, stage=train)');
     const update = () =>
-      (this.model.filter = { status: this._status.value, mine: this._mine.checked, text: this._search.value.trim() });
+      (this.model.filter = {
+        status: this._status.value,
+        mine: this._mine.checked,
+        text: this._search.value.trim(),
+        labels: this._label.value.split(',').map(l => l.trim()).filter(l => l)
+      });
     this._status.onchange = update;
     this._mine.onchange = update;
     let timer = 0;
-    this._search.oninput = () => {
+    this._search.oninput = this._label.oninput = () => {
       window.clearTimeout(timer);
       timer = window.setTimeout(update, 300);
     };
-    filters.append(this._status, mineLabel, this._search);
+    filters.append(this._status, mineLabel, this._search, this._label);
 
     this._error = h('div', 'jp-JobsPanel-error');
     this._list = h('ul', 'jp-JobsPanel-list');
@@ -84,6 +93,12 @@ export class JobsPanel extends Widget {
         `${job.instance_type} · ${job.owner} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
       );
       item.append(top, meta);
+      const chips = labelChips(job);
+      if (chips.length) {
+        const labels = h('div', 'jp-JobsLabels jp-JobsPanel-labels');
+        labels.append(...chips);
+        item.append(labels);
+      }
       if (job.status === 'Pending' && job.message) {
         item.append(h('div', 'jp-JobsPanel-reason', job.message));
       }
@@ -105,6 +120,7 @@ export class JobsPanel extends Widget {
   private _status: HTMLSelectElement;
   private _mine: HTMLInputElement;
   private _search: HTMLInputElement;
+  private _label: HTMLInputElement;
   private _error: HTMLDivElement;
   private _list: HTMLUListElement;
   private _more: HTMLButtonElement;

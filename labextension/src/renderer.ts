@@ -49,6 +49,8 @@ export interface IJobViewServices {
   notebooks: INotebookTracker | null;
   /** Open the job's page. */
   openJob: (id: number) => void;
+  /** Open a notebook or image output of a job in Lab. */
+  openOutput: (id: number, output: IOutput) => void;
 }
 
 /** How many output files the view lists before pointing to the job page. */
@@ -255,7 +257,11 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
     if (!outputs.length) {
       return;
     }
-    this._files.node.replaceChildren(outputFileList(outputs, trans, MAX_FILES, () => this.services.openJob(job.id)));
+    this._files.node.replaceChildren(outputFileList(outputs, trans, {
+        max: MAX_FILES,
+        more: () => this.services.openJob(job.id),
+        open: output => this.services.openOutput(job.id, output)
+      }));
   }
 
   /** The notebook panel whose page holds this view, if any. */

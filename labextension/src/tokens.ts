@@ -37,6 +37,12 @@ export interface IJob {
   /** How many output files it has (in list rows, which leave out the `outputs` list itself). */
   outputs_count?: number;
   spec: { [key: string]: any };
+  /** What the spec says the job is for. */
+  desc?: string;
+  /** Free key/values the list filters on (GET /jobs?label=key=value). */
+  labels?: { [key: string]: string };
+  /** What translating a spec written for another platform left out, one line each. */
+  warnings?: string[];
   url: string;
 }
 
@@ -77,4 +83,6 @@ export interface IJobFilter {
   status: string;
   mine: boolean;
   text: string;
+  /** `key=value` each; a job must have all of them. */
+  labels: string[];
 }

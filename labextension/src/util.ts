@@ -70,3 +70,8 @@ export async function confirmCancel(trans: TranslationBundle, id: number, name: 
   });
   return result.button.accept;
 }
+
+/** A job's labels as small `key=value` chips. */
+export function labelChips(job: IJob): HTMLSpanElement[] {
+  return Object.entries(job.labels ?? {}).map(([key, value]) => h('span', 'jp-JobsLabel', `${key}=${value}`));
+}

@@ -52,7 +52,9 @@ def lab(tmp_path_factory):
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
          f"--LabApp.workspaces_dir={runtime}", f"--LabApp.user_settings_dir={settings}",
          "--LabApp.expose_app_in_browser=True", f"--JobManager.data_dir={home / 'jobs'}",
-         "--JobManager.backend=local", "--Cluster.gpus=0"],
+         "--JobManager.backend=local", "--Cluster.gpus=0",
+         # Notebook signatures in memory: a notebook signed by one run is not trusted in the next.
+         "--NotebookNotary.db_file=:memory:"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,99 @@
+"""A job's page in a real JupyterLab and a real Chromium: its description and labels, its notebook and
+image outputs opened in Lab (copied to job-outputs/<id>/, the notebook untrusted), and the panel's label
+filter."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from test_lab_job_view import _png, api, submit  # noqa: F401  (submit is a fixture)
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 60_000
+
+# A plot and a notebook whose cell claims to be trusted: what a job wrote is never trusted in Lab.
+JOB = textwrap.dedent("""
+    import base64, json, os
+    out = os.environ["JOB_OUTPUTS"]
+    with open(os.path.join(out, "plot.png"), "wb") as handle:
+        handle.write(base64.b64decode(PNG))
+    cell = {"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {"trusted": True},
+            "source": "show()", "outputs": [{"output_type": "display_data", "metadata": {},
+            "data": {"text/html": "<b>weekly</b><script>window.jjJobScriptRan = true</script>"}}]}
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "cells": [cell],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    with open(os.path.join(out, "report.ipynb"), "w") as handle:
+        json.dump(notebook, handle)
+""").replace("PNG", repr(_png()))
+
+
+def contents(lab, path: str) -> dict:
+    """What Jupyter's contents API says of `path` (not its content)."""
+    request = urllib.request.Request(f"{lab['base']}/api/contents/{path}?content=0",
+                                     headers={"Authorization": f"token {lab['token']}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.timeout(240)
+def test_outputs_open_in_lab_and_labels_filter_the_panel(page, lab, submit, shots):
+    script = lab["root"] / "report_job.py"
+    script.write_text(JOB)
+    job = submit({"name": "weekly", "cmd": f"{sys.executable} {script}", "desc": "The weekly report, with its plot",
+                  "labels": {"team": "vision", "run": "weekly"}})
+    other = submit({"name": "unlabelled", "cmd": "true"})
+
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('jupyter-jobs:open-job')",
+                           timeout=TIMEOUT)
+    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    page.evaluate(f"window.jupyterapp.commands.execute('jupyter-jobs:open-job', {{id: {job['id']}}})")
+    detail = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .jp-JobDetail")
+    expect(detail.locator(".jp-JobDetail-desc")).to_have_text("The weekly report, with its plot", timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobDetail-labels .jp-JobsLabel")).to_have_text(["team=vision", "run=weekly"])
+    expect(detail).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
+    expect(detail.locator(".jp-JobFiles-open")).to_have_count(2, timeout=TIMEOUT)
+    page.screenshot(path=str(shots / "job-page-outputs.png"))
+
+    # The notebook: copied into job-outputs/<id>/, opened as a notebook, not trusted.
+    target = f"job-outputs/{job['id']}/report.ipynb"
+    detail.locator(".jp-JobFiles-file", has_text="report.ipynb").get_by_role("button", name="Open").click()
+    notebook = page.locator(".jp-NotebookPanel:visible")
+    expect(notebook).to_have_count(1, timeout=TIMEOUT)
+    page.wait_for_function(f"window.jupyterapp.shell.currentWidget?.context?.path === {target!r}", timeout=TIMEOUT)
+    assert contents(lab, target)["type"] == "notebook"
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.context.isReady", timeout=TIMEOUT)
+    assert page.evaluate("window.jupyterapp.shell.currentWidget.content.model.cells.get(0).trusted") is False
+    assert page.evaluate("window.jjJobScriptRan") is None
+
+    # The image: in Lab's image viewer.
+    page.evaluate(f"window.jupyterapp.commands.execute('jupyter-jobs:open-job', {{id: {job['id']}}})")
+    detail.locator(".jp-JobFiles-file", has_text="plot.png").get_by_role("button", name="Open").click()
+    image = page.locator(".jp-ImageViewer:visible img")
+    expect(image).to_be_visible(timeout=TIMEOUT)
+    page.wait_for_function("(img) => img.complete && img.naturalWidth === 160", arg=image.element_handle())
+    assert contents(lab, f"job-outputs/{job['id']}/plot.png")["type"] == "file"
+
+    # Opening it again asks before replacing the copy in job-outputs/ (which may have been edited).
+    page.evaluate(f"window.jupyterapp.commands.execute('jupyter-jobs:open-job', {{id: {job['id']}}})")
+    detail.locator(".jp-JobFiles-file", has_text="plot.png").get_by_role("button", name="Open").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text(f"Replace job-outputs/{job['id']}/plot.png?", timeout=TIMEOUT)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+
+    # The panel: labels as chips; the label filter keeps the job that has it.
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()
+    panel = page.locator("#jupyter-jobs-panel")
+    ours = panel.locator(f".jp-JobsPanel-item[data-job-id='{job['id']}']")
+    expect(ours.locator(".jp-JobsLabel")).to_have_text(["team=vision", "run=weekly"], timeout=TIMEOUT)
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{other['id']}']")).to_have_count(1)
+    panel.get_by_role("textbox", name="label key=value").fill("team=vision")
+    expect(panel.locator(".jp-JobsPanel-item")).to_have_count(1, timeout=TIMEOUT)
+    expect(ours).to_have_count(1)
+    page.screenshot(path=str(shots / "jobs-label-filter.png"))
+    assert not page.errors, page.errors
