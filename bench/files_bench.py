@@ -106,7 +106,7 @@ def plot(result: dict, path: Path, title: str) -> None:
 
     names = list(result["seconds"])
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.boxplot([result["seconds"][n] for n in names], vert=False, labels=names)
+    ax.boxplot([result["seconds"][n] for n in names], orientation="horizontal", tick_labels=names)
     ax.set_xlabel("seconds")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
