@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 from playwright.sync_api import expect
-
 from test_lab_job_view import _png, api, submit  # noqa: F401  (submit is a fixture)
+from test_lab_panel import open_panel
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 60_000
@@ -87,8 +87,7 @@ def test_outputs_open_in_lab_and_labels_filter_the_panel(page, lab, submit, shot
     expect(dialog).to_have_count(0)
 
     # The panel: labels as chips; the label filter keeps the job that has it.
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]').click()
-    panel = page.locator("#jupyter-jobs-panel")
+    panel = open_panel(page)
     ours = panel.locator(f".jp-JobsPanel-item[data-job-id='{job['id']}']")
     expect(ours.locator(".jp-JobsLabel")).to_have_text(["team=vision", "run=weekly"], timeout=TIMEOUT)
     expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{other['id']}']")).to_have_count(1)
