@@ -44,6 +44,11 @@ def _on_term(signum: int, frame: object) -> None:
     _stop = True  # as the wrapper's trap: a TERM before the job started means "do not start it"
 
 
+def _stopped(exit_file: str) -> bool:
+    """Whether the job was stopped: the TERM seen here, or the file the server writes before sending it."""
+    return _stop or os.path.exists(f"{exit_file}.stop")
+
+
 def _preload() -> list[str]:
     import importlib
 
@@ -139,6 +144,8 @@ def _run_job(job: dict, added: dict[str, str]) -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _stopped(job["exit_file"]):  # a TERM that came while forking reached neither the check nor this child
+        os._exit(143)
     os.environ.clear()
     os.environ.update({**added, **job["env"]})
     os.chdir(job["cwd"])
@@ -173,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(f"{exit_file}.pid", "w") as handle:
         handle.write(str(os.getpid()))
     why = _confine(job)
-    if why:
+    if why and not _stopped(exit_file):
         _say(why)
         _end(exit_file, 125)
-    if _stop:
+    if _stopped(exit_file):
         _end(exit_file, 143)
     # What was imported ahead is never collected: frozen, the job's collections (and its interpreter's at
     # exit) do not walk it, so the job does not copy the pages it shares with this process (a trivial job

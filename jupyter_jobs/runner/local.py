@@ -42,17 +42,22 @@ from .warm import WarmPool, entry_point, shapes_python
 # is waiting for it. It catches TERM with a trap (an *ignored* signal would be inherited by the
 # job; a trap is reset on exec), so on cancel it outlives the job and the job gets its whole
 # grace period; a TERM that comes during the set-up, before the job started, means: do not start
-# it. Its variables are _jj_*: one named like a variable of the job's environment would change it.
+# it (143, whatever the TERM did to a set-up step it interrupted). A TERM can also come while the
+# wrapper forks the job, too late for the trap and too early for the job: so a stop is also a file
+# ($2.stop, written before the signal), which the job's subshell reads, with TERM's default action
+# restored, before it execs the command. Its variables are _jj_*: one named like a variable of the
+# job's environment would change it.
 _WRAPPER = (
     '_jj_stop=; trap "_jj_stop=1" TERM INT; _jj_cmd=$1 _jj_status=$2 _jj_shm=$3; shift 3; '
     'printf "%s" "$$" > "$_jj_status.pid"; '
     '_jj_end() { printf "%s" "$1" > "$_jj_status"; exit "$1"; }; '
-    'for _jj_join; do echo 0 > "$_jj_join" '
-    '|| { echo "jupyter-jobs: could not join its cgroup ($_jj_join)" >&2; _jj_end 125; }; done; '
+    '_jj_stopped() { [ -n "$_jj_stop" ] || [ -e "$_jj_status.stop" ]; }; '
+    '_jj_fail() { ! _jj_stopped || _jj_end 143; echo "jupyter-jobs: $1" >&2; _jj_end 125; }; '
+    'for _jj_join; do echo 0 > "$_jj_join" || _jj_fail "could not join its cgroup ($_jj_join)"; done; '
     '[ -z "$_jj_shm" ] || mount -t tmpfs -o "size=$_jj_shm,mode=1777,nosuid,nodev" jupyter-job-shm /dev/shm '
-    '|| { echo "jupyter-jobs: could not mount a private /dev/shm" >&2; _jj_end 125; }; '
-    '[ -z "$_jj_stop" ] || _jj_end 143; '
-    '/bin/sh -c "$_jj_cmd"; _jj_end "$?"'
+    '|| _jj_fail "could not mount a private /dev/shm"; '
+    '! _jj_stopped || _jj_end 143; '
+    '( ! _jj_stopped || exit 143; exec /bin/sh -c "$_jj_cmd" ); _jj_end "$?"'
 )
 _EXIT_FILE = "exit-status"
 #: The server's own variables a job with its own environment (env.python) does not inherit: they would
@@ -287,6 +292,7 @@ class LocalBackend(Backend):
         launching = {"exit_file": str(exit_file), "command": command,
                      "cgroup": list(cgroup.dirs) if cgroup else [], "memory_mib": memory_mib}
         Path(f"{exit_file}.pid").unlink(missing_ok=True)
+        Path(f"{exit_file}.stop").unlink(missing_ok=True)
         folder.write_json(_LAUNCH_FILE, launching)
         if unshare:  # unshare execs the wrapper (same pid) in a mount namespace of its own
             argv = [unshare, "--mount", "--propagation", "private", *argv]
@@ -391,6 +397,9 @@ class LocalBackend(Backend):
         SIGKILL to whatever is left after ``grace``."""
         pgid = handle["pgid"]
         cgroup = JobCgroup(tuple(handle["cgroup"])) if handle.get("cgroup") else None
+        if handle.get("exit_file"):  # before the signal: the wrapper reads it where the signal came too early
+            with contextlib.suppress(OSError):
+                Path(f"{handle['exit_file']}.stop").touch()
         _signal_group(pgid, signal.SIGTERM)
         if cgroup is not None:
             cgroup.signal(signal.SIGTERM)
