@@ -5,8 +5,9 @@ download its outputs, cancel, rerun and delete it; to anyone else it does not ex
 same answer as for an id that was never used, so its existence does not leak).
 
 An admin is a user named in ``JobManager.admin_users``, or one the server's authorizer allows
-``write`` on the resource ``jupyter_jobs:admin`` (a custom ``Authorizer``; the default one,
-which allows everything to everyone, grants no admin role). On a single-user server every
+``write`` on the resource ``jupyter_jobs:admin`` (a custom ``Authorizer``, or the JupyterHub
+service's, which asks for the Hub scope ``custom:jupyter-jobs:admin``; the default one, which
+allows everything to everyone, grants no admin role). On a single-user server every
 request is the server's own user, so all jobs are theirs.
 
 What belongs to the server rather than to a job (pruning the cache of Python environments) is
@@ -61,7 +62,10 @@ async def is_admin(handler: Any, user: Any, username: str, admin_users: set[str]
     if username in admin_users:
         return True
     authorizer = getattr(handler, "authorizer", None)
-    if authorizer is None or any(klass.__name__ in _PERMISSIVE for klass in type(authorizer).__mro__):
+    if authorizer is None:
+        return False
+    if not getattr(authorizer, "knows_admins", False) and any(
+            klass.__name__ in _PERMISSIVE for klass in type(authorizer).__mro__):
         return False
     allowed = authorizer.is_authorized(handler, user, "write", ADMIN_RESOURCE)
     return bool(await allowed if inspect.isawaitable(allowed) else allowed)

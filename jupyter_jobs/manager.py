@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import CaselessStrEnum, Instance, Int, Set, Type, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Instance, Int, Set, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import __version__, jobside
@@ -78,6 +78,11 @@ class JobManager(LoggingConfigurable):
         1024**3, config=True, help="Most bytes of inputs one job may ship (413 past it)."
     )
     root_dir = Unicode(".", config=True, help="Folder that inputs are relative to (the server's root_dir).")
+    read_server_files = Bool(
+        True, config=True,
+        help="Whether a job's inputs may be read from root_dir (base_dir). False for the shared JupyterHub "
+        "service, which reads no one's files: they are uploaded (the per-user forwarder and the CLI do).",
+    )
     admin_users = Set(
         Unicode(), config=True,
         help="Users who may see and act on every job (others see only their own); see docs/operators.md.",
@@ -530,6 +535,9 @@ class JobManager(LoggingConfigurable):
         if not spec.inputs:
             folder.write_json(SNAPSHOT_FILE, {})
             return
+        if not self.read_server_files:
+            raise SpecError("this jupyter-jobs service reads no one's files: upload them (jupyter jobs run, %job run "
+                            "and your Jupyter server's jupyter-jobs API do), or leave inputs out", "inputs")
         base = self.resolve_base_dir(base_dir)
         entries = [(f"inputs[{i}].path", item.path) for i, item in enumerate(spec.inputs)]
         await asyncio.to_thread(measure_inputs, base, entries, self.max_input_bytes)

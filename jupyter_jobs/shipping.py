@@ -51,6 +51,16 @@ def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
     return files
 
 
+def inputs_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
+    """``{path in the job's folder: local file}`` of a spec's ``inputs`` only, read under ``folder``: what a
+    server given ``base_dir`` copies (the forwarder to a shared service uploads exactly that)."""
+    folder = folder.resolve()
+    files: dict[str, Path] = {}
+    for index, item in enumerate(parse_spec(for_shipping(spec)).inputs):
+        files.update(_input(folder, item.path, f"inputs[{index}].path"))
+    return files
+
+
 def notebook_files(notebook: Path, folder: Path) -> dict[str, Path]:
     """What a notebook run as a job takes from ``folder`` besides itself: the local modules its code cells
     import, and the files and folders beside it that they name in a string literal."""

@@ -1,0 +1,76 @@
+"""Who calls the service: JupyterHub says, through its own helpers.
+
+The identity provider is JupyterHub's (``JupyterHubIdentityProvider``: a Hub token in the
+``Authorization`` header, or the service's OAuth cookie in a browser), and every request must carry
+the service's access scope (``access:services!service=<name>``). The authorizer adds one decision
+of ours: whether the caller is an admin of jobs, which is the custom scope
+``custom:jupyter-jobs:admin`` (granted in the Hub's ``load_roles``).
+
+A user's groups come from the Hub: from the user model the token resolved to when the token may
+read them, else from the Hub's API with the service's own token (``read:users:groups`` in the
+service's role), remembered for a minute.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+from jupyterhub.singleuser.extension import JupyterHubAuthorizer, JupyterHubIdentityProvider
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from ..access import ADMIN_RESOURCE
+
+#: The custom scope that makes a Hub user an admin of every job (JupyterHub's ``custom_scopes``).
+ADMIN_SCOPE = "custom:jupyter-jobs:admin"
+#: Seconds a user's groups, as read from the Hub, are used before they are read again.
+GROUPS_TTL = 60.0
+
+
+class HubJobsAuthorizer(JupyterHubAuthorizer):
+    """The Hub's access check on everything, and the admin scope for :data:`ADMIN_RESOURCE`."""
+
+    #: Tells :func:`jupyter_jobs.access.is_admin` that this authorizer tells admins apart.
+    knows_admins = True
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        if not super().is_authorized(handler, user, action, resource):
+            return False
+        if resource == ADMIN_RESOURCE:
+            return bool(self.hub_auth.check_scopes({ADMIN_SCOPE}, user.hub_user))
+        return True
+
+
+class HubGroups:
+    """The Hub groups of a user, read with the service's token and cached for :data:`GROUPS_TTL`."""
+
+    def __init__(self, identity: JupyterHubIdentityProvider) -> None:
+        self.identity = identity
+        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    async def of(self, user: Any) -> tuple[str, ...]:
+        model = getattr(user, "hub_user", None) or {}
+        if "groups" in model:  # the caller's token may read its own groups
+            return tuple(model["groups"] or ())
+        name = model.get("name") or getattr(user, "username", "")
+        cached = self._cache.get(name)
+        if cached and time.monotonic() - cached[0] < GROUPS_TTL:
+            return cached[1]
+        hub_auth = self.identity.hub_auth
+        request = HTTPRequest(f"{hub_auth.api_url}/users/{quote(name, safe='')}",
+                              headers={"Authorization": f"token {hub_auth.api_token}"}, request_timeout=30)
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+            groups = tuple(json.loads(response.body).get("groups") or ())
+        except (HTTPClientError, OSError, ValueError) as exc:
+            self.identity.log.warning("jupyter-jobs: could not read the Hub groups of %s: %s", name, exc)
+            groups = cached[1] if cached else ()
+            return groups
+        self._cache[name] = (time.monotonic(), groups)
+        return groups
+
+
+def make_identity(parent: Any) -> JupyterHubIdentityProvider:
+    """JupyterHub's identity provider, configured from the service's environment (``JUPYTERHUB_*``)."""
+    return JupyterHubIdentityProvider(parent=parent, log=parent.log)

@@ -1,0 +1,169 @@
+"""A team on one machine: a real JupyterHub, real system users and their own single-user servers, and
+ONE jupyter-jobs service holding the runner pool (2 fake GPUs, the local backend, team-a's quota of
+1 GPU). Everything goes through what users use: their server's jobs API (forwarded to the service),
+the CLI in a shell as the user, and the Hub's tokens.
+
+Needs root (system users, jobs run as them); skips with the reason elsewhere, fails in CI
+(JUPYTER_JOBS_TEST_HUB=1) when it cannot run.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hubfixture import ADMIN, SERVICE, Hub, ensure_users, ensure_venv, log_tail, missing, remove_users, request, start_hub
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
+
+ALICE, BOB, CAROL = "jjh-alice", "jjh-bob", "jjh-carol"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Hub:
+    reason = missing()
+    if reason and os.environ.get("JUPYTER_JOBS_TEST_HUB") == "1":
+        pytest.fail(f"JUPYTER_JOBS_TEST_HUB=1 (CI) runs the Hub tests, but {reason}", pytrace=False)
+    if reason:
+        pytest.skip(reason)
+    venv = ensure_venv()
+    made = ensure_users()
+    hub = start_hub(tmp_path_factory.mktemp("hub"), venv)
+    try:
+        for user in (ALICE, BOB, CAROL):
+            hub.start_server(user)
+        for user in (ALICE, BOB, CAROL):
+            hub.wait_server(user)
+        yield hub
+    except BaseException:
+        print(log_tail(hub.folder))
+        raise
+    finally:
+        hub.stop()
+        remove_users(made)
+
+
+def submit(hub: Hub, user: str, spec: dict, **kwargs) -> dict:
+    status, job = hub.jobs(user, "POST", "jobs", spec, **kwargs)
+    assert status == 201, job
+    return job
+
+
+def wait_status(hub: Hub, user: str, job_id: int, statuses: tuple[str, ...], timeout: float = 60) -> dict:
+    return hub.wait_job(user, job_id, statuses, timeout)
+
+
+def log(hub: Hub, user: str, job_id: int) -> str:
+    status, text = hub.jobs(user, "GET", f"jobs/{job_id}/logs", raw=True)
+    assert status == 200, text
+    return text.decode()
+
+
+def test_the_config_says_who_calls_and_forwarded_answers_are_the_services(hub):
+    status, config = hub.jobs(ALICE, "GET", "config")
+    assert status == 200, config
+    assert (config["user"], config["admin"]) == (ALICE, False)
+    assert [g["index"] for g in config["capacity"]["gpus"]] == [0, 1]
+    status, config = hub.jobs(ADMIN, "GET", "config", via="service")
+    assert status == 200 and config["admin"] is True, config
+    # The service itself is not a Jupyter server: no kernels, no contents.
+    for path in ("api/kernels", "api/contents", "api/terminals", "lab"):
+        status, _ = request("GET", f"{hub.url}/services/{SERVICE}/{path}", token=hub.token(ALICE))
+        assert status == 404, path
+
+
+def test_one_pool_for_every_user_never_double_books_a_gpu(hub):
+    stamp = 'date +%s.%N; sleep 2; date +%s.%N'
+    first = submit(hub, ALICE, {"name": "a-train", "cmd": stamp, "instance-type": "gpu"})
+    wait_status(hub, ALICE, first["id"], ("Running",))
+    second = submit(hub, BOB, {"name": "b-train", "cmd": stamp, "instance-type": "gpu-x2"})
+    status, pending = hub.jobs(BOB, "GET", f"jobs/{second['id']}")
+    assert pending["status"] == "Pending", pending
+    assert f"{first['id']}" in pending["message"], pending["message"]  # names what it waits for
+    a = wait_status(hub, ALICE, first["id"], ("Succeeded", "Failed"))
+    b = wait_status(hub, BOB, second["id"], ("Succeeded", "Failed"))
+    assert (a["status"], b["status"]) == ("Succeeded", "Succeeded"), (a["message"], b["message"])
+    a_start, a_end = map(float, log_lines(log(hub, ALICE, first["id"])))
+    b_start, b_end = map(float, log_lines(log(hub, BOB, second["id"])))
+    assert a_end <= b_start, "the two jobs held GPU 0 at the same time"
+    assert a["id"] != b["id"]
+
+
+def log_lines(text: str) -> list[str]:
+    """The job's own lines (not the service's)."""
+    return [line for line in text.splitlines() if not line.startswith("[jupyter-jobs]")]
+
+
+def test_a_user_never_sees_another_users_job_and_admins_see_all(hub):
+    job = submit(hub, ALICE, {"name": "private", "cmd": "echo s3cret > out.txt; sleep 30", "outputs": ["out.txt"]})
+    wait_status(hub, ALICE, job["id"], ("Running",))
+    jid = job["id"]
+    for method, path in [("GET", f"jobs/{jid}"), ("GET", f"jobs/{jid}/logs"), ("GET", f"jobs/{jid}/outputs"),
+                         ("GET", f"jobs/{jid}/outputs/out.txt"), ("POST", f"jobs/{jid}/cancel"),
+                         ("POST", f"jobs/{jid}/rerun"), ("DELETE", f"jobs/{jid}")]:
+        status, answer = hub.jobs(BOB, method, path)
+        assert status == 404, (method, path, answer)
+    status, listed = hub.jobs(BOB, "GET", "jobs")
+    assert jid not in [row["id"] for row in listed["jobs"]]
+    status, listed = hub.jobs(ADMIN, "GET", "jobs", via="service")
+    assert jid in [row["id"] for row in listed["jobs"]]
+    status, cancelled = hub.jobs(ADMIN, "POST", f"jobs/{jid}/cancel", via="service")
+    assert status == 200 and cancelled["status"] == "Cancelled", cancelled
+
+
+def test_a_culled_server_does_not_stop_its_users_jobs(hub):
+    job = submit(hub, ALICE, {"name": "long", "cmd": "echo begin; sleep 4; echo end"})
+    wait_status(hub, ALICE, job["id"], ("Running",))
+    hub.stop_server(ALICE)  # as the idle culler does
+    try:
+        done = wait_status(hub, ALICE, job["id"], ("Succeeded", "Failed"), timeout=60)  # asked of the service
+        assert done["status"] == "Succeeded", done["message"]
+    finally:
+        hub.start_server(ALICE)
+        hub.wait_server(ALICE)
+    status, back = hub.jobs(ALICE, "GET", f"jobs/{job['id']}")  # through the server again
+    assert status == 200 and back["status"] == "Succeeded"
+    assert log_lines(log(hub, ALICE, job["id"])) == ["begin", "end"]
+
+
+def test_inputs_from_the_users_home_reach_the_service(hub):
+    home = Path(pwd.getpwnam(ALICE).pw_dir)
+    project = home / "proj"
+    project.mkdir(exist_ok=True)
+    (project / "data.txt").write_text("from alice's home\n")
+    subprocess.run(["chown", "-R", f"{ALICE}:", str(project)], check=True)
+    # The Lab panel's New job form sends base_dir: the forwarder uploads the inputs it names.
+    status, job = hub.jobs(ALICE, "POST", "jobs?base_dir=proj", {"name": "reads", "cmd": "cat data.txt",
+                                                                 "inputs": ["data.txt"]})
+    assert status == 201, job
+    done = wait_status(hub, ALICE, job["id"], ("Succeeded", "Failed"))
+    assert done["status"] == "Succeeded", done["message"]
+    assert log_lines(log(hub, ALICE, job["id"])) == ["from alice's home"]
+    # Straight to the service, base_dir is refused: it reads no one's files.
+    status, answer = hub.jobs(ALICE, "POST", "jobs?base_dir=proj", {"cmd": "cat data.txt", "inputs": ["data.txt"]},
+                              via="service")
+    assert status == 400 and answer["errors"][0]["field"] == "inputs", answer
+
+
+def test_the_cli_in_a_users_shell_runs_a_job_with_its_files(hub):
+    home = Path(pwd.getpwnam(BOB).pw_dir)
+    project = home / "cli-proj"
+    project.mkdir(exist_ok=True)
+    (project / "train.py").write_text("import os\nprint('trained on', open('data.csv').read().strip())\n"
+                                      "open('model.txt', 'w').write('weights')\n")
+    (project / "data.csv").write_bytes(b"x" * (3 << 20))  # a few MiB: streamed through the forwarder
+    (project / "job.yaml").write_text("name: cli\ncmd: python3 train.py > /dev/null && wc -c < data.csv\n"
+                                      "inputs: [data.csv]\noutputs: [model.txt]\n")
+    subprocess.run(["chown", "-R", f"{BOB}:", str(project)], check=True)
+    venv = Path(os.environ.get("JUPYTER_JOBS_HUB_VENV", "/var/cache/jupyter-jobs/hub-venv"))
+    command = (f"cd {shlex.quote(str(project))} && JUPYTER_JOBS_URL={hub.url}/user/{BOB}/ "
+               f"JUPYTER_JOBS_TOKEN={hub.token(BOB)} {venv}/bin/jupyter-jobs run job.yaml --follow")
+    result = subprocess.run(["su", "-s", "/bin/sh", BOB, "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(3 << 20) in result.stdout
+    assert (project / "model.txt").read_text() == "weights"  # the declared output came back beside the spec
+    assert (project / "model.txt").stat().st_uid == pwd.getpwnam(BOB).pw_uid
