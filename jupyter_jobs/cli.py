@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "job or a Bacalhau job spec runs as")
     convert.add_argument("spec", help="the spec file (YAML or JSON)")
 
+    login = sub.add_parser("login", help="keep a JupyterHub token for the team's jupyter-jobs service (read from stdin)")
+    login.add_argument("--service", help="the service's URL (default: $JUPYTER_JOBS_SERVICE_URL or the system config)")
+
     lst = sub.add_parser("list", help="list jobs, newest first")
     lst.add_argument("--status", help="only these statuses (comma-separated)")
     lst.add_argument("--mine", action="store_true", help="only jobs I submitted")
@@ -121,8 +124,10 @@ async def _main(args: argparse.Namespace) -> int:
         return await asyncio.to_thread(cmd_convert, args)
     if args.command == "env":
         args.command = f"env {args.env_command}"
+    if args.command == "login":
+        return await cmd_login(args)
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
-    server = None if args.local else _server(args, spec_dir)
+    server = _server(args, spec_dir)
     if server is not None:
         client = RemoteClient(server["url"], server.get("token", ""), server.get("root_dir"))
         return await COMMANDS[args.command](client, args, spec_dir)
@@ -149,12 +154,60 @@ def _build_image(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace, spec_dir: Path) -> dict[str, Any] | None:
+    if args.local:
+        _team_service(args)  # refuses --local where a team's service runs the jobs
+        return None
     if args.url:
         return {"url": args.url, "token": args.token or os.environ.get("JUPYTER_JOBS_TOKEN", ""), "root_dir": None}
+    if not os.environ.get("JUPYTER_JOBS_URL"):
+        team = _team_service(args)
+        if team is not None:
+            return team
     server = find_server(spec_dir)
     if server is not None and args.token:
         server["token"] = args.token
     return server
+
+
+def _team_service(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The team's service when one is named: jobs then never run here (a second pool would double-book)."""
+    from .service.login import service_url, stored_token
+
+    try:
+        url = service_url()
+    except ValueError as exc:
+        raise JobsError(str(exc)) from None
+    if not url:
+        return None
+    if args.local:
+        raise JobsError(f"--local: jobs here are run by the team's service at {url}, not by this shell")
+    token = args.token or os.environ.get("JUPYTER_JOBS_TOKEN") or stored_token()
+    if not token:
+        raise JobsError(f"jobs here run by the team's service at {url}: run `jupyter jobs login` first "
+                        "(with a token from your JupyterHub's Token page)")
+    return {"url": url, "token": token, "root_dir": None}
+
+
+async def cmd_login(args: argparse.Namespace) -> int:
+    from .service.login import service_url, store_token
+
+    url = args.service or service_url()
+    if not url:
+        raise JobsError("no jupyter-jobs service is named here: pass --service URL "
+                        "(e.g. https://hub.example.org/services/jupyter-jobs/)")
+    if sys.stdin.isatty():
+        import getpass
+
+        token = getpass.getpass(f"JupyterHub token for {url} (from the Hub's Token page): ")
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise JobsError("no token given; paste one from your JupyterHub's Token page")
+    config = await RemoteClient(url, token).config()  # refused tokens say so here, before anything is kept
+    path = store_token(token)
+    print(f"logged in to {url} as {config.get('user')}; token kept in {path}")
+    return 0
 
 
 def _embedded_manager(root: Path) -> Any:

@@ -8,6 +8,7 @@ Needs root (system users, jobs run as them); skips with the reason elsewhere, fa
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shlex
@@ -167,3 +168,32 @@ def test_the_cli_in_a_users_shell_runs_a_job_with_its_files(hub):
     assert str(3 << 20) in result.stdout
     assert (project / "model.txt").read_text() == "weights"  # the declared output came back beside the spec
     assert (project / "model.txt").stat().st_uid == pwd.getpwnam(BOB).pw_uid
+
+
+def test_the_cli_on_the_box_logs_in_to_the_service_and_never_runs_jobs_itself(hub):
+    venv = Path(os.environ.get("JUPYTER_JOBS_HUB_VENV", "/var/cache/jupyter-jobs/hub-venv"))
+    system_config = venv / "etc" / "jupyter" / "jupyter_jobs_service.json"  # as /etc/jupyter/ would hold it
+    system_config.write_text(json.dumps({"url": f"{hub.url}/services/{SERVICE}/"}))
+    cli = f"{venv}/bin/jupyter-jobs"
+
+    def as_carol(command: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(["su", "-l", "-s", "/bin/sh", CAROL, "-c", command], input=stdin,
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        refused = as_carol(f"{cli} list")  # an SSH session with no token yet
+        assert refused.returncode == 2 and "jupyter jobs login" in refused.stderr, refused.stderr
+        assert as_carol(f"{cli} --local list").returncode == 2  # no second pool beside the team's
+        wrong = as_carol(f"{cli} login", stdin="not-a-token\n")
+        assert wrong.returncode != 0
+        logged = as_carol(f"{cli} login", stdin=hub.token(CAROL) + "\n")
+        assert logged.returncode == 0 and f"as {CAROL}" in logged.stdout, logged.stdout + logged.stderr
+        kept = Path(pwd.getpwnam(CAROL).pw_dir) / ".local/share/jupyter/jupyter_jobs/service-token"
+        assert kept.stat().st_mode & 0o777 == 0o600 and kept.stat().st_uid == pwd.getpwnam(CAROL).pw_uid
+        ran = as_carol(f"printf 'name: ssh\\ncmd: echo from-ssh\\n' > ssh.yaml && {cli} run ssh.yaml --follow")
+        assert ran.returncode == 0 and "from-ssh" in ran.stdout, ran.stdout + ran.stderr
+        listed = as_carol(f"{cli} list --mine --json")
+        rows = json.loads(listed.stdout)
+        assert [row["owner"] for row in rows] and {row["owner"] for row in rows} == {CAROL}
+    finally:
+        system_config.unlink()
