@@ -93,8 +93,9 @@ def ensure_users() -> list[str]:
     return made
 
 
-def remove_users(names: list[str]) -> None:
-    for name in names:
+def remove_users() -> None:
+    """Remove the test users (made here, or left by a run that was killed), their processes and homes."""
+    for name in [*USERS, ADMIN]:
         subprocess.run(["pkill", "-KILL", "-u", name], check=False)
         subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
 

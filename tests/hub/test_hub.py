@@ -32,7 +32,7 @@ def hub(tmp_path_factory) -> Hub:
     if reason:
         pytest.skip(reason)
     venv = ensure_venv()
-    made = ensure_users()
+    ensure_users()
     hub = start_hub(tmp_path_factory.mktemp("hub"), venv)
     try:
         for user in (ALICE, BOB, CAROL):
@@ -45,7 +45,7 @@ def hub(tmp_path_factory) -> Hub:
         raise
     finally:
         hub.stop()
-        remove_users(made)
+        remove_users()
 
 
 def submit(hub: Hub, user: str, spec: dict, **kwargs) -> dict:
