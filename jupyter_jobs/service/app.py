@@ -31,6 +31,7 @@ from traitlets import Integer, Type, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
+from ..errors import BackendUnavailable
 from ..handlers import handlers
 from ..manager import JobManager
 from .auth import HubJobsAuthorizer, make_identity
@@ -96,7 +97,11 @@ class JobsService(JupyterApp):
         return web.Application(routes, **settings)
 
     async def serve(self) -> None:
-        await self.manager.start()
+        try:
+            await self.manager.start()
+        except BackendUnavailable as exc:  # as the extension: /config says why, submits answer 503
+            self.log.error("jupyter-jobs service: jobs cannot run: %s", exc.message)
+            self.manager.start_when_available()
         server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.manager.max_input_bytes + 16 * 2**20)
         server.listen(self.port, self.ip)
         self.log.info("jupyter-jobs service: %s backend at http://%s:%d%s", self.manager.engine.name, self.ip,
@@ -107,7 +112,8 @@ class JobsService(JupyterApp):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.stop()
-        await self.manager.stop()
+        if self.manager.started or self.manager.engine_down:
+            await self.manager.stop()
 
     def start(self) -> None:
         asyncio.run(self.serve())

@@ -197,3 +197,64 @@ def test_the_cli_on_the_box_logs_in_to_the_service_and_never_runs_jobs_itself(hu
         assert [row["owner"] for row in rows] and {row["owner"] for row in rows} == {CAROL}
     finally:
         system_config.unlink()
+
+
+def test_following_a_log_through_the_users_server_streams_until_the_job_ends(hub):
+    job = submit(hub, BOB, {"name": "talks", "cmd": "for i in 1 2 3 4; do echo line-$i; sleep 0.5; done"})
+    wait_status(hub, BOB, job["id"], ("Running",))
+    status, text = hub.jobs(BOB, "GET", f"jobs/{job['id']}/logs?follow=1", raw=True)
+    assert status == 200
+    assert log_lines(text.decode()) == ["line-1", "line-2", "line-3", "line-4"]  # all of it: it ended with the job
+    status, done = hub.jobs(BOB, "GET", f"jobs/{job['id']}")
+    assert done["status"] == "Succeeded"
+
+
+def test_a_job_cell_in_a_users_kernel_runs_in_the_service(hub):
+    """%%job in a real kernel of alice's server: the kernel finds its server, the server forwards."""
+    import asyncio
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    status, kernel = request("POST", f"{hub.url}/user/{ALICE}/api/kernels", {"name": "python3"}, hub.token(ALICE))
+    assert status == 201, kernel
+    marker = uuid.uuid4().hex[:8]
+    code = "%load_ext jupyter_jobs\n"
+    cell = f"%%job --name kernel-{marker}\nprint('from the kernel', 6 * 7)\n"
+
+    async def run(source: str) -> list[dict]:
+        url = f"{hub.url.replace('http', 'ws')}/user/{ALICE}/api/kernels/{kernel['id']}/channels"
+        conn = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {hub.token(ALICE)}"}))
+        msg_id = uuid.uuid4().hex
+        conn.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": ALICE, "session": uuid.uuid4().hex,
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": source, "silent": False, "store_history": True, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}}))
+        seen = []
+        while True:
+            message = json.loads(await asyncio.wait_for(conn.read_message(), 120))
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            seen.append(message)
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                conn.close()
+                return seen
+
+    try:
+        loaded = asyncio.run(run(code))
+        assert not [m for m in loaded if m["msg_type"] == "error"], loaded
+        shown = asyncio.run(run(cell))
+        errors = [m["content"] for m in shown if m["msg_type"] == "error"]
+        assert not errors, errors
+        bundles = [m["content"]["data"] for m in shown if m["msg_type"] in ("display_data", "execute_result")]
+        views = [b["application/vnd.jupyter-jobs.job+json"] for b in bundles if "application/vnd.jupyter-jobs.job+json" in b]
+        assert views, shown
+        job_id = views[0]["id"]
+        done = wait_status(hub, ALICE, job_id, ("Succeeded", "Failed"))
+        assert done["status"] == "Succeeded" and done["owner"] == ALICE, done["message"]
+        assert "from the kernel 42" in log(hub, ALICE, job_id)
+    finally:
+        request("DELETE", f"{hub.url}/user/{ALICE}/api/kernels/{kernel['id']}", token=hub.token(ALICE))
