@@ -34,7 +34,7 @@ from .._version import __version__
 from ..errors import BackendUnavailable
 from ..handlers import handlers
 from ..manager import JobManager
-from .auth import HubJobsAuthorizer, make_identity
+from .auth import HubJobsAuthorizer, HubJobsIdentity
 
 #: What the service is called in ``c.JupyterHub.services`` unless told otherwise.
 DEFAULT_NAME = "jupyter-jobs"
@@ -74,7 +74,7 @@ class JobsService(JupyterApp):
         # A shared pool: jobs run as the Hub user who sent them, and read only uploaded files.
         self.config.JobManager.setdefault("run_as_owner", True)
         self.config.JobManager.read_server_files = False
-        self.identity = make_identity(self)
+        self.identity = HubJobsIdentity(parent=self, log=self.log)
         self.authorizer = HubJobsAuthorizer(parent=self, log=self.log, identity_provider=self.identity)
         self.manager = self.manager_class(parent=self, log=self.log, root_dir=str(Path.cwd()))
         self.web_app = self.make_app()

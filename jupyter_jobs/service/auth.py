@@ -71,6 +71,16 @@ class HubGroups:
         return groups
 
 
-def make_identity(parent: Any) -> JupyterHubIdentityProvider:
-    """JupyterHub's identity provider, configured from the service's environment (``JUPYTERHUB_*``)."""
-    return JupyterHubIdentityProvider(parent=parent, log=parent.log)
+class HubJobsIdentity(JupyterHubIdentityProvider):
+    """JupyterHub's identity provider (configured from the service's ``JUPYTERHUB_*`` environment), whose
+    users carry their Hub ``groups``, where the handlers' access decision reads them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.groups = HubGroups(self)
+
+    async def get_user(self, handler: Any) -> Any:
+        user = await super().get_user(handler)
+        if user is not None and not hasattr(user, "groups"):
+            user.groups = await self.groups.of(user)
+        return user

@@ -258,3 +258,42 @@ def test_a_job_cell_in_a_users_kernel_runs_in_the_service(hub):
         assert "from the kernel 42" in log(hub, ALICE, job_id)
     finally:
         request("DELETE", f"{hub.url}/user/{ALICE}/api/kernels/{kernel['id']}", token=hub.token(ALICE))
+
+
+def test_jobs_run_as_their_user_with_their_group_and_files_only_they_read(hub):
+    alice = pwd.getpwnam(ALICE)
+    job = submit(hub, ALICE, {"name": "whoami", "cmd": 'id -u; id -g; echo "$JOB_USER $JOB_GROUP"; '
+                                                       'echo result > out.txt; cat /root/.bashrc || echo no-root-files',
+                              "outputs": ["out.txt"]})
+    done = wait_status(hub, ALICE, job["id"], ("Succeeded", "Failed"))
+    assert done["status"] == "Succeeded", done["message"]
+    lines = log_lines(log(hub, ALICE, job["id"]))
+    assert lines[:3] == [str(alice.pw_uid), str(alice.pw_gid), f"{ALICE} team-a"], lines
+    assert lines[-1] == "no-root-files"
+    outputs = next(hub.service_data.glob(f"jobs/{job['id']}/outputs"))
+    produced = outputs / "out.txt"
+    assert produced.stat().st_uid == alice.pw_uid
+    assert outputs.stat().st_mode & 0o077 == 0, oct(outputs.stat().st_mode)  # no one else reads them
+    # bob, as himself on the box, cannot read alice's outputs either
+    peek = subprocess.run(["su", "-s", "/bin/sh", BOB, "-c", f"cat {shlex.quote(str(produced))}"],
+                          capture_output=True, text=True)
+    assert peek.returncode != 0 and "result" not in peek.stdout
+
+
+def test_group_members_see_but_do_not_act_and_a_group_quota_holds_jobs_back(hub):
+    first = submit(hub, ALICE, {"name": "a-1", "cmd": "sleep 4", "instance-type": "gpu"})
+    wait_status(hub, ALICE, first["id"], ("Running",))
+    # carol is in team-a too: she sees alice's job, may not cancel it
+    status, seen = hub.jobs(CAROL, "GET", f"jobs/{first['id']}")
+    assert status == 200 and seen["owner"] == ALICE and seen["group"] == "team-a", seen
+    status, refused = hub.jobs(CAROL, "POST", f"jobs/{first['id']}/cancel")
+    assert status == 403, refused
+    status, mine = hub.jobs(CAROL, "GET", "jobs?owner=me")
+    assert first["id"] not in [row["id"] for row in mine["jobs"]]  # "Submitted by me"
+    # team-a holds 1 GPU (its quota) with one GPU still free: a second team-a job waits, a team-b job starts
+    second = submit(hub, CAROL, {"name": "a-2", "cmd": "true", "instance-type": "gpu"})
+    third = submit(hub, BOB, {"name": "b-1", "cmd": "sleep 1", "instance-type": "gpu"})
+    wait_status(hub, BOB, third["id"], ("Running", "Succeeded"))
+    status, waiting = hub.jobs(CAROL, "GET", f"jobs/{second['id']}")
+    assert waiting["status"] == "Pending" and "team-a" in waiting["message"], waiting["message"]
+    assert wait_status(hub, CAROL, second["id"], ("Succeeded", "Failed"))["status"] == "Succeeded"
