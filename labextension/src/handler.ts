@@ -1,7 +1,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput } from './tokens';
+import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput, IServerConfig } from './tokens';
 
 /** An error answered by the server; `message` is the server's own words. */
 export class JobsAPIError extends Error {
@@ -65,10 +65,17 @@ export class JobsAPI {
     for (const label of filter.labels) {
       query.append('label', label);
     }
+    if (filter.group) {
+      query.set('group', filter.group);
+    }
     if (cursor) {
       query.set('cursor', cursor);
     }
     return requestAPI<IJobPage>(`jobs?${query}`, {}, this.settings);
+  }
+
+  config(): Promise<IServerConfig> {
+    return requestAPI<IServerConfig>('config', {}, this.settings);
   }
 
   get(id: number): Promise<IJob> {

@@ -90,6 +90,6 @@ export class JobsModel {
   private _cursor: string | null = null;
   private _pages = 1;
   private _error: string | null = null;
-  private _filter: IJobFilter = { status: '', mine: false, text: '', labels: [] };
+  private _filter: IJobFilter = { status: '', mine: false, text: '', labels: [], group: '' };
   private _changed = new Signal<this, void>(this);
 }

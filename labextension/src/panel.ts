@@ -50,21 +50,35 @@ export class JobsPanel extends Widget {
     this._label.placeholder = trans.__('Label key=value');
     this._label.setAttribute('aria-label', trans.__('label key=value'));
     this._label.title = trans.__('Jobs with these labels, e.g. team=vision (several: team=vision, stage=train)');
+    // Shown where jobs have groups (a JupyterHub team): the caller's groups, and those seen in the list.
+    this._group = h('select', 'jp-mod-styled jp-JobsPanel-group');
+    this._group.setAttribute('aria-label', trans.__('group'));
+    this._group.title = trans.__("Only this group's jobs");
+    this._group.hidden = true;
     const update = () =>
       (this.model.filter = {
         status: this._status.value,
         mine: this._mine.checked,
         text: this._search.value.trim(),
-        labels: this._label.value.split(',').map(l => l.trim()).filter(l => l)
+        labels: this._label.value.split(',').map(l => l.trim()).filter(l => l),
+        group: this._group.value
       });
     this._status.onchange = update;
+    this._group.onchange = update;
     this._mine.onchange = update;
     let timer = 0;
     this._search.oninput = this._label.oninput = () => {
       window.clearTimeout(timer);
       timer = window.setTimeout(update, 300);
     };
-    filters.append(this._status, mineLabel, this._search, this._label);
+    filters.append(this._status, this._group, mineLabel, this._search, this._label);
+    void model.api
+      .config()
+      .then(config => {
+        this._admin = config.admin;
+        this._groups(config.groups ?? []);
+      })
+      .catch(() => undefined); // the list says what is wrong
 
     this._error = h('div', 'jp-JobsPanel-error');
     this._list = h('ul', 'jp-JobsPanel-list');
@@ -87,10 +101,11 @@ export class JobsPanel extends Widget {
       item.tabIndex = 0;
       const top = h('div', 'jp-JobsPanel-itemTop');
       top.append(badge(job), h('span', 'jp-JobsPanel-name', job.name), h('span', 'jp-JobsPanel-id', `#${job.id}`));
+      const who = job.group ? `${job.owner} (${job.group})` : job.owner;
       const meta = h(
         'div',
         'jp-JobsPanel-meta',
-        `${job.instance_type} · ${job.owner} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
+        `${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
       );
       item.append(top, meta);
       const chips = labelChips(job);
@@ -110,6 +125,24 @@ export class JobsPanel extends Widget {
       items.push(h('li', 'jp-JobsPanel-empty', trans.__('No jobs yet. Create one, or run a notebook as a job.')) as any);
     }
     this._list.replaceChildren(...items);
+    this._groups(this.model.jobs.map(job => job.group ?? ''));
+  }
+
+  /** Add these groups to the group filter (shown once there is one, or for an admin). */
+  private _groups(groups: string[]): void {
+    const known = new Set(Array.from(this._group.options, option => option.value));
+    const added = groups.filter(group => group && !known.has(group)).sort();
+    if (!known.size && (added.length || this._admin)) {
+      const all = h('option', '', this.trans.__('All groups'));
+      all.value = '';
+      this._group.append(all);
+    }
+    for (const group of added) {
+      const option = h('option', '', group);
+      option.value = group;
+      this._group.append(option);
+    }
+    this._group.hidden = this._group.options.length === 0;
   }
 
   dispose(): void {
@@ -121,6 +154,8 @@ export class JobsPanel extends Widget {
   private _mine: HTMLInputElement;
   private _search: HTMLInputElement;
   private _label: HTMLInputElement;
+  private _group: HTMLSelectElement;
+  private _admin = false;
   private _error: HTMLDivElement;
   private _list: HTMLUListElement;
   private _more: HTMLButtonElement;

@@ -18,6 +18,8 @@ export interface IJob {
   id: number;
   name: string;
   owner: string;
+  /** The group it counts against (PrimeHub's): members see it; '' when none. */
+  group?: string;
   status: JobStatus;
   /** Why it failed, or why it is still pending. */
   message: string;
@@ -85,4 +87,15 @@ export interface IJobFilter {
   text: string;
   /** `key=value` each; a job must have all of them. */
   labels: string[];
+  /** Only this group's jobs ('' for all). */
+  group?: string;
+}
+
+/** What `GET /config` says of the caller (the rest of it describes the server). */
+export interface IServerConfig {
+  user: string;
+  /** An admin of jobs: sees and acts on every user's. */
+  admin: boolean;
+  /** The caller's groups (from JupyterHub); none on a single-user server. */
+  groups?: string[];
 }
