@@ -201,10 +201,10 @@ def request(method: str, url: str, body: object = None, token: str = "", *, raw:
         return status, payload.decode(errors="replace")
 
 
-def service_config(data: Path, gpus: int) -> str:
+def service_config(data: Path, gpus: int, backend: str) -> str:
     return f"""\
 c.JobManager.data_dir = {str(data)!r}
-c.JobManager.backend = "local"
+c.JobManager.backend = {backend!r}
 c.Cluster.gpus = {gpus}
 c.Cluster.cpus = 4
 c.Cluster.memory_mib = 8192
@@ -219,6 +219,7 @@ c.Quotas.groups = {{"team-a": {{"gpus": 1}}}}
 
 def hub_config(folder: Path, venv: Path, ports: dict[str, int], driver_token: str) -> str:
     url = f"http://127.0.0.1:{ports['public']}"
+    service_env = {name: os.environ[name] for name in ("DOCKER_HOST", "SLURM_CONF") if name in os.environ}
     return f"""\
 c.JupyterHub.bind_url = {url!r}
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{ports['hub']}"
@@ -245,6 +246,7 @@ c.JupyterHub.services = [
         "url": "http://127.0.0.1:{ports['service']}",
         "command": [{str(venv / 'bin' / 'python')!r}, "-m", "jupyter_jobs.service"],
         "cwd": {str(folder / 'service')!r},
+        "environment": {service_env!r},
         "oauth_no_confirm": True,
     }},
 ]
@@ -260,14 +262,14 @@ c.Spawner.environment = {{"JUPYTER_JOBS_SERVICE_URL": "{url}/services/{SERVICE}/
 """
 
 
-def start_hub(folder: Path, venv: Path, gpus: int = 2) -> Hub:
+def start_hub(folder: Path, venv: Path, gpus: int = 2, backend: str = "local") -> Hub:
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o755)
     ports = {name: _free_port() for name in ("public", "hub", "proxy_api", "service")}
     driver_token = secrets.token_hex(16)
     (folder / "service").mkdir(exist_ok=True)
     data = folder / "service" / "data"
-    (folder / "service" / "jupyter_jobs_service_config.py").write_text(service_config(data, gpus))
+    (folder / "service" / "jupyter_jobs_service_config.py").write_text(service_config(data, gpus, backend))
     (folder / "jupyterhub_config.py").write_text(hub_config(folder, venv, ports, driver_token))
     log = open(folder / "hub.log", "ab")
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}

@@ -24,20 +24,33 @@ pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
 ALICE, BOB, CAROL = "jjh-alice", "jjh-bob", "jjh-carol"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Hub:
+def _need_hub() -> None:
     reason = missing()
     if reason and os.environ.get("JUPYTER_JOBS_TEST_HUB") == "1":
         pytest.fail(f"JUPYTER_JOBS_TEST_HUB=1 (CI) runs the Hub tests, but {reason}", pytrace=False)
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Hub:
+    yield from _running_hub(tmp_path_factory, "local", (ALICE, BOB, CAROL))
+
+
+@pytest.fixture(scope="module")
+def docker_hub(tmp_path_factory) -> Hub:
+    yield from _running_hub(tmp_path_factory, "docker", (ALICE,))
+
+
+def _running_hub(tmp_path_factory, backend: str, users: tuple[str, ...]):
+    _need_hub()
     venv = ensure_venv()
     ensure_users()
-    hub = start_hub(tmp_path_factory.mktemp("hub"), venv)
+    hub = start_hub(tmp_path_factory.mktemp(f"hub-{backend}"), venv, backend=backend)
     try:
-        for user in (ALICE, BOB, CAROL):
+        for user in users:
             hub.start_server(user)
-        for user in (ALICE, BOB, CAROL):
+        for user in users:
             hub.wait_server(user)
         yield hub
     except BaseException:
@@ -297,3 +310,17 @@ def test_group_members_see_but_do_not_act_and_a_group_quota_holds_jobs_back(hub)
     status, waiting = hub.jobs(CAROL, "GET", f"jobs/{second['id']}")
     assert waiting["status"] == "Pending" and "team-a" in waiting["message"], waiting["message"]
     assert wait_status(hub, CAROL, second["id"], ("Succeeded", "Failed"))["status"] == "Succeeded"
+
+
+@pytest.mark.docker
+def test_docker_jobs_of_the_service_run_as_their_user(docker_hub):
+    alice = pwd.getpwnam(ALICE)
+    job = submit(docker_hub, ALICE, {"name": "in-a-container", "cmd": "id -u; id -g; echo weights > model.bin",
+                                     "outputs": ["model.bin"]})
+    done = wait_status(docker_hub, ALICE, job["id"], ("Succeeded", "Failed"), timeout=120)
+    assert done["status"] == "Succeeded", done["message"]
+    assert log_lines(log(docker_hub, ALICE, job["id"]))[:2] == [str(alice.pw_uid), str(alice.pw_gid)]
+    status, body = docker_hub.jobs(ALICE, "GET", f"jobs/{job['id']}/outputs/model.bin", raw=True)
+    assert (status, body) == (200, b"weights\n")
+    produced = docker_hub.service_data / "jobs" / str(job["id"]) / "outputs" / "model.bin"
+    assert produced.stat().st_uid == alice.pw_uid
