@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+import yaml
 from traitlets import Dict
 from traitlets.config import LoggingConfigurable
 
@@ -59,7 +60,13 @@ class Usage:
 
 
 def parse_limits(value: Any, setting: str) -> Limits:
-    """A limit as configured (``{"gpus": 1, "cpus": 8, "memory": "64GiB"}``); ConfigError naming the setting."""
+    """A limit as configured (``{"gpus": 1, "cpus": 8, "memory": "64GiB"}``, or that mapping as YAML or JSON
+    text, as a command line gives it); ConfigError naming the setting."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
     if not isinstance(value, Mapping):
         raise ConfigError(f"expected a mapping such as {{gpus: 1, cpus: 8, memory: 64GiB}}, got {value!r}", setting)
     unknown = sorted(set(value) - set(_KEYS))
@@ -70,6 +77,11 @@ def parse_limits(value: Any, setting: str) -> Limits:
         raw = value.get(key)
         if raw is None:
             continue
+        if isinstance(raw, str):  # --Quotas.default_user=gpus=1
+            try:
+                raw = float(raw)
+            except ValueError:
+                pass
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0 or (kind is int and raw != int(raw)):
             what = "a whole number of GPUs" if kind is int else "a number of CPUs"
             raise ConfigError(f"{raw!r} is not {what} >= 0", f"{setting}.{key}")

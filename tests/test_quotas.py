@@ -23,6 +23,9 @@ def queued(*entries):
 def test_limits_are_read_with_sizes_and_checked_at_start():
     assert parse_limits({"gpus": 1, "cpus": 8, "memory": "64GiB"}, "x") == Limits(1, 8.0, 64 * 1024)
     assert parse_limits({"memory_mib": 512}, "x") == Limits(memory_mib=512)
+    # As a command line gives them: --Quotas.users=bob='{gpus: 2}', --Quotas.default_user=cpus=1
+    assert parse_limits("{gpus: 2, memory: 1GiB}", "x") == Limits(gpus=2, memory_mib=1024)
+    assert parse_limits({"cpus": "1"}, "x") == Limits(cpus=1.0)
     with pytest.raises(ConfigError, match=r"Quotas.groups\['team-a'\].memory: '64XB' is not a size"):
         quotas(groups={"team-a": {"memory": "64XB"}})
     with pytest.raises(ConfigError, match=r"Quotas.users\['alice'\]: unknown key 'gpu'; a limit has gpus, cpus"):
