@@ -506,7 +506,8 @@ class ConfigHandler(JobsAPIHandler):
     @authorized
     async def get(self) -> None:
         access = await self.access()
-        self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin})
+        self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin,
+                         "groups": sorted(access.groups)})
 
 
 class EnvironmentsHandler(JobsAPIHandler):

@@ -130,6 +130,7 @@ async def test_the_group_filter_and_submitted_by_me(alice, carol, bob, jp_fetch)
 
 async def test_which_group_a_job_is_for(jp_fetch, manager):
     both = As(jp_fetch, "dana", ("team-b", "team-a"))
+    assert (await both.call("GET", "config"))["groups"] == ["team-a", "team-b"]
     assert (await both.call("POST", "jobs", body={"cmd": "true"}))["group"] == "team-a"  # the first, alphabetically
     assert (await both.call("POST", "jobs", body={"cmd": "true", "group": "team-b"}))["group"] == "team-b"
     code, body = await both.error("POST", "jobs", body={"cmd": "true", "group": "team-c"})

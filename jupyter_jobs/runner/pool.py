@@ -77,6 +77,9 @@ class RunnerPool(LoggingConfigurable):
         """Find the jobs a previous server left running, then start scheduling."""
         loop = asyncio.get_running_loop()
         self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
+        if self.quotas is not None and self.quotas.enabled and self.backend.schedules_itself:
+            self.log.warning("jupyter-jobs: Quotas are not enforced on %s, whose scheduler decides what runs; "
+                             "use its own limits", self.backend.name)
         await self._reconcile()
         self.backend.warm_up()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
