@@ -82,6 +82,12 @@ class Access:
         owner = self.user if owner == "me" else owner or None
         return {"owner": owner, "visible_to": None if self.admin else (self.user, self.groups)}
 
+    def require_admin(self, doing: str) -> None:
+        """Nothing if this user is an admin; else :class:`Forbidden` saying who may ``doing``."""
+        if not self.admin:
+            raise Forbidden(f"only admins may {doing}, and {self.user} is not one; an admin is named in "
+                            "JobManager.admin_users (see docs/operators.md, \"Who sees which jobs\")")
+
     def _single_user(self, server_user: str) -> bool:
         """Whether this is a single-user server's own user: no groups are known, and it runs as them."""
         return not self.groups and self.user == server_user
