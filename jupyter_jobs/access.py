@@ -1,8 +1,11 @@
 """Who may see and act on a job: the one place that decides it, used by every handler.
 
-A job belongs to the user who submitted it. Its owner and admins may see it, follow its log,
-download its outputs, cancel, rerun and delete it; to anyone else it does not exist (404, the
-same answer as for an id that was never used, so its existence does not leak).
+A job belongs to the user who submitted it, and to the group it was submitted for (its ``group``,
+by default the submitter's first group). Its owner and admins may see it, follow its log,
+download its outputs, cancel, rerun and delete it. Members of its group may see it (the job,
+its log, displays and outputs) but not act on it: they are answered 403, naming who may, since
+its existence is not hidden from them. To anyone else it does not exist (404, the same answer as
+for an id that was never used, so its existence does not leak).
 
 An admin is a user named in ``JobManager.admin_users``, or one the server's authorizer allows
 ``write`` on the resource ``jupyter_jobs:admin`` (a custom ``Authorizer``, or the JupyterHub
@@ -19,7 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Forbidden, JobNotFound
+from .errors import Forbidden, JobNotFound, SpecError
 from .models import JobRecord
 
 #: The resource an authorizer is asked about to make a user an admin of all jobs.
@@ -30,12 +33,16 @@ _PERMISSIVE = {"AllowAllAuthorizer", "JupyterHubAuthorizer"}
 
 @dataclass(frozen=True)
 class Access:
-    """What one user may do: their own jobs, or all of them as an admin."""
+    """What one user may do: their own jobs and, to look at, their groups' jobs; all of them as an admin."""
 
     user: str
     admin: bool = False
+    groups: frozenset[str] = frozenset()
 
     def can_see(self, job: JobRecord) -> bool:
+        return self.can_act(job) or (bool(job.spec.group) and job.spec.group in self.groups)
+
+    def can_act(self, job: JobRecord) -> bool:
         return self.admin or job.owner == self.user
 
     def visible(self, job: JobRecord) -> JobRecord:
@@ -44,17 +51,47 @@ class Access:
             raise JobNotFound(job.id)
         return job
 
+    def acting(self, job: JobRecord, doing: str) -> JobRecord:
+        """``job`` if this user may ``doing`` it (cancel, rerun, delete); :class:`Forbidden` saying who may
+        when they only see it (a member of its group); :class:`JobNotFound` when they may not see it."""
+        if not self.can_act(self.visible(job)):
+            raise Forbidden(f"job {job.id} is {job.owner}'s; as a member of its group {job.spec.group} you may "
+                            f"see it, but only {job.owner} or an admin may {doing} it")
+        return job
+
+    def job_group(self, requested: str, *, server_user: str) -> str:
+        """The group a job is submitted for: the one the spec names, else the user's first group
+        (alphabetically), else none (""). A named group must be one of the user's, unless they are an
+        admin, or on a single-user server, where no groups are known and any name is taken as written."""
+        if not requested:
+            return min(self.groups) if self.groups else ""
+        if self.admin or self._single_user(server_user) or requested in self.groups:
+            return requested
+        mine = ", ".join(sorted(self.groups)) if self.groups else "none"
+        raise SpecError(f"{self.user} is not a member of {requested!r}; your groups: {mine} (leave group out "
+                        "for your first one)", "group")
+
+    def list_scope(self, owner: str | None, all_users: bool = False, *, server_user: str = "") -> dict[str, Any]:
+        """The owner filter and visibility of a list (keywords of ``JobStore.list``). ``owner`` ``me``
+        is "Submitted by me"; ``all_users`` is an admin's view of everyone's jobs, refused to others
+        (on a single-user server, where every job is its user's, it changes nothing). Everyone but an
+        admin sees their own jobs and their groups'."""
+        if all_users and not self.admin and not self._single_user(server_user):
+            raise Forbidden(f"only admins may list every user's jobs, and {self.user} is not one; without "
+                            "all-users you see your own jobs and your groups' (see docs/operators.md, "
+                            "\"Who sees which jobs\")")
+        owner = self.user if owner == "me" else owner or None
+        return {"owner": owner, "visible_to": None if self.admin else (self.user, self.groups)}
+
     def require_admin(self, doing: str) -> None:
         """Nothing if this user is an admin; else :class:`Forbidden` saying who may ``doing``."""
         if not self.admin:
             raise Forbidden(f"only admins may {doing}, and {self.user} is not one; an admin is named in "
                             "JobManager.admin_users (see docs/operators.md, \"Who sees which jobs\")")
 
-    def list_owner(self, requested: str | None) -> str | None:
-        """The owner filter of a list: admins choose (``None``: everyone); others see their own."""
-        if requested == "me" or not self.admin:
-            return self.user
-        return requested or None
+    def _single_user(self, server_user: str) -> bool:
+        """Whether this is a single-user server's own user: no groups are known, and it runs as them."""
+        return not self.groups and self.user == server_user
 
 
 async def is_admin(handler: Any, user: Any, username: str, admin_users: set[str] | frozenset[str]) -> bool:

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list jobs, newest first")
     lst.add_argument("--status", help="only these statuses (comma-separated)")
     lst.add_argument("--mine", action="store_true", help="only jobs I submitted")
+    lst.add_argument("--group", help="only jobs of this group")
+    lst.add_argument("--all-users", action="store_true",
+                     help="every user's jobs (admins only; others see their own and their groups' jobs)")
     lst.add_argument("--text", help="search names, descriptions and commands")
     lst.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                      help="only jobs with this label (repeat: all of them)")
@@ -362,14 +365,15 @@ def exit_status(job: dict) -> int:
 
 async def cmd_list(client: Any, args: argparse.Namespace, _: Path) -> int:
     page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, label=args.label or None,
-                             limit=args.limit)
+                             group=args.group, all_users="1" if args.all_users else None, limit=args.limit)
     if args.json:
         print(json.dumps(page["jobs"], indent=2))
         return 0
-    rows = [("ID", "STATUS", "NAME", "TYPE", "OWNER", "CREATED", "TIME", "MESSAGE")]
+    rows = [("ID", "STATUS", "NAME", "TYPE", "OWNER", "GROUP", "CREATED", "TIME", "MESSAGE")]
     for job in page["jobs"]:
         rows.append((
             str(job["id"]), job["status"], job["name"][:24], job["instance_type"], job["owner"][:12],
+            (job.get("group") or "-")[:16],
             time.strftime("%m-%d %H:%M", time.localtime(job["created_at"])), _duration(job),
             (job["message"] or "")[:70],
         ))

@@ -305,6 +305,7 @@ class EmbeddedClient:
     async def list(self, **params: Any) -> dict:
         if params.get("owner") == "me":
             params["owner"] = self.owner
+        params.pop("all_users", None)  # in this process there is one user, who sees every job
         params["limit"] = int(params.get("limit", 50))
         jobs, cursor = self.manager.list(**params)
         return {"jobs": [self._json(j) for j in jobs], "next_cursor": cursor}

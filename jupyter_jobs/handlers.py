@@ -87,18 +87,29 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
             raise JobNotFound(raw[:40])
         return job_id
 
+    def user_groups(self) -> tuple[str, ...]:
+        """The requesting user's groups: the ``groups`` of the identity provider's user, when it has
+        any (none on a plain Jupyter server). An identity provider that knows groups sets them there."""
+        groups = getattr(self.current_user, "groups", None) or ()
+        return (groups,) if isinstance(groups, str) else tuple(str(g) for g in groups)
+
     async def access(self) -> Access:
         """What the requesting user may see and do (``access.py`` decides)."""
         if not hasattr(self, "_access"):
             name = self.username
             admin = await is_admin(self, self.current_user, name, self.manager.admin_users)
-            self._access = Access(name, admin)
+            self._access = Access(name, admin, frozenset(self.user_groups()))
         return self._access
 
     async def visible_job(self, raw_id: str) -> JobRecord:
         """The job at ``raw_id`` if the user may see it; 404 otherwise (existence never leaks)."""
         access = await self.access()
         return access.visible(self.manager.get(self.job_id(raw_id)))
+
+    async def acting_job(self, raw_id: str, doing: str) -> JobRecord:
+        """The job at ``raw_id`` if the user may ``doing`` it; 403 when they only see it, else 404."""
+        access = await self.access()
+        return access.acting(self.manager.get(self.job_id(raw_id)), doing)
 
     def job_url(self, job_id: int) -> str:
         return url_path_join(self.base_url, API, "jobs", str(job_id))
@@ -136,9 +147,11 @@ class JobsHandler(JobsAPIHandler):
         if parse_id(limit) is None:
             raise SpecError(f"{limit[:40]!r} is not a number; use 1 to 500", "limit")
         access = await self.access()
+        all_users = self.get_argument("all_users", "0").lower() in ("1", "true", "yes")
         jobs, cursor = self.manager.list(
             status=self.get_argument("status", None),
-            owner=access.list_owner(self.get_argument("owner", None)),
+            **access.list_scope(self.get_argument("owner", None), all_users, server_user=server_user()),
+            group=self.get_argument("group", None) or None,
             text=self.get_argument("text", None) or None,
             label=self.get_arguments("label"),
             cursor=self.get_argument("cursor", None) or None,
@@ -159,7 +172,8 @@ class JobsHandler(JobsAPIHandler):
             environment = body.get("environment")
             body, files, base_dir = body["spec"], body.get("files"), body.get("base_dir", base_dir)
         job, created = await self.manager.submit(
-            body, owner=self.username, base_dir=base_dir, files=files, environment=environment,
+            body, owner=self.username, access=await self.access(), base_dir=base_dir, files=files,
+            environment=environment,
             idempotency_key=self.request.headers.get("Idempotency-Key") or None,
         )
         self.set_status(201 if created else 200)
@@ -178,7 +192,7 @@ class JobHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.manager.delete((await self.visible_job(job_id)).id)
+        await self.manager.delete((await self.acting_job(job_id, "delete")).id)
         self.set_status(204)
         self.finish()
 
@@ -187,7 +201,7 @@ class JobActionHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str, action: str) -> None:
-        job_id_int = (await self.visible_job(job_id)).id
+        job_id_int = (await self.acting_job(job_id, action)).id
         if action == "cancel":
             self.write_json(self.job_json(await self.manager.cancel(job_id_int, by=self.username)))
             return
@@ -196,7 +210,7 @@ class JobActionHandler(JobsAPIHandler):
         if not isinstance(overrides, dict):
             raise SpecError("expected {\"overrides\": {\"key\": value}}", "body")
         job = await self.manager.rerun(
-            job_id_int, overrides, owner=self.username,
+            job_id_int, overrides, owner=self.username, access=await self.access(),
             idempotency_key=self.request.headers.get("Idempotency-Key") or None,
         )
         self.set_status(201)
@@ -492,7 +506,8 @@ class ConfigHandler(JobsAPIHandler):
     @authorized
     async def get(self) -> None:
         access = await self.access()
-        self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin})
+        self.write_json({**self.manager.describe(), "user": access.user, "admin": access.admin,
+                         "groups": sorted(access.groups)})
 
 
 class EnvironmentsHandler(JobsAPIHandler):

@@ -22,6 +22,7 @@ from traitlets import Bool, CaselessStrEnum, Instance, Int, Set, Type, Unicode, 
 from traitlets.config import LoggingConfigurable
 
 from . import __version__, jobside
+from .access import Access
 from .blobs import BlobStore
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
@@ -37,6 +38,7 @@ from .jobdir import (
 )
 from .models import JobRecord, JobSpec
 from .pyenv.environments import Environments, read_lock, write_lock
+from .quotas import Quotas
 from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.local import LocalBackend
@@ -89,6 +91,7 @@ class JobManager(LoggingConfigurable):
     )
     cluster = Instance(Cluster)
     pool = Instance(RunnerPool)
+    quotas = Instance(Quotas)
     environments = Instance(Environments)
 
     @default("data_dir")
@@ -106,6 +109,10 @@ class JobManager(LoggingConfigurable):
     @default("pool")
     def _default_pool(self) -> RunnerPool:
         return RunnerPool(parent=self)
+
+    @default("quotas")
+    def _default_quotas(self) -> Quotas:
+        return Quotas(parent=self)
 
     @default("environments")
     def _default_environments(self) -> Environments:
@@ -137,7 +144,8 @@ class JobManager(LoggingConfigurable):
                                        jobside_dir=str(self._jobside()))
         self.environments.in_use = self._environments_in_use
         self.environments.removed = lambda hashes: self.engine.environments_removed(hashes)
-        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments)
+        self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments,
+                        self.quotas)
 
     def _jobside(self) -> Path:
         """The job-side package, copied under the data dir (shared with Slurm's nodes) for jobs' PYTHONPATH."""
@@ -256,7 +264,8 @@ class JobManager(LoggingConfigurable):
                 continue
             self.log.info("jupyter-jobs: the %s backend answers now; starting", engine.name)
             self.engine, self.engine_down, self.unavailable = engine, False, None
-            self.pool.setup(self.store, engine, self.cluster, self.jobs_dir, self._notify)
+            self.pool.setup(self.store, engine, self.cluster, self.jobs_dir, self._notify, self.environments,
+                            self.quotas)
             try:
                 await self.start()
             except BackendUnavailable as exc:
@@ -316,9 +325,11 @@ class JobManager(LoggingConfigurable):
         return self.store.get(job_id)
 
     def list(self, *, status: str | None = None, owner: str | None = None, text: str | None = None,
-             label: list[str] | str | None = None, cursor: str | None = None,
-             limit: int = 50) -> tuple[list[JobRecord], str | None]:
-        """One page of jobs; ``label`` is ``key=value`` (or a list of them, all of which must hold)."""
+             label: list[str] | str | None = None, cursor: str | None = None, limit: int = 50,
+             group: str | None = None,
+             visible_to: tuple[str, Any] | None = None) -> tuple[list[JobRecord], str | None]:
+        """One page of jobs; ``label`` is ``key=value`` (or a list of them, all of which must hold);
+        ``visible_to`` (``(user, groups)``, from :meth:`Access.list_scope`) limits it to what they may see."""
         labels = []
         for item in [label] if isinstance(label, str) else (label or []):
             key, sep, value = item.partition("=")
@@ -331,7 +342,8 @@ class JobManager(LoggingConfigurable):
                 statuses.append(parse_status(name.strip()))
             except ValueError as exc:
                 raise SpecError(str(exc), "status") from None
-        return self.store.list(statuses=statuses, owner=owner, text=text, labels=labels, cursor=cursor, limit=limit)
+        return self.store.list(statuses=statuses, owner=owner, text=text, labels=labels, cursor=cursor, limit=limit,
+                               group=group, visible_to=visible_to)
 
     async def follow_log(self, job_id: int, offset: int, follow: bool, stream: str = "log") -> AsyncIterator[bytes]:
         """Chunks of a job's log (or its ``displays``) from byte ``offset``; with ``follow``, until the job has ended."""
@@ -388,13 +400,15 @@ class JobManager(LoggingConfigurable):
         self, spec_data: Any, *, owner: str, base_dir: str | None = None,
         idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
         files: Mapping[str, str] | None = None, environment: Mapping[str, Any] | None = None,
+        access: Access | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate and queue a job; return it and whether it was created (False: idempotent replay).
 
         The job's files come from ``files`` (a manifest ``{path: sha256}`` of uploaded blobs), else
         from the spec's ``inputs`` read under ``base_dir``, else (a rerun) from the job it reruns.
         ``environment`` is what the submitting client says of its Python (its capture, interpreter
-        and local wheels), for ``env.python``; see :meth:`Environments.lock_for`.
+        and local wheels), for ``env.python``; see :meth:`Environments.lock_for`. ``access`` (the
+        submitter's groups and role; default: ``owner`` alone) decides the job's ``group``.
         """
         reason = self.why_unavailable()
         if reason:
@@ -415,7 +429,9 @@ class JobManager(LoggingConfigurable):
         replay = self._replay(scoped_key, idempotency_key, request_hash)
         if replay is not None:
             return replay, False
-        itype = self._check_resources(spec)
+        access = access or Access(owner)
+        spec = replace(spec, group=access.job_group(spec.group, server_user=server_user()))
+        itype = self._check_resources(spec, owner)
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)
@@ -481,11 +497,11 @@ class JobManager(LoggingConfigurable):
                            "use a new key for a new job")
         return record
 
-    def _check_resources(self, spec: JobSpec) -> str:
+    def _check_resources(self, spec: JobSpec, owner: str) -> str:
         """The instance type the job gets: its own (the first of its list that can ever fit), else the default."""
         names = [spec.instance_type or self.cluster.default_type, *spec.instance_type_fallbacks]
         if len(names) > 1:
-            return self._first_fitting(spec, names)
+            return self._first_fitting(spec, names, owner)
         itype = self.cluster.instance_type(names[0])
         if spec.replicas > 1 and not self.engine.schedules_itself:
             raise SpecError(f"{spec.replicas} replicas need a cluster backend (JobManager.backend = 'slurm'); "
@@ -494,18 +510,19 @@ class JobManager(LoggingConfigurable):
             self.cluster.dataset(ref.name, f"datasets[{index}].name")
         if self.engine.schedules_itself:
             return itype.name  # the cluster's scheduler decides, and refuses at submission
-        reason = self.pool.capacity.never_fits(Request.of(itype))
+        request = Request.of(itype)
+        reason = self.pool.capacity.never_fits(request) or self.quotas.never_fits(request, owner, spec.group)
         if reason:
             from .errors import Unschedulable
 
             raise Unschedulable(f"instance type {itype.name!r} {reason}, so the job could never run", "instance-type")
         return itype.name
 
-    def _first_fitting(self, spec: JobSpec, names: list[str]) -> str:
+    def _first_fitting(self, spec: JobSpec, names: list[str], owner: str) -> str:
         reasons = []
         for index, name in enumerate(names):
             try:
-                return self._check_resources(replace(spec, instance_type=name, instance_type_fallbacks=()))
+                return self._check_resources(replace(spec, instance_type=name, instance_type_fallbacks=()), owner)
             except SpecError as exc:  # unknown here, or could never fit (Unschedulable is a SpecError)
                 if not exc.problems or not exc.problems[0].field.startswith("instance-type"):
                     raise
@@ -577,7 +594,7 @@ class JobManager(LoggingConfigurable):
         return await self.wait_until_done(job_id, timeout=self.pool.stop_grace_seconds + 5)
 
     async def rerun(self, job_id: int, overrides: Mapping[str, Any], *, owner: str,
-                    idempotency_key: str | None = None) -> JobRecord:
+                    idempotency_key: str | None = None, access: Access | None = None) -> JobRecord:
         """A new job from ``job_id``'s spec and files, with ``overrides`` applied."""
         old = self.store.get(job_id)
         if old.damaged:
@@ -585,7 +602,7 @@ class JobManager(LoggingConfigurable):
         if "inputs" in overrides:
             raise SpecError("a rerun reuses the files of the job it reruns; submit a new job to ship others", "overrides.inputs")
         spec = apply_overrides(old.spec.to_dict(), overrides)
-        record, _ = await self.submit(spec, owner=owner, rerun_of=old, idempotency_key=idempotency_key)
+        record, _ = await self.submit(spec, owner=owner, rerun_of=old, idempotency_key=idempotency_key, access=access)
         return record
 
     async def delete(self, job_id: int) -> None:

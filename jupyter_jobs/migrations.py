@@ -86,6 +86,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_queue_deadline ON jobs (queue_deadline) WHERE status = 'Pending'",
         ),
     ),
+    Migration(
+        4,
+        "group of a job",
+        (
+            # Copied out of the spec (where it is resolved at submit) so that lists filter by it and the
+            # pool counts a group's quota; jobs from before groups belong to none.
+            "ALTER TABLE jobs ADD COLUMN group_name TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX jobs_group_id ON jobs (group_name, id)",
+        ),
+    ),
 )
 
 

@@ -65,6 +65,8 @@ class JobSpec:
     queue_timeout: float | None = None
     #: Free key/values kept with the job (Bacalhau's ``Meta``); not filterable, unlike ``labels``.
     meta: dict[str, str] = field(default_factory=dict)
+    #: The group the job is run for (its quotas, who may see it); "" for none. Filled in at submit.
+    group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -98,6 +100,8 @@ class JobSpec:
             out["labels"] = dict(self.labels)
         if self.meta:
             out["meta"] = dict(self.meta)
+        if self.group:
+            out["group"] = self.group
         if self.working_dir != ".":
             out["working-dir"] = self.working_dir
         if self.replicas != 1:
@@ -234,6 +238,7 @@ class JobRecord:
             "id": self.id,
             "name": self.name,
             "owner": self.owner,
+            "group": self.spec.group,
             "status": self.status.value,
             "message": self.message,
             "instance_type": self.instance_type,

@@ -46,6 +46,19 @@ class QueueEntry(NamedTuple):
     instance_type: str
     priority: int
     message: str
+    owner: str = ""
+    group: str = ""
+    name: str = ""
+
+
+class Holding(NamedTuple):
+    """A job that holds resources now (Preparing or Running): what quotas count."""
+
+    id: int
+    name: str
+    owner: str
+    group: str
+    allocation: Allocation
 
 
 def _encode_cursor(job_id: int) -> str:
@@ -106,8 +119,13 @@ class JobStore:
         labels: Iterable[tuple[str, str]] = (),
         cursor: str | None = None,
         limit: int = 50,
+        group: str | None = None,
+        visible_to: tuple[str, Iterable[str]] | None = None,
     ) -> tuple[list[JobRecord], str | None]:
-        """One page of jobs, newest first, and the cursor of the next page (``None`` at the end)."""
+        """One page of jobs, newest first, and the cursor of the next page (``None`` at the end).
+
+        ``visible_to`` is ``(user, groups)``: only the jobs that user submitted or that belong to one of
+        those groups (``None``: every job)."""
         if not 1 <= limit <= MAX_PAGE:
             raise SpecError(f"{limit} is out of range; use 1 to {MAX_PAGE}", "limit")
         where, params = [], []
@@ -118,6 +136,13 @@ class JobStore:
         if owner:
             where.append("owner = ?")
             params.append(owner)
+        if group:
+            where.append("group_name = ?")
+            params.append(group)
+        if visible_to is not None:
+            user, groups = visible_to[0], sorted(visible_to[1])
+            where.append(f"(owner = ? OR group_name IN ({', '.join('?' * len(groups))}))" if groups else "owner = ?")
+            params += [user, *groups]
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(name LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\' "
@@ -141,10 +166,24 @@ class JobStore:
     def pending(self, limit: int = 1000) -> list[QueueEntry]:
         """The queue: pending jobs by priority, then submission order (only what scheduling needs)."""
         rows = self._conn.execute(
-            "SELECT id, instance_type, priority, message FROM jobs WHERE status = 'Pending' "
+            "SELECT id, instance_type, priority, message, owner, group_name, name FROM jobs WHERE status = 'Pending' "
             "ORDER BY priority DESC, id LIMIT ?", (limit,)
         ).fetchall()
         return [QueueEntry(*row) for row in rows]
+
+    def holding(self) -> list[Holding]:
+        """The jobs holding resources (Preparing or Running), oldest first: what quotas are used by."""
+        rows = self._conn.execute(
+            "SELECT id, name, owner, group_name, allocation FROM jobs WHERE status IN ('Preparing', 'Running') "
+            "ORDER BY id").fetchall()
+        out = []
+        for row in rows:
+            try:
+                allocation = _allocation(json.loads(row["allocation"]))
+            except (TypeError, ValueError, AttributeError):  # a damaged row holds nothing it can show
+                allocation = Allocation()
+            out.append(Holding(row["id"], row["name"], row["owner"], row["group_name"], allocation))
+        return out
 
     def queue_expired(self, now: float) -> list[int]:
         """Pending jobs past their queue deadline (``queue-timeout``), on their first attempt."""
@@ -174,8 +213,9 @@ class JobStore:
         cur = self._conn.execute(
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
-                   request_hash, updated_at, environment, description, labels, queue_deadline, warnings)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   request_hash, updated_at, environment, description, labels, queue_deadline, warnings,
+                   group_name)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.name, record.owner, record.status.value, record.message, record.instance_type,
                 record.image, record.command, json.dumps(record.spec.to_dict()), record.spec.priority,
@@ -183,7 +223,7 @@ class JobStore:
                 json.dumps(asdict(record.allocation)), record.idempotency_key, request_hash, now,
                 json.dumps(record.environment), record.spec.desc, json.dumps(record.spec.labels),
                 None if record.spec.queue_timeout is None else (record.created_at or now) + record.spec.queue_timeout,
-                json.dumps(record.warnings),
+                json.dumps(record.warnings), record.spec.group,
             ),
         )
         return self.get(int(cur.lastrowid))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -105,14 +106,33 @@ class HeaderIdentity(IdentityProvider):
         return User(username=name) if authenticated and name else None
 
 
-class As:
-    """The jobs API as one user of a server with :class:`HeaderIdentity`."""
+@dataclasses.dataclass
+class GroupUser(User):
+    """A user who belongs to groups, as JupyterHub's users do (``JobsAPIHandler.user_groups`` reads them)."""
 
-    def __init__(self, fetch, user: str) -> None:
-        self.fetch, self.user = fetch, user
+    groups: tuple[str, ...] = ()
+
+
+class GroupIdentity(HeaderIdentity):
+    """:class:`HeaderIdentity` whose users belong to the comma-separated groups of ``X-Test-Groups``."""
+
+    async def get_user(self, handler):
+        user = await super().get_user(handler)
+        if user is None:
+            return None
+        groups = tuple(g for g in handler.request.headers.get("X-Test-Groups", "").split(",") if g)
+        return GroupUser(username=user.username, groups=groups)
+
+
+class As:
+    """The jobs API as one user of a server with :class:`HeaderIdentity` (or :class:`GroupIdentity`, in ``groups``)."""
+
+    def __init__(self, fetch, user: str, groups: tuple[str, ...] = ()) -> None:
+        self.fetch, self.user, self.groups = fetch, user, groups
 
     async def call(self, method, *path, body=None, params=None, raw=False, headers=None):
-        kwargs = {"method": method, "headers": {"X-Test-User": self.user, **(headers or {})}, "params": params or {}}
+        who = {"X-Test-User": self.user, **({"X-Test-Groups": ",".join(self.groups)} if self.groups else {})}
+        kwargs = {"method": method, "headers": {**who, **(headers or {})}, "params": params or {}}
         if body is not None or method in ("POST", "PUT"):
             kwargs["body"] = body if isinstance(body, str) else json.dumps(body if body is not None else {})
         response = await self.fetch("jupyter-jobs", "api", *path, **kwargs)

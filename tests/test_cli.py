@@ -89,6 +89,18 @@ def test_cli_against_a_running_server(server_process):
     assert "deleted" in jobs("delete", sleeper, env=env, check=0).stdout
 
 
+def test_cli_lists_by_group_and_all_users(server_process):
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    lab = server_process.request("POST", "jobs", {"name": "in-lab", "cmd": "true", "group": "lab"})
+    alone = server_process.request("POST", "jobs", {"name": "alone", "cmd": "true"})
+    rows = jobs("list", "--group", "lab", env=env, check=0).stdout.splitlines()
+    assert rows[0].split()[4:6] == ["OWNER", "GROUP"]
+    assert [r.split()[0] for r in rows[1:]] == [str(lab["id"])] and rows[1].split()[5] == "lab"
+    # A single-user server's user is every job's owner: --all-users is theirs to ask.
+    rows = jobs("list", "--all-users", env=env, check=0).stdout.splitlines()
+    assert [r.split()[0] for r in rows[1:]] == [str(alone["id"]), str(lab["id"])]
+
+
 def test_cli_finds_the_server_from_its_runtime_file(server_process):
     (server_process.root / "job.yaml").write_text("cmd: echo found the server\n")
     env = {k: v for k, v in server_process.env.items() if not k.startswith("JUPYTER_JOBS_")}

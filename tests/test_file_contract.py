@@ -2,7 +2,7 @@
 
 The job starts in a writable working dir holding its files; declared outputs written relative to it, to
 $JOB_OUTPUTS or to their $VAR come back (parents made first, folders included); what it wrote elsewhere is
-named in its log; JOB_CODE and JOB_USER are set; a rerun gets the files as shipped, not as the job left them."""
+named in its log; JOB_CODE, JOB_USER and JOB_GROUP are set; a rerun gets the files as shipped, not as the job left them."""
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,8 @@ SPEC = {
     "name": "contract",
     "cmd": "cat in.txt && echo changed >> in.txt && echo m > metrics.txt && echo w > $MODEL && "
            "echo l > runs/a/log.txt && mkdir ckpt && echo c > ckpt/c.bin && head -c 5000 /dev/zero > stray.bin && "
-           "echo \"CODE=$JOB_CODE USER=$JOB_USER PWD=$(pwd)\"",
+           "echo \"CODE=$JOB_CODE USER=$JOB_USER GROUP=$JOB_GROUP PWD=$(pwd)\"",
+    "group": "lab",
     "inputs": ["in.txt"],
     "outputs": ["metrics.txt", {"data/model.bin": "MODEL"}, "runs/a/log.txt", "ckpt"],
 }
@@ -33,7 +34,7 @@ async def test_the_same_spec_gives_the_same_files_on_every_backend(api, root_dir
     assert sorted(o["path"] for o in done["outputs"]) == ["ckpt/c.bin", "data/model.bin", "metrics.txt", "runs/a/log.txt"]
     log = await api.log(job["id"])
     code = "/code" if jobs_config is DOCKER else str(jobs_data_dir / "jobs" / str(job["id"]) / "code")
-    assert f"CODE={code} USER={done['owner']} PWD={code}" in log, log
+    assert f"CODE={code} USER={done['owner']} GROUP=lab PWD={code}" in log, log
     assert "wrote 1 file outside its declared outputs" in log and "stray.bin (4.9 KiB)" in log, log
     for path, text in {"metrics.txt": b"m\n", "data/model.bin": b"w\n", "ckpt/c.bin": b"c\n"}.items():
         assert (await api.call("GET", "jobs", str(job["id"]), "outputs", path, raw=True)).body == text

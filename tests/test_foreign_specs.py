@@ -160,7 +160,7 @@ def test_migration_3_copies_desc_and_labels_out_of_stored_specs(tmp_path):
     for spec in ({"cmd": "x", "desc": "old run", "labels": {"team": "a"}}, {"cmd": "y"}, "not json"):
         conn.execute("INSERT INTO jobs (name, owner, status, spec, created_at, updated_at) VALUES "
                      "('j', 'me', 'Succeeded', ?, 0, 0)", (spec if isinstance(spec, str) else json.dumps(spec),))
-    assert migrate(conn) == [3]
+    assert migrate(conn, MIGRATIONS[:3]) == [3]
     rows = conn.execute("SELECT description, labels, queue_deadline, warnings FROM jobs ORDER BY id").fetchall()
     assert rows == [("old run", '{"team":"a"}', None, "[]"), ("", "{}", None, "[]"), ("", "{}", None, "[]")]
 

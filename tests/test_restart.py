@@ -60,3 +60,23 @@ def test_process_gone_without_exit_status_ends_unknown(server_process):
     assert done["status"] == "Unknown"
     assert "left no exit status" in done["message"]
     assert running["started_at"] is not None
+
+
+@pytest.mark.parametrize("server_args", [["--Cluster.cpus=4", "--Quotas.default_user=cpus=1"]])
+def test_quotas_count_what_runs_after_a_restart(server_process):
+    # Given: a user quota of 1 CPU, held by a job that outlives a server killed hard.
+    first = server_process.request("POST", "jobs", {"name": "long", "cmd": "sleep 60"})
+    server_process.wait(first["id"], ("Running",))
+    server_process.kill(signal.SIGKILL)
+    server_process.start()
+    # When: the user submits another job to the restarted server, which has 3 CPUs free.
+    second = server_process.request("POST", "jobs", {"name": "next", "cmd": "true"})
+    # Then: it waits for the quota, counted from the job database, until the first job ends.
+    deadline = time.monotonic() + 20
+    while (job := server_process.request("GET", f"jobs/{second['id']}"))["message"] == "queued":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    assert job["status"] == "Pending"
+    assert job["message"] == f"waiting: {first['owner']} uses 1 of their 1 CPUs (job {first['id']} 'long')"
+    server_process.request("POST", f"jobs/{first['id']}/cancel")
+    assert server_process.wait(second["id"])["status"] == "Succeeded"

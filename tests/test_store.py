@@ -50,19 +50,40 @@ def test_failed_migration_rolls_back_and_stays_pending(tmp_path):
     assert conn.execute("SELECT name FROM sqlite_master WHERE name='extra'").fetchone() is None
 
 
-def test_a_version_1_database_keeps_its_jobs_and_gains_their_environment(tmp_path):
-    path = tmp_path / "v1.sqlite"
+def older_database(tmp_path, version: int, status: str = "Succeeded") -> JobStore:
+    """A database made at schema ``version`` holding one job of then ('old', by ann), opened (migrated) now."""
+    path = tmp_path / f"v{version}.sqlite"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, MIGRATIONS[:1])
+    migrate(conn, MIGRATIONS[:version])
     conn.execute("INSERT INTO jobs (name, owner, status, spec, created_at, updated_at) "
-                 "VALUES ('old', 'ann', 'Succeeded', '{\"cmd\": \"true\"}', 1, 1)")
+                 "VALUES ('old', 'ann', ?, '{\"cmd\": \"true\"}', 1, 1)", (status,))
     conn.close()
-    store = JobStore(path)
+    return JobStore(path)
+
+
+def test_a_version_1_database_keeps_its_jobs_and_gains_their_environment(tmp_path):
+    store = older_database(tmp_path, 1)
     (old,) = store.list()[0]
     assert (old.name, old.environment, old.to_json(0)["environment"]) == ("old", {}, None)
     job = new(store, "with-env")
     store.update(job.id, environment={"hash": "ab" * 32, "python": "3.11"})
     assert store.get(job.id).environment["python"] == "3.11"
+    store.close()
+
+
+def test_a_version_3_database_gains_groups_and_its_jobs_belong_to_none(tmp_path):
+    store = older_database(tmp_path, 3, "Running")
+    (old,) = store.list()[0]
+    assert (old.spec.group, old.to_json(0)["group"]) == ("", "")
+    spec = parse_spec({"name": "new", "cmd": "true", "group": "team-a"})
+    job = store.create(JobRecord(id=0, name="new", owner="bob", spec=spec, command="true"))
+    assert [j.id for j in store.list(group="team-a")[0]] == [job.id]
+    assert [j.id for j in store.list(visible_to=("ann", {"team-b"}))[0]] == [old.id]
+    assert {j.id for j in store.list(visible_to=("carl", {"team-a"}))[0]} == {job.id}
+    assert store.list(visible_to=("carl", ()))[0] == []
+    store.transition(job.id, JobStatus.PREPARING, allocation=Allocation(1, 512, (0,)))
+    assert [(h.id, h.group, h.allocation.gpus) for h in store.holding()] == [(old.id, "", ()), (job.id, "team-a", (0,))]
+    assert store.pending() == []
     store.close()
 
 

@@ -6,6 +6,7 @@ every job that cannot gets a plain-words reason ("waiting for 1 GPU: 2 of 2 in u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..models import Allocation, Gpu, InstanceType
 
@@ -22,6 +23,16 @@ class Request:
     @classmethod
     def of(cls, itype: InstanceType) -> "Request":
         return cls(itype.cpus, itype.memory_mib, itype.gpus, itype.gpu_type)
+
+
+class Gate(Protocol):
+    """Holds back jobs for something other than the host's capacity (their quotas: ``quotas.py``)."""
+
+    def refuse(self, job_id: int, req: "Request") -> str | None:
+        """Why ``job_id`` may not start now (the whole pending message), or None."""
+
+    def take(self, job_id: int, req: "Request") -> None:
+        """``job_id`` starts in this plan."""
 
 
 @dataclass
@@ -88,11 +99,12 @@ class Capacity:
     def release(self, job_id: int) -> None:
         self.held.pop(job_id, None)
 
-    def plan(self, queue: list[tuple[int, Request, int]]) -> Plan:
+    def plan(self, queue: list[tuple[int, Request, int]], gate: Gate | None = None) -> Plan:
         """Decide which of ``queue`` (job id, request, priority; in queue order) start now.
 
         A job that cannot start keeps what it waits for: jobs behind it may only use what
-        is left, so a big job is never starved by a stream of small ones.
+        is left, so a big job is never starved by a stream of small ones. A job the ``gate``
+        holds back (its quota) keeps nothing: it could not use it, and others go ahead.
         """
         plan = Plan()
         held = dict(self.held)  # grows with the jobs this plan starts
@@ -100,6 +112,10 @@ class Capacity:
         running = len(held)
         blocked_by: tuple[int, int] | None = None  # (job id, priority) of the first job that waits
         for job_id, req, priority in queue:
+            refused = gate.refuse(job_id, req) if gate is not None else None
+            if refused:
+                plan.reasons[job_id] = refused
+                continue
             if self.max_concurrent and running >= self.max_concurrent:
                 plan.reasons[job_id] = (
                     f"waiting for a run slot: {running} of {self.max_concurrent} jobs running "
@@ -116,6 +132,8 @@ class Capacity:
                 for index in allocation.gpus:
                     free_gpus.pop(index)
                 running += 1
+                if gate is not None:
+                    gate.take(job_id, req)
                 continue
             plan.reasons[job_id] = self._reason(req, held, blocked_by)
             if blocked_by is None:

@@ -37,6 +37,7 @@ def job_environment(
         "JOB_OUTPUTS": outputs,
         "JOB_CODE": code,
         "JOB_USER": job.owner,
+        "JOB_GROUP": job.spec.group,
         "PYTHONUNBUFFERED": "1",
         # Exactly the job's GPUs. Indices are nvidia-smi's, so CUDA must count in PCI order too.
         "CUDA_VISIBLE_DEVICES": visible,

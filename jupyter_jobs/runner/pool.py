@@ -1,6 +1,7 @@
 """The runner pool: queues jobs, allocates capacity, and supervises them through a backend.
 
-The pool owns queueing (priority, then FIFO), capacity (CPUs, memory, GPU indices), the
+The pool owns queueing (priority, then FIFO; a job held back by its quota lets other users' and
+groups' jobs go ahead, see ``quotas.py``), capacity (CPUs, memory, GPU indices), the
 max-runtime deadline, cancellation, retries and the reconcile after a restart. A backend only
 runs what it is given.
 """
@@ -21,6 +22,7 @@ from ..errors import BackendUnavailable, JobNotFound, JobsError, SpecError, stor
 from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
 from ..pyenv.environments import Environments, read_lock
+from ..quotas import Quotas
 from ..states import JobStatus
 from ..store import JobStore
 from .backend import Backend, Exit, Launch
@@ -41,10 +43,11 @@ class RunnerPool(LoggingConfigurable):
 
     def setup(
         self, store: JobStore, backend: Backend, cluster: Cluster, jobs_dir: Path,
-        notify: Callable[[int], None], environments: Environments | None = None,
+        notify: Callable[[int], None], environments: Environments | None = None, quotas: Quotas | None = None,
     ) -> None:
         self.store, self.backend, self.cluster = store, backend, cluster
         self.environments = environments
+        self.quotas = quotas
         self.jobs_dir = jobs_dir
         self.notify = notify
         self.capacity = Capacity(cluster.total_cpus, cluster.total_memory_mib, cluster.host_gpus, self.max_concurrent)
@@ -74,6 +77,9 @@ class RunnerPool(LoggingConfigurable):
         """Find the jobs a previous server left running, then start scheduling."""
         loop = asyncio.get_running_loop()
         self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
+        if self.quotas is not None and self.quotas.enabled and self.backend.schedules_itself:
+            self.log.warning("jupyter-jobs: Quotas are not enforced on %s, whose scheduler decides what runs; "
+                             "use its own limits", self.backend.name)
         await self._reconcile()
         self.backend.warm_up()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
@@ -128,7 +134,8 @@ class RunnerPool(LoggingConfigurable):
                 jobs[entry.id] = entry
             except SpecError as exc:  # its instance type was removed from the configuration
                 self._end(self.store.get(entry.id), JobStatus.FAILED, f"cannot be scheduled: {exc.message}")
-        plan = self.capacity.plan(queue)
+        gate = self.quotas.gate(self.store.holding(), jobs) if self.quotas is not None and self.quotas.enabled else None
+        plan = self.capacity.plan(queue, gate)
         for job_id, allocation in plan.starts:
             self.capacity.hold(job_id, allocation)
             job = self.store.transition(

@@ -22,10 +22,11 @@ from .limits import check_document, check_override_key, component_problem, load_
 SPEC_KEYS = (
     "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
     "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
-    "queue-timeout", "meta",
+    "queue-timeout", "meta", "group",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
-BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS", "JOB_CODE", "JOB_USER")
+BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS", "JOB_CODE", "JOB_USER",
+                "JOB_GROUP")
 #: Variables the product sets and a job may not override (GPU confinement, the job contract,
 #: how programs are found and loaded); names starting with a prefix in RESERVED_PREFIXES too.
 RESERVED_VARS = frozenset({
@@ -301,6 +302,9 @@ def parse_spec(data: Any) -> JobSpec:
     if len(name) > MAX_NAME:
         check.add("name", f"is {len(name)} characters long; keep it under {MAX_NAME}")
     desc = check.string("desc", spec.get("desc", ""), allow_empty=True) or ""
+    group = check.string("group", spec.get("group", ""), allow_empty=True) or ""
+    if len(group) > MAX_NAME:
+        check.add("group", f"is {len(group)} characters long; keep it under {MAX_NAME}")
     args = check.scalar_map("args", spec.get("args", {}), check.var_name)
 
     inputs = tuple(InputSpec(*e) for e in _named_entries(check, "inputs", spec.get("inputs", []), "path"))
@@ -345,6 +349,7 @@ def parse_spec(data: Any) -> JobSpec:
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
         priority=priority, labels=labels, working_dir=working_dir, replicas=replicas, python=python,
         instance_type_fallbacks=fallbacks, queue_timeout=queue_timeout, meta=meta,
+        group=group.strip(),
     )
 
 
