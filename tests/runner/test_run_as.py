@@ -208,8 +208,10 @@ async def test_a_container_runs_as_its_owner_and_writes_its_outputs(alice, alice
     assert done["status"] == "Succeeded", done["message"]
     who = (await alice.call("GET", "jobs", str(job["id"]), "outputs", "who.txt", raw=True)).body.decode().split()
     assert who[:2] == [str(alice_account.pw_uid), str(alice_account.pw_gid)], who
-    path = jobs_data_dir / "jobs" / str(job["id"]) / "outputs" / "who.txt"
-    assert os.lstat(path).st_uid == alice_account.pw_uid
+    folder = jobs_data_dir / "jobs" / str(job["id"])
+    assert os.lstat(folder / "outputs" / "who.txt").st_uid == alice_account.pw_uid
+    # Docker gave neither of the job's writable folders the owner of the image's folder (root).
+    assert mode_and_owner(folder / "code") == ("0o700", alice_account.pw_uid)
 
 
 # -- Slurm -------------------------------------------------------------------------------------------
@@ -231,3 +233,19 @@ async def test_a_slurm_job_runs_as_its_owner(alice, alice_account, jobs_data_dir
     assert "logged" in (await alice.call("GET", "jobs", str(job["id"]), "logs", raw=True)).body.decode()
     failed = await wait(alice, (await alice.call("POST", "jobs", body={"cmd": "exit 3"}))["id"], timeout=90)
     assert (failed["status"], failed["exit_code"]) == ("Failed", 3), failed["message"]
+
+
+def test_who_a_container_runs_as(monkeypatch):
+    from jupyter_jobs.runner.docker import container_user
+
+    owner = RunAs(1234, 2345, (2345, 27), "alice", "/home/alice")
+    assert container_user("", owner) == ("1234:2345", ["27"])
+    assert container_user("nobody", owner) == ("1234:2345", ["27"])  # the owner, whatever the setting says
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert container_user("", None) == (None, [])  # a root server: the image's user
+    assert container_user("1000:1000", None) == ("1000:1000", [])
+    # A server that is not root (a JupyterHub single-user server): its own uid, so jobs can write its folders.
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "getegid", lambda: 100)
+    monkeypatch.setattr(os, "getgroups", lambda: [100, 44])
+    assert container_user("", None) == ("1000:100", ["44"])
