@@ -79,7 +79,8 @@ class RunnerPool(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         self.backend.availability_changed = lambda: loop.call_soon_threadsafe(self.wake)
         await self._reconcile()
-        self.backend.warm_up()
+        if self.run_as is None:  # warm interpreters run as the server: no job that runs as its owner takes one
+            self.backend.warm_up()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
         self.wake()
 

@@ -8,13 +8,16 @@ conftest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +51,27 @@ def accounts():
         yield [pwd.getpwnam(name) for name in made]
     finally:
         for name in made:
-            subprocess.run(["userdel", name], check=False, capture_output=True)
+            _end_processes_of(pwd.getpwnam(name).pw_uid)  # jobs outlive their server: a failed test may leave one
+            removed = subprocess.run(["userdel", name], check=False, capture_output=True, text=True)
+            assert removed.returncode == 0, f"userdel {name}: {removed.stderr}"
+
+
+def _end_processes_of(uid: int) -> None:
+    """SIGKILL, by pid, every process of a throwaway account (only this module's jobs run as it), and wait
+    until they are gone (userdel refuses an account that still has a process)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -177,6 +200,22 @@ def _child_uids(pid: int) -> list[int]:
                           if line.startswith("Uid:")).split()[1]) for c in children]
     except (OSError, StopIteration):
         return []
+
+
+async def test_a_dataset_is_read_only_for_a_job_that_runs_as_its_owner(alice, alice_account, manager, shared_dir):
+    # Mounted read-only by the wrapper as root, then read as the owner (the mount before setpriv).
+    data = shared_dir / "mnist"
+    data.mkdir(mode=0o777)  # writable by anyone on the host: only the mount keeps the job from writing
+    data.chmod(0o777)
+    (data / "x.txt").write_text("pixels")
+    manager.cluster.datasets = {"mnist": str(data)}
+    manager.cluster.load()
+    job = await alice.call("POST", "jobs", body={
+        "cmd": "id -u; cat $DATA/x.txt && echo new > $DATA/new.txt", "datasets": [{"mnist": "DATA"}]})
+    done = await wait(alice, job["id"])
+    log = (await alice.call("GET", "jobs", str(job["id"]), "logs", raw=True)).body.decode()
+    assert f"\n{alice_account.pw_uid}\n" in log and "pixels" in log and "Read-only file system" in log, log
+    assert done["status"] == "Failed" and not (data / "new.txt").exists()
 
 
 async def test_an_owner_without_an_account_or_root_cannot_submit(jp_fetch, jobs_app, jobs_data_dir):
