@@ -288,3 +288,38 @@ def test_who_a_container_runs_as(monkeypatch):
     monkeypatch.setattr(os, "getegid", lambda: 100)
     monkeypatch.setattr(os, "getgroups", lambda: [100, 44])
     assert container_user("", None) == ("1000:100", ["44"])
+
+
+@pytest.mark.docker
+async def test_a_container_of_a_server_that_is_not_root_writes_its_outputs(alice_account, shared_dir, monkeypatch):
+    """A JupyterHub single-user server runs as its user, and its job folders are that user's (0700). Its
+    containers run as that uid:gid: root there, with every capability dropped, could not write them."""
+    from jupyter_jobs.jobdir import JobDir
+    from jupyter_jobs.models import InstanceType, JobRecord, JobSpec
+    from jupyter_jobs.runner.backend import Launch
+    from jupyter_jobs.runner.docker import DockerBackend
+
+    uid, gid = alice_account.pw_uid, alice_account.pw_gid
+    folder = JobDir(shared_dir / "jobs" / "7")
+    folder.create()
+    for path in (folder.root, folder.code, folder.outputs, folder.run, folder.log, folder.displays):
+        os.chown(path, uid, gid)
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    backend = DockerBackend(server_id=f"jj-runas-{secrets.token_hex(3)}")
+    spec = JobSpec(cmd="id -u > $JOB_OUTPUTS/who.txt; echo in-code > here.txt")
+    job = JobRecord(id=7, name="job", owner="alice", spec=spec, image="jupyter-jobs/base:bookworm")
+    monkeypatch.setattr(os, "geteuid", lambda: uid)  # the server, as the container's user is chosen
+    monkeypatch.setattr(os, "getegid", lambda: gid)
+    monkeypatch.setattr(os, "getgroups", lambda: [gid])
+    try:
+        handle = await backend.start(Launch(job, folder, [], InstanceType("cpu", cpus=0.5, memory_mib=256)))
+        monkeypatch.undo()
+        end = await asyncio.wait_for(backend.wait(job, handle), 90)
+        await backend.collect(JobRecord(id=7, name="job", owner="alice", spec=spec, handle=handle), folder)
+    finally:
+        monkeypatch.undo()
+        backend.close()
+    assert end.code == 0, folder.log.read_text()
+    assert (folder.outputs / "who.txt").read_text().strip() == str(uid)
+    assert os.lstat(folder.code / "here.txt").st_uid == uid
+    assert mode_and_owner(folder.code) == ("0o700", uid)
