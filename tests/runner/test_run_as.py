@@ -231,6 +231,7 @@ def test_the_data_dir_is_entered_not_listed_by_the_jobs_accounts(jobs_app, jobs_
     assert mode_and_owner(jobs_data_dir)[0] == "0o711"
     assert mode_and_owner(jobs_data_dir / "jobs")[0] == "0o711"
     assert mode_and_owner(jobs_data_dir / "blobs")[0] == "0o700"
+    assert mode_and_owner(jobs_data_dir / "environments" / "wheels")[0] == "0o700"
     assert mode_and_owner(jobs_data_dir / "jobs.sqlite")[0] == "0o600"
 
 
