@@ -152,6 +152,7 @@ class JobManager(LoggingConfigurable):
             info = path.stat()
             if info.st_uid == os.geteuid() and info.st_mode & 0o777 != mode:
                 os.chmod(path, mode)
+
     def _jobside(self) -> Path:
         """The job-side package, copied under the data dir (shared with Slurm's nodes) for jobs' PYTHONPATH."""
         return jobside.install(self.data_dir)

@@ -55,9 +55,6 @@ class RunAs:
         groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
         return cls(entry.pw_uid, entry.pw_gid, groups, entry.pw_name, entry.pw_dir)
 
-    def to_json(self) -> dict:
-        return {"uid": self.uid, "gid": self.gid, "groups": list(self.groups), "name": self.name, "home": self.home}
-
     def environment(self) -> dict[str, str]:
         """The variables a login of this account has: who it is and where its home is."""
         return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
@@ -97,10 +94,11 @@ def hand_over(folder: JobDir, run_as: RunAs) -> None:
 
 
 def _own(path: Path, run_as: RunAs, mode: int) -> None:
-    """``path`` (not a link: the server made it) the account's, with ``mode``."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if mode == 0o700 else 0))
+    """``path``, a file or folder the server made (never a link), the account's, with ``mode``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        if not (stat.S_ISDIR(os.fstat(fd).st_mode) or stat.S_ISREG(os.fstat(fd).st_mode)):
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind not in (stat.S_IFDIR, stat.S_IFREG):
             raise OSError(f"{path} is neither a file nor a folder")
         os.fchown(fd, run_as.uid, run_as.gid)
         os.fchmod(fd, mode)
