@@ -33,7 +33,10 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        # The users' files: the server's alone, also where the data dir is open to jobs' accounts (0711).
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.root.stat().st_uid == os.geteuid():
+            os.chmod(self.root, 0o700)
         self.remove_stale_uploads()
 
     def path(self, digest: str) -> Path:

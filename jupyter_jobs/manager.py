@@ -41,6 +41,7 @@ from .pyenv.environments import Environments, read_lock, write_lock
 from .quotas import Quotas
 from .runner.backend import Backend
 from .runner.capacity import Request
+from .runner.identity import RunAs
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
 from .spec import apply_overrides, check_manifest
@@ -89,6 +90,12 @@ class JobManager(LoggingConfigurable):
         Unicode(), config=True,
         help="Users who may see and act on every job (others see only their own); see docs/operators.md.",
     )
+    run_as_owner = Bool(
+        False, config=True,
+        help="Run each job as its owner's system account (uid, gid and groups of the user named like the "
+        "job's owner), never as the server's. For a server that runs as root and serves many users (the "
+        "JupyterHub service); an owner with no account cannot submit. See docs/operators.md.",
+    )
     cluster = Instance(Cluster)
     pool = Instance(RunnerPool)
     quotas = Instance(Quotas)
@@ -122,7 +129,7 @@ class JobManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self._created = time.time()
         self.jobs_dir = Path(self.data_dir) / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._make_private_dirs()
         self.cluster.load()
         self.store = JobStore(self.db_path)
         self.blobs = BlobStore(Path(self.data_dir) / "blobs")
@@ -146,6 +153,18 @@ class JobManager(LoggingConfigurable):
         self.environments.removed = lambda hashes: self.engine.environments_removed(hashes)
         self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments,
                         self.quotas)
+        self.pool.run_as = RunAs.of if self.run_as_owner else None
+
+    def _make_private_dirs(self) -> None:
+        """The data dir and its ``jobs/`` folder, readable by this server's account only (0700). Jobs that run
+        as their owners must reach their own folders and the job-side package: there both are 0711 (entered,
+        never listed), and each job's folder keeps what is in it from other users (:func:`hand_over`)."""
+        mode = 0o711 if self.run_as_owner else 0o700
+        for path in (Path(self.data_dir), self.jobs_dir):
+            path.mkdir(mode=mode, parents=True, exist_ok=True)
+            info = path.stat()
+            if info.st_uid == os.geteuid() and info.st_mode & 0o777 != mode:
+                os.chmod(path, mode)
 
     def _jobside(self) -> Path:
         """The job-side package, copied under the data dir (shared with Slurm's nodes) for jobs' PYTHONPATH."""
@@ -413,6 +432,8 @@ class JobManager(LoggingConfigurable):
         reason = self.why_unavailable()
         if reason:
             raise BackendUnavailable(f"jobs cannot run here now: {reason}")
+        if self.run_as_owner:
+            RunAs.of(owner)  # 400 for an owner with no account (or root) before anything is stored
         translation = await asyncio.to_thread(to_native, spec_data, self.cluster.site())
         spec = await asyncio.to_thread(translation.parse)
         if files is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -39,6 +40,19 @@ def parse_id(text: str) -> int | None:
         return None
     value = int(text)
     return value if value <= MAX_ID else None
+
+
+def _make_private(path: Path) -> None:
+    """The database, and the WAL and shared-memory files beside it, readable by the server alone (0600):
+    job specs hold their env vars. SQLite makes those two files with the database's mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            info = name.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            os.chmod(name, info.st_mode & 0o700)
 
 
 class QueueEntry(NamedTuple):
@@ -88,6 +102,7 @@ class JobStore:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")

@@ -52,6 +52,9 @@ class WheelStore:
         self.root = Path(root)
         self.uv = uv or find_uv()
         self.uv_cache = Path(uv_cache) if uv_cache is not None else self.root / "uv-cache"
+        # Users' own packages: the server's alone, also where the data dir is open to jobs' accounts (0711);
+        # jobs get them installed in their environments, never from here.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path | None:

@@ -15,6 +15,7 @@ from ..models import Dataset, InstanceType, JobRecord
 if TYPE_CHECKING:
     from ..pyenv.environments import Environments
     from ..pyenv.lock import Lock
+    from .identity import RunAs
 
 
 StateCallback = Callable[[str, str], None]
@@ -55,6 +56,8 @@ class Launch:
     python_target: str = ""
     #: The image that runs the job when it is not the job's own (Docker: the image with its environment).
     run_image: str = ""
+    #: The system account the job runs as (``JobManager.run_as_owner``); None: as the server runs.
+    run_as: RunAs | None = None
 
 
 class Backend(LoggingConfigurable):

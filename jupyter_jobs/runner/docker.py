@@ -34,6 +34,7 @@ from ..models import JobRecord
 from .backend import Backend, Exit, Launch, in_thread
 from .docker_env import EnvImages
 from .environment import DISPLAYS_IN_CONTAINER, JOBSIDE_IN_CONTAINER, job_command, job_environment, owner_folder
+from .identity import RunAs
 
 LABEL = "jupyter_jobs"
 #: Where the job's log file is mounted in its container.
@@ -71,7 +72,9 @@ class DockerBackend(Backend):
     shm_size = Unicode("1g", config=True, help="Size of /dev/shm in job containers (data loaders need more than 64m).")
     pids_limit = Int(4096, config=True, help="Most processes one job container may have; 0: no limit.")
     user = Unicode(
-        "", config=True, help="Run job containers as this user ('1000:1000', 'nobody'); empty: the image's user."
+        "", config=True, help="Run job containers as this user ('1000:1000', 'nobody'); empty: the server's own "
+        "uid:gid when it is not root (so jobs can write its job folders), else the image's user. Jobs that run "
+        "as their owners (JobManager.run_as_owner) run as the owner whatever this says."
     )
     gpu_mode = CaselessStrEnum(
         ["auto", "device-request", "env"], "auto", config=True,
@@ -229,7 +232,8 @@ class DockerBackend(Backend):
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
             *([Mount(JOBSIDE_IN_CONTAINER, self.jobside_dir, type="bind", read_only=True)] if self.jobside_dir else []),
         ]
-        if self.user:
+        user, groups = container_user(self.user, launch.run_as)
+        if self.user and launch.run_as is None:
             _let_user_write(folder, self.user)
         alloc = job.allocation
         name = f"jupyter-jobs-{self.server_id}-{job.id}-{job.attempt}"
@@ -238,7 +242,7 @@ class DockerBackend(Backend):
             environment=env,
             working_dir=posixpath.normpath(posixpath.join("/code", job.spec.working_dir)), mounts=mounts,
             network_mode="host" if launch.instance_type.network else "none",
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], init=True, user=self.user or None,
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], init=True, user=user, group_add=groups or None,
             nano_cpus=int(alloc.cpus * 1e9) or None, mem_limit=f"{alloc.memory_mib}m" if alloc.memory_mib else None,
             memswap_limit=f"{alloc.memory_mib}m" if alloc.memory_mib else None,
             pids_limit=self.pids_limit or None, shm_size=self.shm_size, device_requests=device_requests,
@@ -417,6 +421,23 @@ class DockerBackend(Backend):
         return removed
 
 
+def container_user(configured: str, run_as: RunAs | None) -> tuple[str | None, list[str]]:
+    """Who a job's container runs as, and its supplementary groups.
+
+    A job that runs as its owner: the owner's uid, gid and groups. Else ``DockerBackend.user`` when set.
+    Else, from a server that is not root (every JupyterHub single-user server), the server's own uid and
+    gid: its job folders are the server's, and root in a container without capabilities (we drop them all)
+    cannot write in another's folder. From a root server: the image's user (None).
+    """
+    if run_as is not None:
+        return f"{run_as.uid}:{run_as.gid}", [str(g) for g in run_as.groups if g != run_as.gid]
+    if configured:
+        return configured, []
+    if os.geteuid() != 0:
+        return f"{os.geteuid()}:{os.getegid()}", [str(g) for g in os.getgroups() if g != os.getegid()]
+    return None, []
+
+
 def _writable_mount(target: str, path: Path, folder: JobDir, nosuid: bool) -> Mount:
     """``target`` (``/code``, ``/outputs``): the job's folder ``path``, writable, mounted nosuid,nodev where
     ``nosuid``.
@@ -434,7 +455,10 @@ def _writable_mount(target: str, path: Path, folder: JobDir, nosuid: bool) -> Mo
         where.mkdir(exist_ok=True)
     options = {"type": "overlay", "device": "overlay",
                "o": f"lowerdir={lower},upperdir={path},workdir={work},nosuid,nodev"}
-    return Mount(target, None, type="volume", driver_config=DriverConfig("local", options))
+    # no_copy: where the image has the folder (or Docker made it as the working dir), Docker would copy its
+    # contents into a new volume and give the volume's root the image folder's owner and mode: root's, 0755,
+    # which a job that does not run as root could then not write in (and the job's folder would be root's).
+    return Mount(target, None, type="volume", driver_config=DriverConfig("local", options), no_copy=True)
 
 
 def _displays_file(folder: JobDir) -> Path:

@@ -84,18 +84,20 @@ _READ_ONLY = (
 )
 
 
-def read_only_datasets(command: str, folders: list[str]) -> list[str]:
+def read_only_datasets(command: str, folders: list[str], as_account: tuple[int, int] | None = None) -> list[str]:
     """argv running ``command`` (a shell command) with ``folders`` read-only, as a container's datasets are.
 
     ``unshare --mount`` needs root. Anyone else makes the mounts as root of a user namespace of their own
     (``--map-root-user``), then runs the command as themselves again in a nested one, where those mounts
     are locked read-only (the job keeps its uid and gid; supplementary groups read as ``nogroup``). Where
     neither can be had the job fails before its command runs, saying so (exit 125): never with its
-    datasets writable.
+    datasets writable. ``as_account`` (uid, gid): the argv runs as that account (a Slurm job submitted for
+    its owner), not as this process.
     """
     if not folders:
         return ["/bin/sh", "-c", command]
-    root = os.geteuid() == 0
-    as_user = "" if root else f"{os.geteuid()}:{os.getegid()}"
+    uid, gid = as_account or (os.geteuid(), os.getegid())
+    root = uid == 0
+    as_user = "" if root else f"{uid}:{gid}"
     return ["unshare", *([] if root else ["--user", "--map-root-user"]), "--mount", "--propagation", "private",
             "/bin/sh", "-c", _READ_ONLY, "jupyter-job", command, as_user, *folders]

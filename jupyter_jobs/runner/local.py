@@ -33,6 +33,7 @@ from ..models import JobRecord
 from .backend import Backend, Exit, Launch
 from .cgroups import Cgroups, JobCgroup
 from .environment import job_command, job_environment, read_only_datasets
+from .identity import INHERITED, RunAs
 from .warm import WarmPool, entry_point, shapes_python
 
 # $1: the command, $2: file that receives its exit status, $3: size of a private /dev/shm to
@@ -279,14 +280,16 @@ class LocalBackend(Backend):
         command = job_command(job, job_env)
         exit_file = folder.run / _EXIT_FILE
         exit_file.unlink(missing_ok=True)
-        env = _process_environment(launch.python_bin, job_env)
+        env = _process_environment(launch.python_bin, job_env, launch.run_as)
+        run = _as_user(command, launch.run_as)
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
         cgroup = await self._make_cgroup(job, memory_mib)
         unshare = self.confinement().unshare
         shm = (str(memory_mib * 2**19) if memory_mib else "50%") if unshare else ""
         # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
         # `exec`: no shell of ours stays between the wrapper and the job (signals reach the job as before).
-        run = f"exec {shlex.join(read_only_datasets(command, [d.path for d in launch.datasets]))}" if launch.datasets else command
+        if launch.datasets:
+            run = f"exec {shlex.join(read_only_datasets(run, [d.path for d in launch.datasets]))}"
         argv = ["/bin/sh", "-c", _WRAPPER, "jupyter-job", run, str(exit_file), shm]
         argv += cgroup.join_files() if cgroup else []
         launching = {"exit_file": str(exit_file), "command": command,
@@ -328,7 +331,8 @@ class LocalBackend(Backend):
                           cgroup: JobCgroup | None, shm: str, log_fd: int) -> subprocess.Popen | None:
         """Hand the job to a warm interpreter when it is a job-side entry point that one can run exactly as a
         cold start would (see :mod:`.warm`); its process, or None to start it cold."""
-        found = entry_point(command, env) if self._warm is not None else None
+        # A warm interpreter runs as the server: a job that runs as its owner starts cold, as its owner.
+        found = entry_point(command, env) if self._warm is not None and launch.run_as is None else None
         interpreter = shutil.which("python", path=env.get("PATH", "")) if found else None
         if self._warm is None or found is None or interpreter is None:
             return None
@@ -446,9 +450,32 @@ class LocalBackend(Backend):
         return removed + [f"empty cgroup {path}" for path in await asyncio.to_thread(groups.remove_empty)]
 
 
-def _process_environment(python_bin: str, job_env: dict[str, str]) -> dict[str, str]:
-    """The environment of a job's process: the server's, then the job's variables, with its Python first on PATH."""
+def _as_user(command: str, run_as: RunAs | None) -> str:
+    """The shell command that runs ``command`` as ``run_as`` (as it is for None).
+
+    The wrapper does, as root, what only root may (join the job's cgroup, mount its /dev/shm and its
+    read-only datasets), and ``setpriv`` then becomes the owner for the job's own command. It stays in the
+    wrapper's process group and cgroup, so a stop (TERM, then KILL) reaches it as before.
+    """
+    if run_as is None:
+        return command
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        raise BackendError("jobs here run as their owners (JobManager.run_as_owner), which needs setpriv "
+                           "(util-linux) on the server's PATH; install util-linux")
+    return f"exec {shlex.join([setpriv, *run_as.setpriv()[1:], '/bin/sh', '-c', command])}"
+
+
+def _process_environment(python_bin: str, job_env: dict[str, str], run_as: RunAs | None = None) -> dict[str, str]:
+    """The environment of a job's process: the server's, then the job's variables, with its Python first on PATH.
+
+    A job that runs as its owner gets of the server's variables only :data:`INHERITED` ones (the service's
+    own secrets, its Hub token first, never reach a user's job), and its owner's HOME, USER and LOGNAME.
+    """
     env = {k: v for k, v in os.environ.items() if not (python_bin and k in _NOT_INHERITED)}
+    if run_as is not None:
+        env = {k: v for k, v in env.items() if k in INHERITED or k.startswith("LC_")}
+        env.update(run_as.environment())
     env.update(job_env)
     if not python_bin and os.environ.get("PYTHONPATH"):  # the host as it is: the server's path first
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ["PYTHONPATH"], job_env.get("PYTHONPATH")) if p)

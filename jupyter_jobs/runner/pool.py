@@ -27,6 +27,7 @@ from ..states import JobStatus
 from ..store import JobStore
 from .backend import Backend, Exit, Launch
 from .capacity import Capacity, Request
+from .identity import RunAs, hand_over
 
 
 class RunnerPool(LoggingConfigurable):
@@ -40,6 +41,9 @@ class RunnerPool(LoggingConfigurable):
         help="Seconds a job has to exit after SIGTERM (cancel, max-runtime) before it is killed.",
     )
     queue_scan = Int(1000, config=True, help="How many queued jobs each scheduling pass looks at.")
+    #: Finds the system account a job runs as from its owner (``JobManager.run_as_owner``); None: every
+    #: job runs as the server does.
+    run_as: Callable[[str], RunAs] | None = None
 
     def setup(
         self, store: JobStore, backend: Backend, cluster: Cluster, jobs_dir: Path,
@@ -81,7 +85,8 @@ class RunnerPool(LoggingConfigurable):
             self.log.warning("jupyter-jobs: Quotas are not enforced on %s, whose scheduler decides what runs; "
                              "use its own limits", self.backend.name)
         await self._reconcile()
-        self.backend.warm_up()
+        if self.run_as is None:  # warm interpreters run as the server: no job that runs as its owner takes one
+            self.backend.warm_up()
         self._loop_task = asyncio.create_task(self._schedule_forever(), name="jupyter-jobs-scheduler")
         self.wake()
 
@@ -178,7 +183,7 @@ class RunnerPool(LoggingConfigurable):
                 self._end(job, JobStatus.CANCELLED, "Cancelled before it started")
                 return
             launch.job = job
-            await asyncio.to_thread(workdir.prepare, folder, job.spec)
+            await asyncio.to_thread(self._prepare_files, launch)
             handle = await self.backend.start(launch)
         except asyncio.CancelledError:
             raise
@@ -206,12 +211,22 @@ class RunnerPool(LoggingConfigurable):
         await self._supervise(job, handle)
 
     def _launch(self, job: JobRecord, folder: JobDir) -> Launch:
-        """What the backend needs to prepare and start ``job`` (its lock read from its folder)."""
+        """What the backend needs to prepare and start ``job`` (its lock read from its folder, its account
+        looked up again: one removed since the submission fails the job, saying so)."""
         return Launch(
             job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets],
             self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
             python=read_lock(folder.root) if job.environment.get("hash") else None, environments=self.environments,
+            run_as=self.run_as(job.owner) if self.run_as is not None else None,
         )
+
+    @staticmethod
+    def _prepare_files(launch: Launch) -> None:
+        """The working dir's folders for declared outputs, then (a job that runs as its owner) its files
+        handed over to the owner's account."""
+        workdir.prepare(launch.folder, launch.job.spec)
+        if launch.run_as is not None:
+            hand_over(launch.folder, launch.run_as)
 
     def _record_environment(self, job: JobRecord, launch: Launch) -> None:
         if launch.environment_outcome:
@@ -254,7 +269,7 @@ class RunnerPool(LoggingConfigurable):
             launch = self._launch(job, self.folder(job.id))
             await self.backend.prepare(launch)
             self._record_environment(job, launch)
-            await asyncio.to_thread(workdir.prepare, launch.folder, job.spec)
+            await asyncio.to_thread(self._prepare_files, launch)
             handle = await self.backend.start(launch)
         except asyncio.CancelledError:
             raise

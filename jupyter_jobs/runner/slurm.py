@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import posixpath
 import re
 import shlex
@@ -32,6 +33,7 @@ from .environment import (
     owner_folder,
     read_only_datasets,
 )
+from .identity import INHERITED, RunAs
 
 #: Where a container job's environment (env.python) is mounted, under its folder's name.
 ENV_IN_CONTAINER = "/opt/jupyter-jobs/env"
@@ -107,6 +109,21 @@ def _log_pattern(path: Path) -> str:
         raise BackendError(f"the job's log {text!r} has a backslash, which Slurm's --output cannot name (it "
                            "drops backslashes); choose a JobManager.data_dir without one")
     return text.replace("%", "%%")
+
+
+def _as_owner(folder: JobDir, run_as: RunAs) -> list[str]:
+    """sbatch's options that run a job as ``run_as`` (root may submit for any user), after making the one file
+    of ``run/`` the job writes, its exit status, its own. Of the server's environment only :data:`INHERITED`
+    variables go with it (sbatch exports all of it by default: the service's secrets too)."""
+    exit_file = folder.run / _EXIT_FILE
+    fd = os.open(exit_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchown(fd, run_as.uid, run_as.gid)
+    finally:
+        os.close(fd)
+    os.chmod(folder.run, 0o711)  # entered for that file, never listed
+    names = sorted(name for name in os.environ if name in INHERITED or name.startswith("LC_"))
+    return [f"--uid={run_as.uid}", f"--gid={run_as.gid}", f"--export={','.join(names or ['NONE'])}"]
 
 
 def plain_reason(reason: str, slurm_id: str) -> str:
@@ -185,13 +202,16 @@ class SlurmBackend(Backend):
             lines.append(directive("time", math.ceil(job.spec.max_runtime / 60) + 1))
         if self._partition(launch):
             lines.append(directive("partition", self._partition(launch)))
+        if launch.run_as is not None:  # a login's variables: sbatch passes none of root's (see `start`)
+            lines += [self._export(name, value) for name, value in launch.run_as.environment().items()]
         lines += [self._export(name, value) for name, value in env.items()]
         if launch.python_bin:  # the job's environment (env.python) first: `python` is its python
             venv = posixpath.dirname(launch.python_bin)
             lines += [f"export PATH={shlex.quote(launch.python_bin)}:\"$PATH\"", f"export VIRTUAL_ENV={shlex.quote(venv)}"]
         # Datasets are read-only, as in a container: bind-mounted so in a mount namespace of the job's own.
+        owner = (launch.run_as.uid, launch.run_as.gid) if launch.run_as is not None else None
         run = shlex.join(read_only_datasets(_refuse(_UNWRITABLE, "the command", command),
-                                            [d.path for d in launch.datasets]))
+                                            [d.path for d in launch.datasets], owner))
         if self.container:
             run, command = self._docker(launch)
         exit_file = shlex.quote(str(folder.run / _EXIT_FILE))
@@ -281,12 +301,16 @@ class SlurmBackend(Backend):
         launch.environment_outcome = launch.environments.outcome(prepared, "venv")
 
     async def start(self, launch: Launch) -> dict[str, Any]:
+        if launch.run_as is not None and self.container:
+            raise BackendError("SlurmBackend.container cannot run jobs as their owners (JobManager.run_as_owner): "
+                               "`docker run` needs the Docker daemon, which is root's; run them directly")
         script, command = self.script(launch)
         path = launch.folder.run / "job.sbatch"
         path.write_text(script)
         (launch.folder.run / _EXIT_FILE).unlink(missing_ok=True)
+        as_owner = _as_owner(launch.folder, launch.run_as) if launch.run_as is not None else []
         result = await asyncio.to_thread(
-            subprocess.run, ["sbatch", "--parsable", *self.sbatch_args, str(path)],
+            subprocess.run, ["sbatch", "--parsable", *as_owner, *self.sbatch_args, str(path)],
             capture_output=True, text=True, timeout=60,
         )
         if result.returncode != 0:
