@@ -12,7 +12,9 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,20 +35,22 @@ def _need_hub() -> None:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Hub:
-    yield from _running_hub(tmp_path_factory, "local", (ALICE, BOB, CAROL))
+def hub() -> Hub:
+    yield from _running_hub("local", (ALICE, BOB, CAROL))
 
 
 @pytest.fixture(scope="module")
-def docker_hub(tmp_path_factory) -> Hub:
-    yield from _running_hub(tmp_path_factory, "docker", (ALICE,))
+def docker_hub() -> Hub:
+    yield from _running_hub("docker", (ALICE,))
 
 
-def _running_hub(tmp_path_factory, backend: str, users: tuple[str, ...]):
+def _running_hub(backend: str, users: tuple[str, ...]):
     _need_hub()
     venv = ensure_venv()
     ensure_users()
-    hub = start_hub(tmp_path_factory.mktemp(f"hub-{backend}"), venv, backend=backend)
+    # Not under pytest's 0700 tmp: jobs run as the users, who must reach their own job folders.
+    folder = Path(tempfile.mkdtemp(prefix=f"jj-hub-{backend}-"))
+    hub = start_hub(folder, venv, backend=backend)
     try:
         for user in users:
             hub.start_server(user)
@@ -59,6 +63,7 @@ def _running_hub(tmp_path_factory, backend: str, users: tuple[str, ...]):
     finally:
         hub.stop()
         remove_users()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def submit(hub: Hub, user: str, spec: dict, **kwargs) -> dict:
