@@ -357,6 +357,7 @@ JOB_CELL = textwrap.dedent("""
     print()
     plt.plot([1, 4, 9, 16])
     plt.title("loss")
+    plt.savefig(os.path.join(os.environ["JOB_OUTPUTS"], "loss.png"))
     plt.show()
     display(pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25]}))
     while not os.path.exists(GO):
@@ -390,4 +391,11 @@ def test_a_job_cell_shows_its_figure_and_dataframe_live_and_its_value_arrives(pa
     while kernel_eval(page, "answer") != "42" and time.monotonic() < deadline:
         page.wait_for_timeout(300)
     assert kernel_eval(page, "answer") == "42"
+    # Its output files are listed in the view; an image opens in Lab (a copy in job-outputs/<id>/).
+    job_id = view.get_attribute("data-job-id")
+    view.locator(".jp-JobFiles-file", has_text="loss.png").get_by_role("button", name="Open").click()
+    image = page.locator(".jp-ImageViewer:visible img")
+    expect(image).to_be_visible(timeout=TIMEOUT)
+    page.wait_for_function(f"window.jupyterapp.shell.currentWidget?.context?.path === 'job-outputs/{job_id}/loss.png'",
+                           timeout=TIMEOUT)
     assert not page.errors, page.errors

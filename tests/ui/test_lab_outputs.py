@@ -96,3 +96,19 @@ def test_outputs_open_in_lab_and_labels_filter_the_panel(page, lab, submit, shot
     expect(ours).to_have_count(1)
     page.screenshot(path=str(shots / "jobs-label-filter.png"))
     assert not page.errors, page.errors
+
+
+def test_the_panel_filters_jobs_by_group(page, lab, submit):
+    """Jobs of a team have groups (JupyterHub's); on a single-user server a spec's group is kept as written."""
+    a = submit({"name": "team-a-job", "cmd": "true", "group": "team-a"})
+    b = submit({"name": "team-b-job", "cmd": "true", "group": "team-b"})
+    panel = open_panel(page)
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{a['id']}']")).to_have_count(1, timeout=TIMEOUT)
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{b['id']}'] .jp-JobsPanel-meta")).to_contain_text("(team-b)")
+    groups = panel.get_by_role("combobox", name="group")
+    expect(groups).to_be_visible(timeout=TIMEOUT)
+    groups.select_option("team-a")
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{b['id']}']")).to_have_count(0, timeout=TIMEOUT)
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{a['id']}']")).to_have_count(1)
+    groups.select_option("")
+    expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{b['id']}']")).to_have_count(1, timeout=TIMEOUT)
