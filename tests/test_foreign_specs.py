@@ -65,8 +65,9 @@ def test_primehub_translation_keeps_dollars_for_the_shell_and_ships_the_script()
     assert spec["inputs"] == [{"path": "train_mnist.py"}]
     assert (spec["instance-type"], spec["image"], spec["max-runtime"]) == ("cpu-1", "base-notebook", "1d")
     assert spec["env"]["vars"] == {"PRIMEHUB_GROUP": "research", "PRIMEHUB_USER": "phadmin"}
+    assert spec["group"] == "research"  # the job's group: its quota, and who sees it
     assert warnings == ["PrimeHub keys with no equivalent in jupyter-jobs were left out: groupId (the group is "
-                        "the label 'group'); userId (the job's owner is whoever submits it)"]
+                        "groupName); userId (the job's owner is whoever submits it)"]
     wrapped = to_native({"apiVersion": "primehub.io/v1alpha1", "kind": "PhJob",
                          "metadata": {"name": "job-1", "labels": {"app": "x"}, "namespace": "hub"},
                          "spec": {"command": "true", "requeueLimit": 2}})

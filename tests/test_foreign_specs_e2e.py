@@ -120,13 +120,13 @@ async def test_primehub_job_json_runs_with_its_group(api, root_dir):
     log = await api.log(job["id"])
     assert "job of phadmin in group research" in log and "epoch 3: accuracy" in log
     assert done["name"] == "train-mnist" and done["instance_type"] == "cpu-1"
-    assert done["labels"] == {"group": "research"}
+    assert done["group"] == "research"  # the job's group (a single-user server keeps it as written)
     assert done["warnings"] == ["PrimeHub keys with no equivalent in jupyter-jobs were left out: groupId (the group "
-                                "is the label 'group'); userId (the job's owner is whoever submits it)"]
+                                "is groupName); userId (the job's owner is whoever submits it)"]
     assert done["warnings"][0] in log  # said once in the job's log too
-    found = await api.call("GET", "jobs", params={"label": "group=research"})
+    found = await api.call("GET", "jobs", params={"group": "research"})
     assert [j["id"] for j in found["jobs"]] == [job["id"]]
-    assert (await api.call("GET", "jobs", params={"label": "group=other"}))["jobs"] == []
+    assert (await api.call("GET", "jobs", params={"group": "other"}))["jobs"] == []
 
 
 @pytest.mark.usefixtures("spec_images")

@@ -4,8 +4,8 @@
 ``command`` is PrimeHub's sequence of shell commands, run as written (a ``$`` stays the shell's).
 PrimeHub jobs read their files from the group volume; here the scripts the command runs
 (``python -u train.py``) are shipped from the spec's folder instead. ``groupName`` becomes the
-label ``group`` and, with ``userName``, the variables ``PRIMEHUB_GROUP`` and ``PRIMEHUB_USER``
-that PrimeHub sets.
+job's ``group`` (its quota and who sees it, as on PrimeHub) and, with ``userName``, the variables
+``PRIMEHUB_GROUP`` and ``PRIMEHUB_USER`` that PrimeHub sets.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .foreign import Problems, Translation, escape_dollars, scripts_in
 
 #: PrimeHub fields with no equivalent, and why they can be left out.
 _IGNORED = {
-    "groupId": "the group is the label 'group'",
+    "groupId": "the group is groupName",
     "userId": "the job's owner is whoever submits it",
     "id": "jupyter-jobs numbers its jobs",
     "ttlSecondsAfterFinished": "finished jobs stay until deleted",
@@ -67,8 +67,8 @@ def from_primehub(data: Mapping[str, Any]) -> Translation:
             spec["max-runtime"] = value
         elif key == "requeueLimit":
             spec["retries"] = value
-        elif key == "groupName":
-            labels["group"] = value
+        elif key == "groupName":  # the job's group (quotas, who sees it), as on PrimeHub
+            spec["group"] = value
             env["PRIMEHUB_GROUP"] = value
         elif key == "userName":
             env["PRIMEHUB_USER"] = value
