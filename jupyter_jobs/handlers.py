@@ -34,6 +34,8 @@ from .spec import load_json, load_spec_text
 from .store import parse_id
 
 API = "jupyter-jobs/api"
+#: The header a forwarding user server sends with its own base URL (see JobsAPIHandler.public_base_url).
+PUBLIC_BASE_HEADER = "X-Jupyter-Jobs-Base-Url"
 #: Largest request body accepted (a spec or a set of overrides).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Bytes of an output file read (off the event loop) and sent at a time.
@@ -112,7 +114,16 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
         return access.acting(self.manager.get(self.job_id(raw_id)), doing)
 
     def job_url(self, job_id: int) -> str:
-        return url_path_join(self.base_url, API, "jobs", str(job_id))
+        return url_path_join(self.public_base_url, API, "jobs", str(job_id))
+
+    @property
+    def public_base_url(self) -> str:
+        """Where the caller reaches this API: a forwarding user server says its own base URL (the service's
+        links then lead back through it, where the browser is logged in); else this server's."""
+        given = self.request.headers.get(PUBLIC_BASE_HEADER, "")
+        if given.startswith("/") and not given.startswith("//") and given.isprintable() and "\\" not in given:
+            return given
+        return self.base_url
 
     async def body(self, *, allow_yaml: bool = False, default: Any = None) -> Any:
         """The request body as JSON (or YAML), parsed within the spec limits off the event loop."""
@@ -150,7 +161,7 @@ class JobsHandler(JobsAPIHandler):
         all_users = self.get_argument("all_users", "0").lower() in ("1", "true", "yes")
         jobs, cursor = self.manager.list(
             status=self.get_argument("status", None),
-            **access.list_scope(self.get_argument("owner", None), all_users, server_user=server_user()),
+            **access.list_scope(self.get_argument("owner", None), all_users, server_user=self.manager.single_user()),
             group=self.get_argument("group", None) or None,
             text=self.get_argument("text", None) or None,
             label=self.get_arguments("label"),

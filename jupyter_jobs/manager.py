@@ -166,6 +166,11 @@ class JobManager(LoggingConfigurable):
             if info.st_uid == os.geteuid() and info.st_mode & 0o777 != mode:
                 os.chmod(path, mode)
 
+    def single_user(self) -> str:
+        """The one user of a single-user server (its account), or '' for a team's shared pool, where
+        no user is the server's own."""
+        return "" if self.run_as_owner else server_user()
+
     def _jobside(self) -> Path:
         """The job-side package, copied under the data dir (shared with Slurm's nodes) for jobs' PYTHONPATH."""
         return jobside.install(self.data_dir)
@@ -451,7 +456,7 @@ class JobManager(LoggingConfigurable):
         if replay is not None:
             return replay, False
         access = access or Access(owner)
-        spec = replace(spec, group=access.job_group(spec.group, server_user=server_user()))
+        spec = replace(spec, group=access.job_group(spec.group, server_user=self.single_user()))
         itype = self._check_resources(spec, owner)
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:
@@ -623,7 +628,12 @@ class JobManager(LoggingConfigurable):
         if "inputs" in overrides:
             raise SpecError("a rerun reuses the files of the job it reruns; submit a new job to ship others", "overrides.inputs")
         spec = apply_overrides(old.spec.to_dict(), overrides)
+        # Where jobs run as their owners, a rerun by an admin is still the owner's job: the owner's code never
+        # runs under the admin's account (nor counts against their quota).
+        caller, owner = owner, old.owner if self.run_as_owner else owner
         record, _ = await self.submit(spec, owner=owner, rerun_of=old, idempotency_key=idempotency_key, access=access)
+        if caller != owner:
+            JobDir(self.jobs_dir / str(record.id)).say(f"rerun by {caller}; it runs as {owner}, whose job it is")
         return record
 
     async def delete(self, job_id: int) -> None:

@@ -6,6 +6,7 @@ This module finds that account, and hands a job's folder over to it before the j
 """
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import stat
@@ -27,6 +28,19 @@ class NoAccount(JobsError):
     """The owner of a job has no system account to run it as (or it is root's)."""
 
     status_code = 400
+
+
+@functools.cache
+def uid_min() -> int:
+    """The first uid of people's accounts (``UID_MIN`` of /etc/login.defs, 1000 where it is not said)."""
+    try:
+        for line in Path("/etc/login.defs").read_text().splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "UID_MIN" and words[1].isdigit():
+                return int(words[1])
+    except OSError:
+        pass
+    return 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class RunAs:
             ) from None
         if entry.pw_uid == 0:
             raise NoAccount(f"user {owner!r} is root (uid 0); jobs never run as root: submit them as another user")
+        if entry.pw_uid < uid_min():
+            raise NoAccount(f"user {owner!r} is a system account (uid {entry.pw_uid}, below UID_MIN {uid_min()} of "
+                            "/etc/login.defs); jobs run as people's accounts only")
         groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
         return cls(entry.pw_uid, entry.pw_gid, groups, entry.pw_name, entry.pw_dir)
 

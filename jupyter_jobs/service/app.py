@@ -32,7 +32,7 @@ from traitlets.config import Application
 
 from .._version import __version__
 from ..errors import BackendUnavailable
-from ..handlers import handlers
+from ..handlers import MAX_BODY_BYTES, handlers
 from ..manager import JobManager
 from .auth import HubJobsAuthorizer, HubJobsIdentity
 
@@ -102,7 +102,9 @@ class JobsService(JupyterApp):
         except BackendUnavailable as exc:  # as the extension: /config says why, submits answer 503
             self.log.error("jupyter-jobs service: jobs cannot run: %s", exc.message)
             self.manager.start_when_available()
-        server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.manager.max_input_bytes + 16 * 2**20)
+        # Bodies are read before a request is authenticated: no more than a spec's. Uploads of files (the
+        # one streamed route) raise their own limit once the caller is known (handlers.BlobHandler).
+        server = HTTPServer(self.web_app, xheaders=True, max_body_size=MAX_BODY_BYTES + 2**20)
         server.listen(self.port, self.ip)
         self.log.info("jupyter-jobs service: %s backend at http://%s:%d%s", self.manager.engine.name, self.ip,
                       self.port, self.base_url)

@@ -12,6 +12,7 @@ service's role), remembered for a minute.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -26,6 +27,9 @@ from ..access import ADMIN_RESOURCE
 ADMIN_SCOPE = "custom:jupyter-jobs:admin"
 #: Seconds a user's groups, as read from the Hub, are used before they are read again.
 GROUPS_TTL = 60.0
+#: Seconds before the Hub is asked again after it did not answer, and how long it is waited for.
+RETRY_AFTER = 10.0
+HUB_TIMEOUT = 5.0
 
 
 class HubJobsAuthorizer(JupyterHubAuthorizer):
@@ -43,32 +47,45 @@ class HubJobsAuthorizer(JupyterHubAuthorizer):
 
 
 class HubGroups:
-    """The Hub groups of a user, read with the service's token and cached for :data:`GROUPS_TTL`."""
+    """The Hub groups of a user, read with the service's token and kept for :data:`GROUPS_TTL`.
+
+    One read at a time per user; when the Hub does not answer, what was known is used (or no groups)
+    and asked again only after :data:`RETRY_AFTER`, so a slow Hub never holds every request.
+    """
 
     def __init__(self, identity: JupyterHubIdentityProvider) -> None:
         self.identity = identity
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def of(self, user: Any) -> tuple[str, ...]:
         model = getattr(user, "hub_user", None) or {}
         if "groups" in model:  # the caller's token may read its own groups
             return tuple(model["groups"] or ())
         name = model.get("name") or getattr(user, "username", "")
-        cached = self._cache.get(name)
-        if cached and time.monotonic() - cached[0] < GROUPS_TTL:
-            return cached[1]
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            cached = self._cache.get(name)
+            if cached and time.monotonic() < cached[0]:
+                return cached[1]
+            groups = await self._read(name)
+            if groups is None:  # the Hub did not answer: what was known, for a little while
+                groups = cached[1] if cached else ()
+                self._cache[name] = (time.monotonic() + RETRY_AFTER, groups)
+            else:
+                self._cache[name] = (time.monotonic() + GROUPS_TTL, groups)
+            return groups
+
+    async def _read(self, name: str) -> tuple[str, ...] | None:
         hub_auth = self.identity.hub_auth
         request = HTTPRequest(f"{hub_auth.api_url}/users/{quote(name, safe='')}",
-                              headers={"Authorization": f"token {hub_auth.api_token}"}, request_timeout=30)
+                              headers={"Authorization": f"token {hub_auth.api_token}"},
+                              connect_timeout=HUB_TIMEOUT, request_timeout=HUB_TIMEOUT)
         try:
             response = await AsyncHTTPClient().fetch(request)
-            groups = tuple(json.loads(response.body).get("groups") or ())
+            return tuple(json.loads(response.body).get("groups") or ())
         except (HTTPClientError, OSError, ValueError) as exc:
             self.identity.log.warning("jupyter-jobs: could not read the Hub groups of %s: %s", name, exc)
-            groups = cached[1] if cached else ()
-            return groups
-        self._cache[name] = (time.monotonic(), groups)
-        return groups
+            return None
 
 
 class HubJobsIdentity(JupyterHubIdentityProvider):
@@ -81,6 +98,13 @@ class HubJobsIdentity(JupyterHubIdentityProvider):
 
     async def get_user(self, handler: Any) -> Any:
         user = await super().get_user(handler)
-        if user is not None and not hasattr(user, "groups"):
+        if user is None:
+            return None
+        if user.hub_user.get("kind", "user") != "user":  # a Hub service owns no jobs: its name is no account
+            self.log.warning("jupyter-jobs: refusing Hub %s %s: only users submit jobs", user.hub_user.get("kind"),
+                             user.username)
+            handler._jupyterhub_user = None
+            return None
+        if not hasattr(user, "groups"):
             user.groups = await self.groups.of(user)
         return user

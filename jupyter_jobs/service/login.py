@@ -53,8 +53,9 @@ def store_token(token: str) -> Path:
     """Keep ``token`` for this user only (0600 in a 0700 folder)."""
     path = token_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a file kept from before is made private before the token is in it
+    os.ftruncate(fd, 0)
     with os.fdopen(fd, "w") as handle:
         handle.write(token.strip() + "\n")
-    os.chmod(path, 0o600)
     return path

@@ -257,7 +257,8 @@ c.JupyterHub.load_roles = [
     {{"name": "driver", "services": ["driver"], "scopes": [
         "admin:users", "admin:servers", "tokens", "access:servers", "list:users", "read:users", "groups"]}},
 ]
-c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service={SERVICE}"]
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service={SERVICE}",
+                                 "custom:jupyter-jobs:admin"]
 c.Spawner.environment = {{"JUPYTER_JOBS_SERVICE_URL": "{url}/services/{SERVICE}/"}}
 """
 
@@ -270,7 +271,9 @@ def start_hub(folder: Path, venv: Path, gpus: int = 2, backend: str = "local") -
     (folder / "service").mkdir(exist_ok=True)
     data = folder / "service" / "data"
     (folder / "service" / "jupyter_jobs_service_config.py").write_text(service_config(data, gpus, backend))
-    (folder / "jupyterhub_config.py").write_text(hub_config(folder, venv, ports, driver_token))
+    config = folder / "jupyterhub_config.py"
+    config.touch(mode=0o600)  # it holds the driver's token: root's only (the users' jobs run on this machine)
+    config.write_text(hub_config(folder, venv, ports, driver_token))
     log = open(folder / "hub.log", "ab")
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     for name in ("VIRTUAL_ENV", "PYTHONPATH", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR",

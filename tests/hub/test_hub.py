@@ -36,7 +36,7 @@ def _need_hub() -> None:
 
 @pytest.fixture(scope="module")
 def hub() -> Hub:
-    yield from _running_hub("local", (ALICE, BOB, CAROL))
+    yield from _running_hub("local", (ALICE, BOB, CAROL, ADMIN))
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,13 @@ def test_a_user_never_sees_another_users_job_and_admins_see_all(hub):
     assert jid not in [row["id"] for row in listed["jobs"]]
     status, listed = hub.jobs(ADMIN, "GET", "jobs", via="service")
     assert jid in [row["id"] for row in listed["jobs"]]
-    status, cancelled = hub.jobs(ADMIN, "POST", f"jobs/{jid}/cancel", via="service")
+    # The admin, through their own server (its token carries the admin scope), sees and cancels it.
+    status, everyone = hub.jobs(ADMIN, "GET", "jobs?all_users=1")
+    assert status == 200 and jid in [row["id"] for row in everyone["jobs"]], everyone
+    status, cancelled = hub.jobs(ADMIN, "POST", f"jobs/{jid}/cancel")
     assert status == 200 and cancelled["status"] == "Cancelled", cancelled
+    # Links in answers lead back through the caller's own server, where its browser is logged in.
+    assert cancelled["url"] == f"/user/{ADMIN}/jupyter-jobs/api/jobs/{jid}"
 
 
 def test_a_culled_server_does_not_stop_its_users_jobs(hub):
@@ -201,12 +206,13 @@ def test_the_cli_on_the_box_logs_in_to_the_service_and_never_runs_jobs_itself(hu
     try:
         refused = as_carol(f"{cli} list")  # an SSH session with no token yet
         assert refused.returncode == 2 and "jupyter jobs login" in refused.stderr, refused.stderr
-        assert as_carol(f"{cli} --local list").returncode == 2  # no second pool beside the team's
+        local = as_carol(f"{cli} --local list")  # no second pool beside the team's
+        assert local.returncode == 2 and "run by the team's service" in local.stderr, local.stderr
+        kept = Path(pwd.getpwnam(CAROL).pw_dir) / ".local/share/jupyter/jupyter_jobs/service-token"
         wrong = as_carol(f"{cli} login", stdin="not-a-token\n")
-        assert wrong.returncode != 0
+        assert wrong.returncode != 0 and not kept.exists()
         logged = as_carol(f"{cli} login", stdin=hub.token(CAROL) + "\n")
         assert logged.returncode == 0 and f"as {CAROL}" in logged.stdout, logged.stdout + logged.stderr
-        kept = Path(pwd.getpwnam(CAROL).pw_dir) / ".local/share/jupyter/jupyter_jobs/service-token"
         assert kept.stat().st_mode & 0o777 == 0o600 and kept.stat().st_uid == pwd.getpwnam(CAROL).pw_uid
         ran = as_carol(f"printf 'name: ssh\\ncmd: echo from-ssh\\n' > ssh.yaml && {cli} run ssh.yaml --follow")
         assert ran.returncode == 0 and "from-ssh" in ran.stdout, ran.stdout + ran.stderr
@@ -218,11 +224,28 @@ def test_the_cli_on_the_box_logs_in_to_the_service_and_never_runs_jobs_itself(hu
 
 
 def test_following_a_log_through_the_users_server_streams_until_the_job_ends(hub):
-    job = submit(hub, BOB, {"name": "talks", "cmd": "for i in 1 2 3 4; do echo line-$i; sleep 0.5; done"})
+    import http.client
+    import urllib.parse
+
+    go = Path(tempfile.mkdtemp(prefix="jj-go-")) / "go"
+    go.parent.chmod(0o777)
+    job = submit(hub, BOB, {"name": "talks", "cmd": f"echo line-1; while [ ! -e {go} ]; do sleep 0.1; done; echo line-2"})
     wait_status(hub, BOB, job["id"], ("Running",))
-    status, text = hub.jobs(BOB, "GET", f"jobs/{job['id']}/logs?follow=1", raw=True)
-    assert status == 200
-    assert log_lines(text.decode()) == ["line-1", "line-2", "line-3", "line-4"]  # all of it: it ended with the job
+    url = urllib.parse.urlsplit(f"{hub.url}/user/{BOB}/jupyter-jobs/api/jobs/{job['id']}/logs?follow=1")
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request("GET", f"{url.path}?{url.query}", headers={"Authorization": f"token {hub.token(BOB)}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    seen = b""
+    while b"line-1" not in seen:  # arrives while the job still runs: streamed, not buffered till the end
+        seen += response.read1(65536)
+    status, running = hub.jobs(BOB, "GET", f"jobs/{job['id']}")
+    assert running["status"] == "Running"
+    go.touch()
+    seen += response.read()
+    conn.close()
+    shutil.rmtree(go.parent, ignore_errors=True)
+    assert log_lines(seen.decode()) == ["line-1", "line-2"]  # all of it: it ended with the job
     status, done = hub.jobs(BOB, "GET", f"jobs/{job['id']}")
     assert done["status"] == "Succeeded"
 
@@ -296,10 +319,17 @@ def test_jobs_run_as_their_user_with_their_group_and_files_only_they_read(hub):
     peek = subprocess.run(["su", "-s", "/bin/sh", BOB, "-c", f"cat {shlex.quote(str(produced))}"],
                           capture_output=True, text=True)
     assert peek.returncode != 0 and "result" not in peek.stdout
+    # An admin's rerun is still alice's job: her code never runs under the admin's account.
+    status, rerun = hub.jobs(ADMIN, "POST", f"jobs/{job['id']}/rerun", via="service")
+    assert status == 201 and rerun["owner"] == ALICE, rerun
+    again = wait_status(hub, ALICE, rerun["id"], ("Succeeded", "Failed"))
+    assert again["status"] == "Succeeded", again["message"]
+    text = log(hub, ALICE, rerun["id"])
+    assert log_lines(text)[0] == str(alice.pw_uid) and f"rerun by {ADMIN}" in text
 
 
 def test_group_members_see_but_do_not_act_and_a_group_quota_holds_jobs_back(hub):
-    first = submit(hub, ALICE, {"name": "a-1", "cmd": "sleep 4", "instance-type": "gpu"})
+    first = submit(hub, ALICE, {"name": "a-1", "cmd": "sleep 60", "instance-type": "gpu"})
     wait_status(hub, ALICE, first["id"], ("Running",))
     # carol is in team-a too: she sees alice's job, may not cancel it
     status, seen = hub.jobs(CAROL, "GET", f"jobs/{first['id']}")
@@ -314,6 +344,7 @@ def test_group_members_see_but_do_not_act_and_a_group_quota_holds_jobs_back(hub)
     wait_status(hub, BOB, third["id"], ("Running", "Succeeded"))
     status, waiting = hub.jobs(CAROL, "GET", f"jobs/{second['id']}")
     assert waiting["status"] == "Pending" and "team-a" in waiting["message"], waiting["message"]
+    hub.jobs(ALICE, "POST", f"jobs/{first['id']}/cancel")  # team-a's GPU is free again: carol's job runs
     assert wait_status(hub, CAROL, second["id"], ("Succeeded", "Failed"))["status"] == "Succeeded"
 
 
