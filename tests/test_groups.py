@@ -84,10 +84,12 @@ async def test_a_job_over_its_quota_in_total_is_refused(alice):
 
 
 async def test_group_members_see_a_job_and_only_its_owner_and_admins_act(alice, carol, bob, jp_fetch):
-    job = await alice.call("POST", "jobs", body={"cmd": "echo G=$JOB_GROUP U=$JOB_USER > out.txt; sleep 30",
+    job = await alice.call("POST", "jobs", body={"cmd": "echo G=$JOB_GROUP U=$JOB_USER > out.txt; echo writ$((1))en; sleep 30",
                                                  "outputs": ["out.txt"]})
     jid = str(job["id"])
     await wait_for(alice, job["id"], ("Running",))
+    while b"writ1en" not in (await alice.call("GET", "jobs", jid, "logs", raw=True)).body:  # out.txt is written
+        await asyncio.sleep(0.05)
     for path in [("jobs", jid), ("jobs", jid, "logs"), ("jobs", jid, "displays"), ("jobs", jid, "outputs")]:
         assert await carol.status("GET", *path, raw=True) == 200, path
         assert await bob.status("GET", *path, raw=True) == 404, path  # another group: it does not exist
