@@ -177,3 +177,9 @@ class TestGroups:
                 await asyncio.sleep(0.05)
             assert job["status"] == "Succeeded", json.dumps(job)
             assert (tmp_path / "research" / f"by-{who.user}").read_text() == "hi\n"
+
+    async def test_the_volumes_a_user_may_mount_are_listed(self, jp_fetch, jobs_app, tmp_path):
+        listed = await As(jp_fetch, "alice", ("team-a",)).call("GET", "volumes")
+        assert listed == {"volumes": [{"name": "research", "path": str(tmp_path / "research"), "groups": ["team-a"],
+                                       "description": "", "var": "JOB_VOLUME_RESEARCH"}]}
+        assert await As(jp_fetch, "bob", ("team-b",)).call("GET", "volumes") == {"volumes": []}
