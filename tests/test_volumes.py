@@ -43,6 +43,17 @@ def test_volumes_are_loaded_from_a_path_or_a_mapping(tmp_path):
     assert loaded[1].in_container == "/volumes/shared-ckpt" and volume_var("shared-ckpt") == "JOB_VOLUME_SHARED_CKPT"
 
 
+def test_volumes_come_from_the_config_file_too(tmp_path):
+    from jupyter_jobs.cluster import Cluster
+
+    (tmp_path / "jobs.yaml").write_text(f"volumes:\n  scratch: {tmp_path / 's'}\n")
+    cluster = Cluster(config_file=str(tmp_path / "jobs.yaml"), volumes={"research": {"path": str(tmp_path / "r"),
+                                                                                       "groups": ["team-a"]}}, gpus=0)
+    cluster.load()
+    assert [(v.name, v.groups) for v in cluster.known_volumes] == [("research", ("team-a",)), ("scratch", ())]
+    assert cluster.site().volumes == {"research", "scratch"}
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"r": "relative/path"}, "Cluster.volumes.r: 'relative/path' is relative"),
     ({"a b": "/srv/v"}, "Cluster.volumes.a b: a volume's name is one folder name"),
