@@ -71,6 +71,11 @@ class Access:
         raise SpecError(f"{self.user} is not a member of {requested!r}; your groups: {mine} (leave group out "
                         "for your first one)", "group")
 
+    def may_mount(self, groups: tuple[str, ...] | frozenset[str], *, server_user: str = "") -> bool:
+        """Whether this user's jobs may mount a volume reserved to ``groups`` (none: anyone's): as a member
+        of one of them, as an admin, or on a single-user server (no groups are known; its user set it up)."""
+        return not groups or self.admin or self._single_user(server_user) or bool(self.groups & set(groups))
+
     def list_scope(self, owner: str | None, all_users: bool = False, *, server_user: str = "") -> dict[str, Any]:
         """The owner filter and visibility of a list (keywords of ``JobStore.list``). ``owner`` ``me``
         is "Submitted by me"; ``all_users`` is an admin's view of everyone's jobs, refused to others

@@ -1,4 +1,4 @@
-"""The admin's catalogue: instance types, datasets and the GPUs of this host.
+"""The admin's catalogue: instance types, datasets, writable volumes and the GPUs of this host.
 
 Configured with traitlets (``c.Cluster.instance_types = [...]``) and/or a YAML file
 (``c.Cluster.config_file``). With no configuration, one CPU instance type is sized from the
@@ -20,6 +20,7 @@ from .errors import ConfigError, SpecError
 from .models import Dataset, Gpu, InstanceType
 from .spec import load_spec_text
 from .spec.foreign import PROJECT_DISK, Site
+from .volumes import Volume, load_volumes
 
 MIB = 1024 * 1024
 
@@ -84,7 +85,7 @@ class Cluster(LoggingConfigurable):
 
     config_file = Unicode(
         "", config=True,
-        help="YAML file with `instance_types`, `datasets` and `gpus` (same shapes as the traits). "
+        help="YAML file with `instance_types`, `datasets`, `volumes` and `gpus` (same shapes as the traits). "
         "Entries there are added to those set in traitlets config.",
     )
     instance_types = List(
@@ -94,6 +95,13 @@ class Cluster(LoggingConfigurable):
     )
     datasets = Dict(
         config=True, help="Datasets jobs may read: {name: host_path} or {name: {path, description}}."
+    )
+    volumes = Dict(
+        config=True,
+        help="Writable volumes jobs may mount (read-write, kept across jobs): {name: host_path} or "
+        "{name: {path, groups, description}}. A volume with groups is for jobs whose owner is in one of them "
+        "(admins: any). In a job: /volumes/<name> in containers, the host path on local and Slurm, always "
+        "$JOB_VOLUME_<NAME>. Its owner and mode are yours to set: jupyter-jobs never changes them.",
     )
     gpus = AnyTrait(
         None, allow_none=True, config=True,
@@ -136,7 +144,7 @@ class Cluster(LoggingConfigurable):
                 raise ConfigError(getattr(exc, "message", str(exc)), "Cluster.config_file") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: expected a mapping with instance_types, datasets, gpus")
-            unknown = set(data) - {"instance_types", "datasets", "gpus", "default_instance_type"}
+            unknown = set(data) - {"instance_types", "datasets", "volumes", "gpus", "default_instance_type"}
             if unknown:
                 raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
             self._file = data
@@ -156,6 +164,8 @@ class Cluster(LoggingConfigurable):
                                   "rename it", "Cluster.project_disk")
             self.sets.append(Dataset(PROJECT_DISK, str(Path(self.project_disk).expanduser()),
                                      "the project volume (DataSphere's attach-project-disk)"))
+        raw_volumes = {**self.volumes, **(self._file.get("volumes") or {})}
+        self.known_volumes: list[Volume] = load_volumes(raw_volumes, self.sets)
         for connector, name in self.s3_mounts.items():
             if name not in {d.name for d in self.sets}:
                 raise ConfigError(f"S3 connector {connector!r} is mapped to {name!r}, which is not a dataset",
@@ -184,7 +194,8 @@ class Cluster(LoggingConfigurable):
     def site(self) -> Site:
         """What translating other platforms' specs needs to know of this cluster."""
         return Site(tuple(self.types), PROJECT_DISK if self.project_disk else None,
-                    {str(k): str(v) for k, v in self.s3_mounts.items()})
+                    {str(k): str(v) for k, v in self.s3_mounts.items()},
+                    volumes=frozenset(v.name for v in self.known_volumes))
 
     def instance_type(self, name: str, field: str = "instance-type") -> InstanceType:
         for itype in self.types:
@@ -199,6 +210,13 @@ class Cluster(LoggingConfigurable):
                 return dataset
         known = ", ".join(d.name for d in self.sets) or "none are defined (ask your admin to add one)"
         raise SpecError(f"unknown dataset {name!r}; available: {known}", field)
+
+    def volume(self, name: str) -> Volume:
+        """The volume named ``name`` (a job's, checked at submit); :class:`ConfigError` if it was removed since."""
+        for volume in self.known_volumes:
+            if volume.name == name:
+                return volume
+        raise ConfigError(f"the volume {name!r} is no longer defined; the job cannot mount it", "Cluster.volumes")
 
 
 def parse_memory(value: Any) -> int:

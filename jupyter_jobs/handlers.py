@@ -512,6 +512,16 @@ class DatasetsHandler(JobsAPIHandler):
         self.write_json({"datasets": [d.to_json() for d in self.manager.cluster.sets]})
 
 
+class VolumesHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The writable volumes this user's jobs may mount (a volume of groups they are not in is left out)."""
+        access = await self.access()
+        self.write_json({"volumes": [v.to_json() for v in self.manager.cluster.known_volumes
+                                     if access.may_mount(v.groups, server_user=server_user())]})
+
+
 class ConfigHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
@@ -573,6 +583,7 @@ ROUTES = [
     (r"/blobs/([^/]+)", BlobHandler),
     (r"/instance-types", InstanceTypesHandler),
     (r"/datasets", DatasetsHandler),
+    (r"/volumes", VolumesHandler),
     (r"/config", ConfigHandler),
     (r"/environments/?", EnvironmentsHandler),
     (r"/environments/prune", EnvironmentsPruneHandler),

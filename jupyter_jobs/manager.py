@@ -49,6 +49,7 @@ from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
 from .store import JobStore
+from .volumes import volumes_for
 
 LOG_CHUNK = 64 * 1024
 #: Longest a follower waits before looking for new log bytes (a status change wakes it sooner).
@@ -415,7 +416,7 @@ class JobManager(LoggingConfigurable):
             },
             "features": {
                 "log_follow": True, "cancel": True, "rerun_overrides": True, "retries": True,
-                "max_runtime": True, "idempotency_key": True, "datasets": True, "outputs": True,
+                "max_runtime": True, "idempotency_key": True, "datasets": True, "outputs": True, "volumes": True,
             },
         }
 
@@ -457,6 +458,7 @@ class JobManager(LoggingConfigurable):
             return replay, False
         access = access or Access(owner)
         spec = replace(spec, group=access.job_group(spec.group, server_user=self.single_user()))
+        volumes_for(spec.volumes, self.cluster.known_volumes, access, server_user=self.single_user())
         itype = self._check_resources(spec, owner)
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:

@@ -37,6 +37,14 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
+class VolumeRef:
+    """A writable volume defined by the admin (:mod:`jupyter_jobs.volumes`), optionally exposed as a variable."""
+
+    name: str
+    var: str | None = None
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What a user asks to run. Field names follow the YAML spec (``max-runtime`` -> ``max_runtime``)."""
 
@@ -67,6 +75,8 @@ class JobSpec:
     meta: dict[str, str] = field(default_factory=dict)
     #: The group the job is run for (its quotas, who may see it); "" for none. Filled in at submit.
     group: str = ""
+    #: Writable volumes the job mounts (read-write, kept across jobs).
+    volumes: tuple[VolumeRef, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -75,7 +85,8 @@ class JobSpec:
             out["desc"] = self.desc
         if self.args:
             out["args"] = dict(self.args)
-        for key, items in (("inputs", self.inputs), ("outputs", self.outputs), ("datasets", self.datasets)):
+        for key, items in (("inputs", self.inputs), ("outputs", self.outputs), ("datasets", self.datasets),
+                           ("volumes", self.volumes)):
             if items:
                 out[key] = [{k: v for k, v in asdict(item).items() if v is not None} for item in items]
         if self.env:
@@ -264,6 +275,7 @@ class JobRecord:
             "queue_timeout": self.spec.queue_timeout,
             "warnings": list(self.warnings),
             "datasets": [d.name for d in self.spec.datasets],
+            "volumes": [v.name for v in self.spec.volumes],
             "outputs": self.outputs,
             "cancel_requested": self.cancel_requested,
             "spec": self.spec.to_dict(),

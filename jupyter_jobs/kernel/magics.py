@@ -102,6 +102,8 @@ class JobMagics(Magics):
     @argument("--name", help="job name (default: cell)")
     @argument("--instance-type", dest="instance_type", help="instance type (`%%job list` ... see GET /instance-types)")
     @argument("--dataset", action="append", default=[], metavar="NAME[:VAR]", help="a dataset, with the variable holding its path")
+    @argument("--volume", action="append", default=[], metavar="NAME[:VAR]",
+              help="a writable volume (kept across jobs; $JOB_VOLUME_<NAME>), with a variable holding its path")
     @argument("--image", help="container image (Docker backend)")
     @argument("--env", action="append", default=[], metavar="K=V", help="an environment variable of the job")
     @argument("--max-runtime", dest="max_runtime", help="e.g. 90s, 2h; past it the job is stopped and fails")
@@ -160,6 +162,9 @@ class JobMagics(Magics):
         for item in args.dataset:
             name, _, var = item.partition(":")
             spec.setdefault("datasets", []).append({"name": name, "var": var} if var else name)
+        for item in args.volume:
+            name, _, var = item.partition(":")
+            spec.setdefault("volumes", []).append({"name": name, "var": var} if var else name)
         for item in args.env:
             key, sep, value = item.partition("=")
             if not sep:

@@ -15,6 +15,7 @@ from ..models import Dataset, InstanceType, JobRecord
 if TYPE_CHECKING:
     from ..pyenv.environments import Environments
     from ..pyenv.lock import Lock
+    from ..volumes import Volume
     from .identity import RunAs
 
 
@@ -58,6 +59,8 @@ class Launch:
     run_image: str = ""
     #: The system account the job runs as (``JobManager.run_as_owner``); None: as the server runs.
     run_as: RunAs | None = None
+    #: The writable volumes it mounts (:mod:`jupyter_jobs.volumes`), read-write.
+    volumes: list[Volume] = field(default_factory=list)
 
 
 class Backend(LoggingConfigurable):

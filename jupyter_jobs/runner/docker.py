@@ -214,6 +214,7 @@ class DockerBackend(Backend):
             job, code="/code", outputs="/outputs",
             datasets={d.name: f"/data/{owner}/{d.name}" for d in launch.datasets}, gpus=gpus,
             jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER,
+            volumes={v.name: v.in_container for v in launch.volumes},
         )
         env["JOB_GPUS"] = ",".join(str(i) for i in gpus)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ among the job's files
@@ -230,6 +231,8 @@ class DockerBackend(Backend):
             Mount(LOG_IN_CONTAINER, str(folder.log), type="bind"),
             Mount(DISPLAYS_IN_CONTAINER, str(_displays_file(folder)), type="bind"),
             *(Mount(f"/data/{owner}/{d.name}", d.path, type="bind", read_only=True) for d in launch.datasets),
+            # Volumes are written, and kept: the host's permissions on them decide who may write what.
+            *(Mount(v.in_container, v.path, type="bind", read_only=False) for v in launch.volumes),
             *([Mount(JOBSIDE_IN_CONTAINER, self.jobside_dir, type="bind", read_only=True)] if self.jobside_dir else []),
         ]
         user, groups = container_user(self.user, launch.run_as)

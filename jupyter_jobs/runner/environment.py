@@ -8,6 +8,7 @@ from typing import Mapping
 
 from ..models import JobRecord
 from ..spec import substitute
+from ..volumes import volume_var
 
 #: Where the job-side package (:mod:`jupyter_jobs.jobside`) is mounted in a container.
 JOBSIDE_IN_CONTAINER = "/opt/jupyter-jobs/jobside"
@@ -17,11 +18,12 @@ DISPLAYS_IN_CONTAINER = "/.jupyter-jobs/displays.jsonl"
 
 def job_environment(
     job: JobRecord, *, code: str, outputs: str, datasets: Mapping[str, str], gpus: tuple[int, ...],
-    jobside: str = "", displays: str = "",
+    jobside: str = "", displays: str = "", volumes: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Variables of a job: env.vars, then JOB_*, GPUs and the vars of inputs, outputs and datasets.
+    """Variables of a job: env.vars, then JOB_*, GPUs and the vars of inputs, outputs, datasets and volumes.
 
-    ``code``, ``outputs``, ``datasets``, ``displays`` (the file a job cell's rich outputs go to,
+    ``code``, ``outputs``, ``datasets``, ``volumes`` (name -> path: ``JOB_VOLUME_<NAME>`` and the
+    entry's var), ``displays`` (the file a job cell's rich outputs go to,
     ``JOB_DISPLAYS``) and ``jobside`` (the folder holding ``jupyter_jobs_jobside``,
     appended to ``PYTHONPATH``) are paths as the job sees them (host paths for the local backend,
     ``/code`` ... in a container).
@@ -57,6 +59,10 @@ def job_environment(
     for ref in job.spec.datasets:
         if ref.var:
             env[ref.var] = datasets[ref.name]
+    for volume in job.spec.volumes:
+        env[volume_var(volume.name)] = (volumes or {})[volume.name]
+        if volume.var:
+            env[volume.var] = env[volume_var(volume.name)]
     return env
 
 

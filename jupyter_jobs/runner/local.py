@@ -254,6 +254,10 @@ class LocalBackend(Backend):
                     f"dataset {dataset.name!r} points at {dataset.path}, which does not exist on this "
                     "server; ask your admin to fix Cluster.datasets"
                 )
+        for volume in launch.volumes:
+            if not Path(volume.path).is_dir():
+                raise BackendError(f"volume {volume.name!r} points at {volume.path}, which is not a folder on this "
+                                   "server; ask your admin to create it or fix Cluster.volumes")
         workdir = launch.folder.code / launch.job.spec.working_dir
         if not workdir.is_dir():
             raise BackendError(
@@ -272,6 +276,7 @@ class LocalBackend(Backend):
             outputs=str(launch.folder.outputs),
             datasets={d.name: d.path for d in launch.datasets},
             gpus=launch.job.allocation.gpus, jobside=self.jobside_dir, displays=str(launch.folder.displays),
+            volumes={v.name: v.path for v in launch.volumes},
         )
 
     async def start(self, launch: Launch) -> dict[str, Any]:

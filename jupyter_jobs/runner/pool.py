@@ -218,6 +218,7 @@ class RunnerPool(LoggingConfigurable):
             self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
             python=read_lock(folder.root) if job.environment.get("hash") else None, environments=self.environments,
             run_as=self.run_as(job.owner) if self.run_as is not None else None,
+            volumes=[self.cluster.volume(v.name) for v in job.spec.volumes],
         )
 
     @staticmethod

@@ -178,7 +178,7 @@ class SlurmBackend(Backend):
         replicas = job.spec.replicas
         env = job_environment(job, code=str(folder.code), outputs=str(folder.outputs),
                               datasets={d.name: d.path for d in launch.datasets}, gpus=(), jobside=self.jobside_dir,
-                              displays=str(folder.displays))
+                              displays=str(folder.displays), volumes={v.name: v.path for v in launch.volumes})
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)  # Slurm sets the GPUs it gives the job
         command = job_command(job, env)
@@ -253,7 +253,8 @@ class SlurmBackend(Backend):
         # The owner names a folder in the container: never a path or shell word of the user's choosing.
         data = {d.name: posixpath.join("/data", owner_folder(job.owner), d.name) for d in launch.datasets}
         env = job_environment(job, code="/code", outputs="/outputs", datasets=data, gpus=(),
-                              jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER)
+                              jobside=JOBSIDE_IN_CONTAINER if self.jobside_dir else "", displays=DISPLAYS_IN_CONTAINER,
+                              volumes={v.name: v.in_container for v in launch.volumes})
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
             env.pop(name)
         command = job_command(job, env)
@@ -265,12 +266,13 @@ class SlurmBackend(Backend):
             volumes.append((launch.python_target, f"{where}:ro"))
             env["PYTHONPATH"] = ":".join(p for p in (where, env.get("PYTHONPATH", "")) if p)
         volumes += [(d.path, f"{data[d.name]}:ro") for d in launch.datasets]
+        volumes += [(v.path, v.in_container) for v in launch.volumes]  # written, and kept
         if self.jobside_dir:
             volumes.append((self.jobside_dir, f"{JOBSIDE_IN_CONTAINER}:ro"))
         for source, target in volumes:
             if ":" in source or ":" in target.removesuffix(":ro"):  # docker -v splits at colons
                 raise BackendError(f"{source!r} -> {target!r}: `docker run -v` cannot mount a path with a ':'; "
-                                   "rename the folder or the dataset")
+                                   "rename the folder, the dataset or the volume")
         mounts = [f"-v {shlex.quote(f'{source}:{target}')}" for source, target in volumes]
         for name, value in env.items():
             self._export(name, value)  # the names and values a shell can hold, as in the direct mode

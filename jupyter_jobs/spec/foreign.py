@@ -42,6 +42,8 @@ class Site:
     s3_mounts: Mapping[str, str] = field(default_factory=dict)
     #: The client's view: every S3 connector and the project volume taken as mapped (the server checks).
     assume_mapped: bool = False
+    #: Names of the writable volumes (``Cluster.volumes``): PrimeHub's ``/project/<group>`` is one of them.
+    volumes: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -120,7 +122,7 @@ def to_native(data: Any, site: Site | None = None) -> Translation:
     from .datasphere import from_datasphere
     from .primehub import from_primehub
 
-    translate = {"bacalhau": from_bacalhau, "primehub": lambda d, _: from_primehub(d), "datasphere": from_datasphere}
+    translate = {"bacalhau": from_bacalhau, "primehub": from_primehub, "datasphere": from_datasphere}
     try:
         return translate[source](data, site or Site())
     except (TypeError, ValueError, AttributeError, KeyError) as exc:

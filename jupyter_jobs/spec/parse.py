@@ -14,15 +14,16 @@ import shlex
 from typing import Any, Callable, Mapping
 
 from ..errors import FieldProblem, SpecError
-from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec
+from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec, VolumeRef
 from ..pyenv.spec import PythonEnv, parse_python_env
+from ..volumes import volume_var
 from .limits import check_document, check_override_key, component_problem, load_yaml
 
 #: Keys a spec may have, in their documented (hyphenated) spelling.
 SPEC_KEYS = (
     "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
     "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
-    "queue-timeout", "meta", "group",
+    "queue-timeout", "meta", "group", "volumes",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
 BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS", "JOB_CODE", "JOB_USER",
@@ -220,7 +221,7 @@ def _entries(check: _Checker, field: str, value: Any, key: str) -> list[tuple[st
 
 
 def _named_entries(check: _Checker, field: str, value: Any, key: str) -> list[tuple[str, str | None]]:
-    """Validated ``(path or name, var)`` pairs of an inputs/outputs/datasets list."""
+    """Validated ``(path or name, var)`` pairs of an inputs/outputs/datasets/volumes list."""
     out = []
     for where, raw, raw_var in _entries(check, field, value, key):
         if field == "inputs" and isinstance(raw, str) and raw.startswith(("/", "~")):
@@ -310,12 +311,13 @@ def parse_spec(data: Any) -> JobSpec:
     inputs = tuple(InputSpec(*e) for e in _named_entries(check, "inputs", spec.get("inputs", []), "path"))
     outputs = tuple(OutputSpec(*e) for e in _named_entries(check, "outputs", spec.get("outputs", []), "path"))
     datasets = tuple(DatasetRef(*e) for e in _named_entries(check, "datasets", spec.get("datasets", []), "name"))
-    for where, items in (("outputs", outputs), ("inputs", inputs)):
+    volumes = tuple(VolumeRef(*e) for e in _named_entries(check, "volumes", spec.get("volumes", []), "name"))
+    for where, items, key in (("outputs", outputs, "path"), ("inputs", inputs, "path"), ("volumes", volumes, "name")):
         seen: set[str] = set()
         for index, item in enumerate(items):
-            if item.path in seen:
-                check.add(f"{where}[{index}].path", f"{item.path!r} is listed twice")
-            seen.add(item.path)
+            if getattr(item, key) in seen:
+                check.add(f"{where}[{index}].{key}", f"{getattr(item, key)!r} is listed twice")
+            seen.add(getattr(item, key))
 
     env = _parse_env(check, spec["env"]) if "env" in spec else {}
     python = _parse_python(check, spec.get("env"))
@@ -334,12 +336,13 @@ def parse_spec(data: Any) -> JobSpec:
         defined = set(args) | set(env) | set(BUILTIN_VARS)
         defined |= {i.var for i in inputs if i.var} | {o.var for o in outputs if o.var}
         defined |= {d.var for d in datasets if d.var}
+        defined |= {v.var for v in volumes if v.var} | {volume_var(v.name) for v in volumes}
         for ref in referenced_vars(cmd):
             if ref not in defined:
                 check.add(
                     "cmd",
                     f"${{{ref}}} is not defined; define it under args or env.vars, or as the var of an "
-                    f"input, output or dataset (write $${{{ref}}} for a literal ${{{ref}}})",
+                    f"input, output, dataset or volume (write $${{{ref}}} for a literal ${{{ref}}})",
                 )
     if check.problems:
         raise SpecError(check.problems)
@@ -349,7 +352,7 @@ def parse_spec(data: Any) -> JobSpec:
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
         priority=priority, labels=labels, working_dir=working_dir, replicas=replicas, python=python,
         instance_type_fallbacks=fallbacks, queue_timeout=queue_timeout, meta=meta,
-        group=group.strip(),
+        group=group.strip(), volumes=volumes,
     )
 
 

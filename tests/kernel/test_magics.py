@@ -108,3 +108,10 @@ def test_magic_documents_itself(magics):
     ip, _ = magics
     doc = ip.find_cell_magic("job").__doc__
     assert "--instance-type" in doc and "--out c,d" in doc and "JobFailed" in doc
+
+
+def test_cell_job_mounts_volumes(magics):
+    ip, m = magics
+    ip.run_cell_magic("job", "--volume research:PROJECT --volume ckpt --wait", "print(1)\n")
+    spec, _ = m._client.submitted[0]
+    assert spec["volumes"] == [{"name": "research", "var": "PROJECT"}, "ckpt"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import os
 import pwd
 import secrets
@@ -324,3 +325,55 @@ async def test_a_container_of_a_server_that_is_not_root_writes_its_outputs(alice
     assert (folder.outputs / "who.txt").read_text().strip() == str(uid)
     assert os.lstat(folder.code / "here.txt").st_uid == uid
     assert mode_and_owner(folder.code) == ("0o700", uid)
+
+
+# -- writable volumes ----------------------------------------------------------------------------------
+_OWNERS = {"ServerApp": {"identity_provider_class": HeaderIdentity}}
+RUN_AS_BACKENDS = [
+    pytest.param({**_OWNERS, "JobManager": {"run_as_owner": True}}, id="local"),
+    pytest.param({**_OWNERS, "JobManager": {"run_as_owner": True, "backend": "docker"}}, id="docker",
+                 marks=pytest.mark.docker),
+    pytest.param({**_OWNERS, "JobManager": {"run_as_owner": True, "backend": "slurm"},
+                  "SlurmBackend": {"poll_seconds": 0.3},
+                  "Cluster": {"instance_types": [{"name": "cpu", "cpus": 1, "memory": 100}]}}, id="slurm",
+                 marks=pytest.mark.slurm),
+]
+
+
+@pytest.fixture
+def team(alice_account):
+    """A throwaway system group with alice in it, removed at the end (the admin's way of sharing a volume)."""
+    name = f"jj-team-{secrets.token_hex(3)}"
+    subprocess.run(["groupadd", name], check=True, capture_output=True)
+    try:
+        subprocess.run(["usermod", "-aG", name, alice_account.pw_name], check=True, capture_output=True)
+        yield grp.getgrnam(name)
+    finally:
+        subprocess.run(["gpasswd", "-d", alice_account.pw_name, name], check=False, capture_output=True)
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize("jobs_config", RUN_AS_BACKENDS)
+async def test_a_job_that_runs_as_its_owner_writes_a_volume_its_group_may_write(
+        jp_fetch, jobs_app, manager, alice_account, team, shared_dir):
+    # The admin owns the permissions: a volume of the group alice is in (setgid, so files stay the group's),
+    # and one only root may write. jupyter-jobs changes neither.
+    shared, private = shared_dir / "research", shared_dir / "private"
+    shared.mkdir()
+    os.chown(shared, 0, team.gr_gid)
+    shared.chmod(0o2770)
+    private.mkdir(mode=0o755)
+    manager.cluster.volumes = {"research": str(shared), "private": str(private)}
+    manager.cluster.load()
+    alice = As(jp_fetch, alice_account.pw_name)
+    job = await alice.call("POST", "jobs", body={"cmd": "cd $PROJECT && echo w > model.bin && id -u",
+                                                 "volumes": [{"name": "research", "var": "PROJECT"}]})
+    done = await wait(alice, job["id"], timeout=90)
+    assert done["status"] == "Succeeded", done["message"]
+    assert os.stat(shared / "model.bin").st_uid == alice_account.pw_uid
+    assert os.stat(shared / "model.bin").st_gid == team.gr_gid
+    refused = await alice.call("POST", "jobs", body={"cmd": "echo w > $JOB_VOLUME_PRIVATE/x", "volumes": ["private"]})
+    done = await wait(alice, refused["id"], timeout=90)
+    log = (await alice.call("GET", "jobs", str(refused["id"]), "logs", raw=True)).body.decode()
+    assert done["status"] == "Failed" and "Permission denied" in log, log
+    assert mode_and_owner(private) == ("0o755", 0) and mode_and_owner(shared) == ("0o2770", 0)
