@@ -519,7 +519,7 @@ class VolumesHandler(JobsAPIHandler):
         """The writable volumes this user's jobs may mount (a volume of groups they are not in is left out)."""
         access = await self.access()
         self.write_json({"volumes": [v.to_json() for v in self.manager.cluster.known_volumes
-                                     if access.may_mount(v.groups, server_user=server_user())]})
+                                     if access.may_mount(v.groups, server_user=self.manager.single_user())]})
 
 
 class ConfigHandler(JobsAPIHandler):
