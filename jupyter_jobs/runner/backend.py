@@ -58,6 +58,11 @@ class Launch:
     run_image: str = ""
     #: The system account the job runs as (``JobManager.run_as_owner``); None: as the server runs.
     run_as: RunAs | None = None
+    #: The job's secret variables with their values (``secrets.py``): for its process environment only,
+    #: never its command, a file or argv.
+    secrets: dict[str, str] = field(default_factory=dict)
+    #: ``{"username", "password"}`` to pull the job's image with (``registry-auth``), or None.
+    registry: dict[str, str] | None = None
 
 
 class Backend(LoggingConfigurable):

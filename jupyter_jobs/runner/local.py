@@ -281,6 +281,7 @@ class LocalBackend(Backend):
         exit_file = folder.run / _EXIT_FILE
         exit_file.unlink(missing_ok=True)
         env = _process_environment(launch.python_bin, job_env, launch.run_as)
+        env.update(launch.secrets)  # its process environment only: never its command, a file or argv
         run = _as_user(command, launch.run_as)
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
         cgroup = await self._make_cgroup(job, memory_mib)
