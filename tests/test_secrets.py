@@ -181,3 +181,114 @@ def test_a_spec_keeps_the_reference_never_a_value():
     assert parse_spec(spec.to_dict()) == spec
     record = JobRecord(id=1, name="x", owner="alice", spec=spec)
     assert record.to_json(0)["spec"]["registry-auth"] == {"username": "u", "password": {"secret": "pw"}}
+
+
+# -- a private registry: the image is pulled with the owner's secret ----------------------------------
+
+
+class _Registry:
+    """A read-only Docker registry (API v2) on 127.0.0.1 serving one image, behind HTTP basic auth."""
+
+    def __init__(self, saved: Path, user: str, password: str) -> None:
+        import base64
+        import tarfile
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.blobs: dict[str, Path] = {}
+        folder = saved.parent / "blobs"
+        with tarfile.open(saved) as tar:
+            tar.extractall(folder, filter="data")
+        (entry,) = json.loads((folder / "manifest.json").read_text())
+        layers = []
+        for name in [entry["Config"], *entry["Layers"]]:
+            digest = "sha256:" + hashlib.sha256((folder / name).read_bytes()).hexdigest()
+            self.blobs[digest] = folder / name
+            layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                           "size": (folder / name).stat().st_size, "digest": digest})
+        config, *layers = layers
+        config["mediaType"] = "application/vnd.docker.container.image.v1+json"
+        self.manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": layers,
+                                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}).encode()
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.do_GET(body=False)
+
+            def do_GET(self, body=True):
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data, kind = b"{}", "application/json"
+                if "/manifests/" in self.path:
+                    data, kind = registry.manifest, "application/vnd.docker.distribution.manifest.v2+json"
+                elif "/blobs/" in self.path:
+                    data, kind = registry.blobs[self.path.rsplit("/", 1)[1]].read_bytes(), "application/octet-stream"
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(data).hexdigest())
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", [pytest.param("docker", marks=pytest.mark.docker)])
+async def test_a_private_image_is_pulled_with_the_owners_secret(api, manager, tmp_path):
+    import docker
+
+    client = docker.from_env(timeout=120)
+    saved = tmp_path / "image" / "saved.tar"
+    saved.parent.mkdir()
+    with open(saved, "wb") as out:
+        for chunk in client.images.get("jupyter-jobs/base:bookworm").save():
+            out.write(chunk)
+    password = f"pw-{uuid.uuid4().hex}"
+    registry = _Registry(saved, "puller", password)
+    image = f"127.0.0.1:{registry.port}/private/base:1"
+    try:
+        await api.call("PUT", "secrets", "REGISTRY", body={"value": "wrong"})
+        # DataSphere's spelling: env.docker {image, username, password: {secret-id}}.
+        spec = {"cmd": "echo pulled and ran", "env": {"docker": {"image": image, "username": "puller",
+                                                                 "password": {"secret-id": "REGISTRY"}}}}
+        refused = await api.wait((await api.submit(spec))["id"], timeout=60)
+        assert refused["status"] == "Failed" and "could not be pulled" in refused["message"], refused["message"]
+        await api.call("PUT", "secrets", "REGISTRY", body={"value": password})
+        job = await api.submit(spec)
+        done = await api.wait(job["id"], timeout=120)
+        log = await api.log(job["id"])
+        assert done["status"] == "Succeeded", (done["message"], log)
+        assert "pulled and ran" in log and password not in log and password not in json.dumps(done)
+        assert done["spec"]["registry-auth"] == {"username": "puller", "password": {"secret": "REGISTRY"}}
+    finally:
+        registry.server.shutdown()
+        try:
+            client.images.remove(image, force=True)
+        except docker.errors.DockerException:
+            pass
+        client.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("jobs_config", [{}])
+async def test_a_failing_job_s_last_line_is_masked_in_its_message(api, manager):
+    value = f"v-{uuid.uuid4().hex}"
+    await api.call("PUT", "secrets", "K", body={"value": value})
+    job = await api.submit({"cmd": "echo got $K; exit 3", "env": {"vars": {"K": {"secret": "K"}}}})
+    failed = await api.wait(job["id"])
+    assert failed["status"] == "Failed" and failed["message"].endswith(f"last line: got {'*' * len(value)}")
+    assert value.encode() not in Path(manager.db_path).read_bytes()
