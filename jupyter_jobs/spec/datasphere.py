@@ -101,9 +101,11 @@ def _registry_login(spec: dict[str, Any], docker: Mapping[str, Any], problems: P
     if password is not None and not isinstance(password, Mapping):
         problems.refuse("env.docker.password", "give the password as {secret-id: NAME}, a secret stored with "
                         "`jupyter jobs secret set NAME` (the value is read from stdin), never in the spec")
-    elif "username" not in docker or password is None:
-        problems.refuse("env.docker", "a private registry's login needs both username and password "
-                        "({secret-id: NAME})")
+    elif password is None:
+        problems.refuse("env.docker.password", "required with username: {secret-id: NAME}, a secret stored with "
+                        "`jupyter jobs secret set NAME` (or remove username to pull with the host's own login)")
+    elif "username" not in docker:
+        problems.refuse("env.docker.username", "required with password: the registry's user name")
     else:
         spec["registry-auth"] = {"username": docker["username"], "password": dict(password)}
 
