@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import Api, As, HeaderIdentity
 from tornado.httpclient import HTTPClientError
 
 from jupyter_jobs.models import JobRecord
@@ -292,3 +293,26 @@ async def test_a_failing_job_s_last_line_is_masked_in_its_message(api, manager):
     failed = await api.wait(job["id"])
     assert failed["status"] == "Failed" and failed["message"].endswith(f"last line: got {'*' * len(value)}")
     assert value.encode() not in Path(manager.db_path).read_bytes()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("jobs_config", [{"ServerApp": {"identity_provider_class": HeaderIdentity}}])
+async def test_each_user_has_their_own_secrets(jp_fetch, jobs_app):
+    alice, bob = As(jp_fetch, "alice"), As(jp_fetch, "bob")
+    await alice.call("PUT", "secrets", "TOKEN", body={"value": "alices-token-value"})
+    assert (await bob.call("GET", "secrets"))["secrets"] == []
+    assert [s["name"] for s in (await alice.call("GET", "secrets"))["secrets"]] == ["TOKEN"]
+    spec = {"cmd": "printf %s \"$T\" > out.txt", "outputs": ["out.txt"], "env": {"vars": {"T": {"secret": "TOKEN"}}}}
+    code, body = await bob.error("POST", "jobs", body=spec)  # alice's secret is not bob's
+    assert code == 400 and body["errors"][0]["field"] == "env.vars.T" and "not set for bob" in body["message"]
+    await bob.call("PUT", "secrets", "TOKEN", body={"value": "bobs-token-value"})
+    jobs = [await who.call("POST", "jobs", body=spec) for who in (alice, bob)]
+    for job, who, value in zip(jobs, (alice, bob), ("alices-token-value", "bobs-token-value")):
+        api = Api(lambda *a, _who=who, **k: jp_fetch(*a, **{**k, "headers": {**k.get("headers", {}),
+                                                                            "X-Test-User": _who.user}}))
+        done = await api.wait(job["id"])
+        assert done["status"] == "Succeeded", done["message"]
+        output = await who.call("GET", "jobs", str(job["id"]), "outputs", "out.txt", raw=True)
+        assert output.body.decode() == value
+    await bob.call("DELETE", "secrets", "TOKEN")
+    assert [s["name"] for s in (await alice.call("GET", "secrets"))["secrets"]] == ["TOKEN"]
