@@ -344,7 +344,7 @@ class LocalBackend(Backend):
         # joined one: the preloaded imports of a warm interpreter stay outside the job's memory limit,
         # which matters for a small limit only. Datasets are made read-only by the cold start's mount
         # namespace, which a warm interpreter (already running) cannot enter.
-        if (launch.datasets or any(shapes_python(name) for name in launch.job.spec.env)
+        if (launch.datasets or any(shapes_python(name) for name in [*launch.job.spec.env, *launch.job.spec.secrets])
                 or any(p and not p.startswith("/") for p in env.get("PYTHONPATH", "").split(os.pathsep))
                 or (cgroup is not None and memory_mib and memory_mib < self.warm_min_memory_mib)):
             return None
