@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import cli_secrets
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the same as a size: 500M, 10G, 1.5T (powers of 1024)")
     prune.add_argument("--json", action="store_true")
 
+    cli_secrets.add_parser(sub)
+
     image = sub.add_parser("image", help="container images for the Docker backend")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build the offline base image (Debian minbase + Python)")
@@ -129,6 +132,8 @@ async def _main(args: argparse.Namespace) -> int:
         args.command = f"env {args.env_command}"
     if args.command == "login":
         return await cmd_login(args)
+    if args.command == "secret":
+        args.command = f"secret {args.secret_command}"
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
     server = _server(args, spec_dir)
     if server is not None:
@@ -498,6 +503,7 @@ COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete, "outputs": cmd_outputs,
     "env list": cmd_env_list, "env prune": cmd_env_prune,
+    **cli_secrets.COMMANDS,
 }
 
 

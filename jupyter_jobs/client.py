@@ -188,6 +188,15 @@ class RemoteClient:
     async def prune_environments(self, max_bytes: int | None = None) -> dict:
         return await self.call("POST", "environments/prune", body={} if max_bytes is None else {"max_bytes": max_bytes})
 
+    async def secrets(self) -> dict:
+        return await self.call("GET", "secrets")
+
+    async def set_secret(self, name: str, value: str) -> dict:
+        return await self.call("PUT", f"secrets/{quote(name, safe='')}", body={"value": value})
+
+    async def delete_secret(self, name: str) -> None:
+        await self.call("DELETE", f"secrets/{quote(name, safe='')}")
+
     async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
         """Write the log from ``offset`` to ``sink``; reconnect from the last byte on a dropped
         connection. Returns the offset reached."""
@@ -324,6 +333,15 @@ class EmbeddedClient:
 
     async def prune_environments(self, max_bytes: int | None = None) -> dict:
         return await self.manager.environments.prune_and_report(max_bytes)
+
+    async def secrets(self) -> dict:
+        return {"secrets": self.manager.secrets.list(self.owner)}
+
+    async def set_secret(self, name: str, value: str) -> dict:
+        return self.manager.secrets.set(self.owner, name, value)[0]
+
+    async def delete_secret(self, name: str) -> None:
+        self.manager.secrets.delete(self.owner, name)
 
     async def stream_log(self, job_id: int, offset: int, follow: bool, sink: Callable[[bytes], None]) -> int:
         async for chunk in self.manager.follow_log(job_id, offset, follow):

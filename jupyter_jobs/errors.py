@@ -150,3 +150,12 @@ class EnvironmentBuildFailed(JobsError):
         body = super().to_json()
         body["packages"] = list(self.packages)
         return body
+
+
+class SecretError(SpecError):
+    """A request about a secret is wrong (its name, its value); names the field, never the value."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field)
+        self.message = f"{field}: {message}"
+        self.args = (self.message,)

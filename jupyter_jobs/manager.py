@@ -48,6 +48,7 @@ from .spec import apply_overrides, check_manifest
 from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
+from .secrets import SecretStore
 from .store import JobStore
 from .volumes import volumes_for
 
@@ -155,6 +156,8 @@ class JobManager(LoggingConfigurable):
         self.pool.setup(self.store, self.engine, self.cluster, self.jobs_dir, self._notify, self.environments,
                         self.quotas)
         self.pool.run_as = RunAs.of if self.run_as_owner else None
+        self.secrets = SecretStore(Path(self.data_dir) / "secrets")
+        self.pool.secrets = self.secrets
 
     def _make_private_dirs(self) -> None:
         """The data dir and its ``jobs/`` folder, readable by this server's account only (0700). Jobs that run
@@ -373,9 +376,10 @@ class JobManager(LoggingConfigurable):
     async def follow_log(self, job_id: int, offset: int, follow: bool, stream: str = "log") -> AsyncIterator[bytes]:
         """Chunks of a job's log (or its ``displays``) from byte ``offset``; with ``follow``, until the job has ended."""
         folder = self.folder(job_id)
-        finishing = False
+        finishing = self.store.get(job_id).status.is_terminal() and not follow
+        mask = self.secrets.mask(self.store.get(job_id))  # its secrets' values, as *** (secrets.py)
         while True:
-            chunk = await asyncio.to_thread(folder.read_log, offset, LOG_CHUNK, stream)
+            chunk = await asyncio.to_thread(mask.read, folder.stream(stream), offset, LOG_CHUNK, not finishing)
             if chunk:
                 offset += len(chunk)
                 yield chunk
@@ -460,6 +464,7 @@ class JobManager(LoggingConfigurable):
         spec = replace(spec, group=access.job_group(spec.group, server_user=self.single_user()))
         volumes_for(spec.volumes, self.cluster.known_volumes, access, server_user=self.single_user())
         itype = self._check_resources(spec, owner)
+        self.secrets.check(owner, spec)  # a secret it names and its owner has not set: 400, naming the field
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)

@@ -45,6 +45,17 @@ class VolumeRef:
 
 
 @dataclass(frozen=True)
+class RegistryAuth:
+    """The login a job's image is pulled with (``registry-auth``): a user name and a secret's name."""
+
+    username: str
+    password_secret: str
+
+    def to_value(self) -> dict[str, Any]:
+        return {"username": self.username, "password": {"secret": self.password_secret}}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What a user asks to run. Field names follow the YAML spec (``max-runtime`` -> ``max_runtime``)."""
 
@@ -77,6 +88,10 @@ class JobSpec:
     group: str = ""
     #: Writable volumes the job mounts (read-write, kept across jobs).
     volumes: tuple[VolumeRef, ...] = ()
+    #: ``env.vars`` given as ``{secret: NAME}``: variable -> the owner's secret (``secrets.py``), never a value.
+    secrets: dict[str, str] = field(default_factory=dict)
+    #: ``registry-auth``: the login of a private image's registry, its password a secret.
+    registry_auth: RegistryAuth | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the user would write it (YAML keys), suitable for ``spec.parse_spec``."""
@@ -89,12 +104,14 @@ class JobSpec:
                            ("volumes", self.volumes)):
             if items:
                 out[key] = [{k: v for k, v in asdict(item).items() if v is not None} for item in items]
-        if self.env:
-            out["env"] = {"vars": dict(self.env)}
+        if self.env or self.secrets:
+            out["env"] = {"vars": {**self.env, **{var: {"secret": name} for var, name in self.secrets.items()}}}
         if self.python is not None:
             out.setdefault("env", {})["python"] = self.python.to_value()
         if self.image:
             out["image"] = self.image
+        if self.registry_auth is not None:
+            out["registry-auth"] = self.registry_auth.to_value()
         if self.instance_type_fallbacks:
             out["instance-type"] = [self.instance_type, *self.instance_type_fallbacks]
         elif self.instance_type:

@@ -241,3 +241,24 @@ def test_env_list_and_prune_embedded(fresh_env):
     assert jobs("env", "prune", "--max-size", "0", env=fresh_env, check=0).stdout.startswith(
         f"removed 1 environment: {lock.hash[:12]}")
     assert not path.exists()
+
+
+def test_secrets_from_stdin_never_shown(server_process, tmp_path):
+    env = {**server_process.env, "JUPYTER_JOBS_URL": server_process.url, "JUPYTER_JOBS_TOKEN": server_process.token}
+    value = "cli-secret-value-4711"
+    result = subprocess.run([JUPYTER, "jobs", "secret", "set", "DB_PASS"], input=value + "\n", env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    listing = jobs("secret", "list", env=env, check=0).stdout
+    assert listing.split()[:2] == ["DB_PASS", "set"] and value not in listing
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: uses-db\ncmd: echo pass=$DB_PASS\nenv:\n  vars:\n    DB_PASS: {secret: DB_PASS}\n")
+    run = jobs("run", str(spec), "--follow", env=env, check=0)
+    job_id = run.stderr.split()[1]
+    assert "pass=*********************" in run.stdout and value not in run.stdout + run.stderr
+    shown = jobs("show", job_id, env=env, check=0).stdout
+    assert "secret: DB_PASS" in shown and value not in shown
+    assert value not in jobs("logs", job_id, env=env, check=0).stdout
+    assert "deleted" in jobs("secret", "delete", "DB_PASS", env=env, check=0).stderr
+    assert "not set" in jobs("secret", "delete", "DB_PASS", env=env, check=2).stderr
+    assert "not a secret name" in jobs("secret", "delete", "../x", env=env, check=2).stderr

@@ -116,9 +116,9 @@ def test_datasphere_refusals_name_the_field_and_what_to_do():
                    "env": {"docker": {"image": "i", "username": "u"}}, "cloud-instance-type": "a",
                    "instance-type": "b"}, Site())
     messages = {p.field: p.message for p in error.value.problems}
-    assert set(messages) == {"cloud-instance-type", "env.docker.username", "s3-mounts[0]", "flags[0]", "flags[1]"}
+    assert set(messages) == {"cloud-instance-type", "env.docker.password", "s3-mounts[0]", "flags[0]", "flags[1]"}
     assert "c.Cluster.project_disk" in messages["flags[0]"] and "unknown flag 'fast'" in messages["flags[1]"]
-    assert "c.Cluster.s3_mounts" in messages["s3-mounts[0]"] and "docker login" in messages["env.docker.username"]
+    assert "c.Cluster.s3_mounts" in messages["s3-mounts[0]"] and "secret-id" in messages["env.docker.password"]
 
 
 def test_new_native_fields_read_back():

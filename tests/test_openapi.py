@@ -9,7 +9,7 @@ SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "api" / "o
 
 
 def openapi_path(pattern: str, handler) -> set[tuple[str, str]]:
-    path = pattern.rstrip("/?").replace("/?", "")
+    path = pattern.rstrip("/?").replace("/?", "").replace("/secrets/([^/]+)", "/secrets/{name}")
     path = path.replace("/blobs/([^/]+)", "/blobs/{sha256}").replace("([^/]+)", "{id}").replace("(cancel|rerun)", "ACTION").replace("(.+)", "{path}")
     ours = [c for c in handler.__mro__ if c.__module__.startswith("jupyter_jobs")]  # a route's handler and its bases
     methods = {m for m in ("get", "post", "put", "delete") if any(m.upper() in vars(c) or m in vars(c) for c in ours)}

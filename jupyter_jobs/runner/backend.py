@@ -61,6 +61,11 @@ class Launch:
     run_as: RunAs | None = None
     #: The writable volumes it mounts (:mod:`jupyter_jobs.volumes`), read-write.
     volumes: list[Volume] = field(default_factory=list)
+    #: The job's secret variables with their values (``secrets.py``): for its process environment only,
+    #: never its command, a file or argv.
+    secrets: dict[str, str] = field(default_factory=dict)
+    #: ``{"username", "password"}`` to pull the job's image with (``registry-auth``), or None.
+    registry: dict[str, str] | None = None
 
 
 class Backend(LoggingConfigurable):

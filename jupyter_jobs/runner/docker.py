@@ -188,17 +188,18 @@ class DockerBackend(Backend):
         launch.report(f"Preparing: pulling {image}")
         launch.folder.say(f"pulling {image}")
         try:
-            await in_thread(self._pull, image, launch.folder)
+            await in_thread(self._pull, image, launch.folder, launch.registry)
         except docker.errors.DockerException as exc:
             raise BackendError(
                 f"image {image!r} is not on this server and could not be pulled ({_reason(exc)}); "
                 "build it (`jupyter jobs image build` for the default one) or name an image `docker images` lists"
             ) from None
 
-    def _pull(self, image: str, folder: JobDir) -> None:
+    def _pull(self, image: str, folder: JobDir, registry: dict[str, str] | None = None) -> None:
+        """Pull ``image``, logged in with ``registry`` (the job's ``registry-auth``), else the host's own login."""
         repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
         last = 0.0
-        for event in self.client.api.pull(repository, tag or "latest", stream=True, decode=True):
+        for event in self.client.api.pull(repository, tag or "latest", stream=True, decode=True, auth_config=registry):
             if "error" in event:
                 raise docker.errors.APIError(event["error"])
             if time.monotonic() - last > 1 or "progress" not in event:
@@ -225,6 +226,9 @@ class DockerBackend(Backend):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
             env.pop("NVIDIA_VISIBLE_DEVICES")
         command = job_command(job, env)
+        # Secrets go in the container's environment only (as `docker inspect` shows to those who may run
+        # Docker, root's equals): never its command, a file or a label.
+        env.update(launch.secrets)
         mounts = [
             _writable_mount("/code", folder.code, folder, self.outputs_nosuid),  # the working dir, writable
             _writable_mount("/outputs", folder.outputs, folder, self.outputs_nosuid),

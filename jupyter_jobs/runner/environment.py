@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import uuid
 from typing import Mapping
 
 from ..models import JobRecord
@@ -67,8 +68,17 @@ def job_environment(
 
 
 def job_command(job: JobRecord, env: Mapping[str, str]) -> str:
-    """The spec's ``cmd`` with ``${VAR}`` replaced by args and the job's variables."""
-    return substitute(job.spec.cmd, {**env, **job.spec.args})
+    """The spec's ``cmd`` with ``${VAR}`` replaced by args and the job's variables.
+
+    A secret variable is never written into the command (it is recorded, shown and in argv): its
+    ``${VAR}`` becomes ``"${VAR}"``, which the job's shell expands from its environment.
+    """
+    values = {**env, **job.spec.args}
+    marks = {var: f"JJSECRET{uuid.uuid4().hex}" for var in job.spec.secrets if var not in job.spec.args}
+    command = substitute(job.spec.cmd, {**values, **marks})
+    for var, mark in marks.items():
+        command = command.replace(mark, f'"${{{var}}}"')
+    return command
 
 
 def owner_folder(owner: str) -> str:

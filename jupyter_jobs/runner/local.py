@@ -286,6 +286,7 @@ class LocalBackend(Backend):
         exit_file = folder.run / _EXIT_FILE
         exit_file.unlink(missing_ok=True)
         env = _process_environment(launch.python_bin, job_env, launch.run_as)
+        env.update(launch.secrets)  # its process environment only: never its command, a file or argv
         run = _as_user(command, launch.run_as)
         memory_mib = job.allocation.memory_mib or launch.instance_type.memory_mib
         cgroup = await self._make_cgroup(job, memory_mib)
@@ -348,7 +349,7 @@ class LocalBackend(Backend):
         # joined one: the preloaded imports of a warm interpreter stay outside the job's memory limit,
         # which matters for a small limit only. Datasets are made read-only by the cold start's mount
         # namespace, which a warm interpreter (already running) cannot enter.
-        if (launch.datasets or any(shapes_python(name) for name in launch.job.spec.env)
+        if (launch.datasets or any(shapes_python(name) for name in [*launch.job.spec.env, *launch.job.spec.secrets])
                 or any(p and not p.startswith("/") for p in env.get("PYTHONPATH", "").split(os.pathsep))
                 or (cgroup is not None and memory_mib and memory_mib < self.warm_min_memory_mib)):
             return None

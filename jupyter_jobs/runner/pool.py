@@ -23,6 +23,7 @@ from ..jobdir import JobDir
 from ..models import Allocation, JobRecord, format_duration
 from ..pyenv.environments import Environments, read_lock
 from ..quotas import Quotas
+from ..secrets import Resolved, SecretStore
 from ..states import JobStatus
 from ..store import JobStore
 from .backend import Backend, Exit, Launch
@@ -44,6 +45,8 @@ class RunnerPool(LoggingConfigurable):
     #: Finds the system account a job runs as from its owner (``JobManager.run_as_owner``); None: every
     #: job runs as the server does.
     run_as: Callable[[str], RunAs] | None = None
+    #: The owners' secrets (``secrets.py``): resolved as each job starts, masked from its log when it ends.
+    secrets: SecretStore | None = None
 
     def setup(
         self, store: JobStore, backend: Backend, cluster: Cluster, jobs_dir: Path,
@@ -212,13 +215,15 @@ class RunnerPool(LoggingConfigurable):
 
     def _launch(self, job: JobRecord, folder: JobDir) -> Launch:
         """What the backend needs to prepare and start ``job`` (its lock read from its folder, its account
-        looked up again: one removed since the submission fails the job, saying so)."""
+        looked up again, its secrets read: one removed since the submission fails the job, saying so)."""
+        resolved = self.secrets.resolve(job) if self.secrets is not None else Resolved()
         return Launch(
             job, folder, [self.cluster.dataset(d.name) for d in job.spec.datasets],
             self.cluster.instance_type(job.instance_type), report=lambda text: self._report(job.id, text),
             python=read_lock(folder.root) if job.environment.get("hash") else None, environments=self.environments,
             run_as=self.run_as(job.owner) if self.run_as is not None else None,
             volumes=[self.cluster.volume(v.name) for v in job.spec.volumes],
+            secrets=resolved.env, registry=resolved.registry,
         )
 
     @staticmethod
@@ -366,6 +371,8 @@ class RunnerPool(LoggingConfigurable):
             await self.backend.collect(job, folder)
         except Exception:
             self.log.exception("jupyter-jobs: collecting outputs of job %s failed", job_id)
+        if self.secrets is not None:  # before its last line can reach the job's message
+            await asyncio.to_thread(self.secrets.scrub, job, [folder.log, folder.displays])
         missing = [o.path for o in job.spec.outputs if not await asyncio.to_thread(folder.has_output, o.path)]
         outputs = await asyncio.to_thread(folder.list_outputs)
         self.store.update(job_id, outputs=outputs, exit_code=exit.code)

@@ -111,7 +111,7 @@ def _log_pattern(path: Path) -> str:
     return text.replace("%", "%%")
 
 
-def _as_owner(folder: JobDir, run_as: RunAs) -> list[str]:
+def _as_owner(folder: JobDir, run_as: RunAs, secrets: list[str] | None = None) -> list[str]:
     """sbatch's options that run a job as ``run_as`` (root may submit for any user), after making the one file
     of ``run/`` the job writes, its exit status, its own. Of the server's environment only :data:`INHERITED`
     variables go with it (sbatch exports all of it by default: the service's secrets too)."""
@@ -122,7 +122,7 @@ def _as_owner(folder: JobDir, run_as: RunAs) -> list[str]:
     finally:
         os.close(fd)
     os.chmod(folder.run, 0o711)  # entered for that file, never listed
-    names = sorted(name for name in os.environ if name in INHERITED or name.startswith("LC_"))
+    names = sorted(name for name in os.environ if name in INHERITED or name.startswith("LC_")) + (secrets or [])
     return [f"--uid={run_as.uid}", f"--gid={run_as.gid}", f"--export={','.join(names or ['NONE'])}"]
 
 
@@ -277,6 +277,8 @@ class SlurmBackend(Backend):
         for name, value in env.items():
             self._export(name, value)  # the names and values a shell can hold, as in the direct mode
         variables = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
+        # Secrets by name only: `docker run` takes their values from its own environment (sbatch's, see `start`).
+        variables += "".join(f" -e {name}" for name in sorted(launch.secrets))
         # --init: docker-init forwards Slurm's SIGTERM, so scancel ends the container too.
         run = (f"docker run --rm --init --network none --cap-drop ALL --security-opt no-new-privileges "
                f"--pids-limit 4096 --name jj-$SLURM_JOB_ID-$SLURM_PROCID "
@@ -310,10 +312,12 @@ class SlurmBackend(Backend):
         path = launch.folder.run / "job.sbatch"
         path.write_text(script)
         (launch.folder.run / _EXIT_FILE).unlink(missing_ok=True)
-        as_owner = _as_owner(launch.folder, launch.run_as) if launch.run_as is not None else []
+        as_owner = _as_owner(launch.folder, launch.run_as, sorted(launch.secrets)) if launch.run_as is not None else []
+        # Secrets reach the job through sbatch's environment, which Slurm hands to the job (and keeps in its
+        # own state, readable by root and SlurmUser only): never in the script, a file of the job's folder.
         result = await asyncio.to_thread(
             subprocess.run, ["sbatch", "--parsable", *as_owner, *self.sbatch_args, str(path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, env={**os.environ, **launch.secrets} if launch.secrets else None,
         )
         if result.returncode != 0:
             raise BackendError(f"Slurm refused the job: {result.stderr.strip() or result.stdout.strip()}")

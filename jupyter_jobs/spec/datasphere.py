@@ -6,8 +6,9 @@ forms ``- data.csv: {var: CSV}``, handled in ``parse``). What is DataSphere's ow
 
 - ``cloud-instance-type: g2.1`` is ``instance-type``; ``cloud-instance-types: [g2.1, g1.1]`` a list of
   them, tried in order (the first that can ever fit);
-- ``env.docker``: an image name, or ``{image, username, password}`` (credentials are refused: there is
-  no secret store; the host's own ``docker login`` is used);
+- ``env.docker``: an image name, or ``{image, username, password: {secret-id: NAME}}``: the native
+  ``registry-auth``, its password a secret of the job's owner (``secrets.py``); a password written
+  in the spec is refused;
 - ``flags: [attach-project-disk]``: the admin's project volume (``Cluster.project_disk``) as a
   read-only dataset in ``$DS_PROJECT_HOME``;
 - ``s3-mounts``: S3 connectors, each mapped by the admin to a dataset (``Cluster.s3_mounts``);
@@ -83,17 +84,30 @@ def _docker(spec: dict[str, Any], problems: Problems) -> None:
         return
     if isinstance(docker, Mapping):
         for key in docker:
-            if key in ("username", "password"):
-                problems.refuse(f"env.docker.{key}", "jupyter-jobs has no secret store for registry "
-                                "credentials; remove username and password and have the admin run `docker "
-                                "login` on the Docker host (or use an image it can pull)")
-            elif key != "image":
+            if key not in ("image", "username", "password"):
                 problems.refuse(f"env.docker.{key}", "unknown key; env.docker has image, username, password")
+        if "password" in docker or "username" in docker:
+            _registry_login(spec, docker, problems)
         if "image" not in docker:
             problems.refuse("env.docker", "give the image: env.docker: {image: name:tag}")
         docker = docker.get("image")
     if docker is not None:
         spec["image"] = docker
+
+
+def _registry_login(spec: dict[str, Any], docker: Mapping[str, Any], problems: Problems) -> None:
+    """``env.docker.{username, password: {secret-id: NAME}}``: the native ``registry-auth``."""
+    password = docker.get("password")
+    if password is not None and not isinstance(password, Mapping):
+        problems.refuse("env.docker.password", "give the password as {secret-id: NAME}, a secret stored with "
+                        "`jupyter jobs secret set NAME` (the value is read from stdin), never in the spec")
+    elif password is None:
+        problems.refuse("env.docker.password", "required with username: {secret-id: NAME}, a secret stored with "
+                        "`jupyter jobs secret set NAME` (or remove username to pull with the host's own login)")
+    elif "username" not in docker:
+        problems.refuse("env.docker.username", "required with password: the registry's user name")
+    else:
+        spec["registry-auth"] = {"username": docker["username"], "password": dict(password)}
 
 
 def _s3_mounts(value: Any, site: Site, problems: Problems) -> list[Any]:

@@ -14,8 +14,9 @@ import shlex
 from typing import Any, Callable, Mapping
 
 from ..errors import FieldProblem, SpecError
-from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec, VolumeRef
+from ..models import DatasetRef, InputSpec, JobSpec, OutputSpec, RegistryAuth, VolumeRef
 from ..pyenv.spec import PythonEnv, parse_python_env
+from ..secrets import name_problem
 from ..volumes import volume_var
 from .limits import check_document, check_override_key, component_problem, load_yaml
 
@@ -23,7 +24,7 @@ from .limits import check_document, check_override_key, component_problem, load_
 SPEC_KEYS = (
     "name", "desc", "cmd", "args", "inputs", "outputs", "datasets", "env", "image",
     "instance-type", "max-runtime", "retries", "priority", "labels", "working-dir", "replicas",
-    "queue-timeout", "meta", "group", "volumes",
+    "queue-timeout", "meta", "group", "volumes", "registry-auth",
 )
 #: Variables every job has, usable as ``${JOB_ID}`` in ``cmd``.
 BUILTIN_VARS = ("JOB_ID", "JOB_NAME", "JOB_OUTPUTS", "JOB_ATTEMPT", "JOB_DISPLAYS", "JOB_CODE", "JOB_USER",
@@ -272,7 +273,68 @@ def _parse_env(check: _Checker, value: Any) -> dict[str, str]:
             else:
                 check.add(f"env.vars[{index}]", "expected NAME=value or {NAME: value}")
         raw = merged
+    if isinstance(raw, Mapping):  # ``{secret: NAME}`` entries are _secret_vars'
+        raw = {k: v for k, v in raw.items() if not _is_secret_ref(v)}
     return check.scalar_map("env.vars", raw, check.job_var)
+
+
+#: How a value names a secret instead of giving itself: ours, and DataSphere's spelling.
+SECRET_KEYS = ("secret", "secret-id")
+
+
+def _is_secret_ref(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and str(next(iter(value))).replace("_", "-") in SECRET_KEYS
+
+
+def _secret_name(check: _Checker, field: str, value: Any) -> str | None:
+    """The secret's name in ``{secret: NAME}`` (or ``{secret-id: NAME}``)."""
+    if not _is_secret_ref(value):
+        check.add(field, "expected {secret: NAME}, naming a secret set with `jupyter jobs secret set NAME`")
+        return None
+    ((key, name),) = value.items()
+    problem = name_problem(name)
+    if problem:
+        check.add(f"{field}.{key}", problem)
+        return None
+    return name
+
+
+def _secret_vars(check: _Checker, value: Any) -> dict[str, str]:
+    """``env.vars`` given as ``{secret: NAME}``: ``{variable: secret name}``."""
+    raw = value.get("vars") if isinstance(value, Mapping) else None
+    if isinstance(raw, list):
+        raw = {k: v for item in raw if isinstance(item, Mapping) and len(item) == 1 for k, v in item.items()}
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for var, ref in raw.items():
+        if _is_secret_ref(ref) and check.job_var(f"env.vars.{var}", var) is not None:
+            name = _secret_name(check, f"env.vars.{var}", ref)
+            if name is not None:
+                out[str(var)] = name
+    return out
+
+
+def _registry_auth(check: _Checker, value: Any) -> RegistryAuth | None:
+    """``registry-auth: {username: USER, password: {secret: NAME}}``: how the job's image is pulled."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        check.add("registry-auth", f"expected {{username: USER, password: {{secret: NAME}}}}, got {_type_name(value)}")
+        return None
+    for key in value:
+        if key not in ("username", "password"):
+            check.add(f"registry-auth.{key}", "unknown key; registry-auth has username and password")
+    username = check.string("registry-auth.username", value.get("username"))
+    if "password" not in value:
+        check.add("registry-auth.password", "required: {secret: NAME}, a secret holding the password or token")
+        return None
+    if not _is_secret_ref(value["password"]):
+        check.add("registry-auth.password", "give the password as {secret: NAME}, never in the spec: store it "
+                  "with `jupyter jobs secret set NAME` (the value is read from stdin)")
+        return None
+    password = _secret_name(check, "registry-auth.password", value["password"])
+    return RegistryAuth(username, password) if username is not None and password is not None else None
 
 
 def parse_spec(data: Any) -> JobSpec:
@@ -320,6 +382,8 @@ def parse_spec(data: Any) -> JobSpec:
             seen.add(getattr(item, key))
 
     env = _parse_env(check, spec["env"]) if "env" in spec else {}
+    secrets = _secret_vars(check, spec.get("env"))
+    registry_auth = _registry_auth(check, spec.get("registry-auth"))
     python = _parse_python(check, spec.get("env"))
     image = check.string("image", spec["image"]) if spec.get("image") is not None else None
     instance_type, fallbacks = _instance_types(check, spec.get("instance-type"))
@@ -333,7 +397,7 @@ def parse_spec(data: Any) -> JobSpec:
     replicas = check.integer("replicas", spec.get("replicas", 1), 1, 1024) or 1
 
     if cmd:
-        defined = set(args) | set(env) | set(BUILTIN_VARS)
+        defined = set(args) | set(env) | set(secrets) | set(BUILTIN_VARS)
         defined |= {i.var for i in inputs if i.var} | {o.var for o in outputs if o.var}
         defined |= {d.var for d in datasets if d.var}
         defined |= {v.var for v in volumes if v.var} | {volume_var(v.name) for v in volumes}
@@ -352,7 +416,7 @@ def parse_spec(data: Any) -> JobSpec:
         env=env, image=image, instance_type=instance_type, max_runtime=max_runtime, retries=retries,
         priority=priority, labels=labels, working_dir=working_dir, replicas=replicas, python=python,
         instance_type_fallbacks=fallbacks, queue_timeout=queue_timeout, meta=meta,
-        group=group.strip(), volumes=volumes,
+        group=group.strip(), volumes=volumes, secrets=secrets, registry_auth=registry_auth,
     )
 
 
