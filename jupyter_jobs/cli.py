@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import schedule_cli
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--group", help="only jobs of this group")
     lst.add_argument("--all-users", action="store_true",
                      help="every user's jobs (admins only; others see their own and their groups' jobs)")
+    lst.add_argument("--schedule", type=int, metavar="ID", help="only the runs of this schedule")
     lst.add_argument("--text", help="search names, descriptions and commands")
     lst.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                      help="only jobs with this label (repeat: all of them)")
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the same as a size: 500M, 10G, 1.5T (powers of 1024)")
     prune.add_argument("--json", action="store_true")
 
+    schedule_cli.add_parser(sub)
+
     image = sub.add_parser("image", help="container images for the Docker backend")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_sub.add_parser("build", help="build the offline base image (Debian minbase + Python)")
@@ -129,11 +133,15 @@ async def _main(args: argparse.Namespace) -> int:
         args.command = f"env {args.env_command}"
     if args.command == "login":
         return await cmd_login(args)
+    if args.command == "schedule":
+        args.command = f"schedule {args.schedule_command}"
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
     server = _server(args, spec_dir)
     if server is not None:
         client = RemoteClient(server["url"], server.get("token", ""), server.get("root_dir"))
         return await COMMANDS[args.command](client, args, spec_dir)
+    if args.command.startswith("schedule "):
+        raise schedule_cli.no_server()
     if args.command in ("run", "rerun") and not args.follow:
         print("jupyter jobs: no Jupyter server found; running the job here until it ends", file=sys.stderr)
         args.follow = True
@@ -365,7 +373,7 @@ def exit_status(job: dict) -> int:
 
 async def cmd_list(client: Any, args: argparse.Namespace, _: Path) -> int:
     page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, label=args.label or None,
-                             group=args.group, all_users="1" if args.all_users else None, limit=args.limit)
+                             group=args.group, schedule=args.schedule, all_users="1" if args.all_users else None, limit=args.limit)
     if args.json:
         print(json.dumps(page["jobs"], indent=2))
         return 0
@@ -497,7 +505,7 @@ async def cmd_env_prune(client: Any, args: argparse.Namespace, _: Path) -> int:
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete, "outputs": cmd_outputs,
-    "env list": cmd_env_list, "env prune": cmd_env_prune,
+    "env list": cmd_env_list, "env prune": cmd_env_prune, **schedule_cli.COMMANDS,
 }
 
 
