@@ -224,7 +224,9 @@ async def cmd_login(args: argparse.Namespace) -> int:
 def _embedded_manager(root: Path) -> Any:
     from .manager import JobManager
 
-    return JobManager(config=_jupyter_config(), root_dir=str(root))
+    manager = JobManager(config=_jupyter_config(), root_dir=str(root))
+    manager.schedules.firing = False  # a server fires schedules; a command that runs one job here does not
+    return manager
 
 
 # -- commands -----------------------------------------------------------------------------

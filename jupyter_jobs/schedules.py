@@ -33,7 +33,7 @@ from traitlets import CaselessStrEnum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .access import Access
-from .errors import JobsError, ScheduleError, SpecError
+from .errors import JobsError, ScheduleError, ScheduleNotFound, SpecError
 from .jobdir import STAGING_PREFIX, JobDir, copy_inputs, measure_inputs
 from .schedule_store import Schedule, ScheduleStore
 from .spec import check_manifest
@@ -194,6 +194,8 @@ class Schedules(LoggingConfigurable):
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float, asyncio.Event], Awaitable[None]] = _sleep
         self.manager: Any = None
+        #: False in a manager that is not a server (the CLI's embedded one): it keeps schedules but fires none.
+        self.firing = True
         self.store: ScheduleStore | None = None
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -318,7 +320,7 @@ class Schedules(LoggingConfigurable):
 
     # -- the loop --------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and self.firing:
             self._changed = asyncio.Event()
             self._task = asyncio.ensure_future(self._loop())
 
@@ -374,7 +376,8 @@ class Schedules(LoggingConfigurable):
                 note = f"{note}: job {job_id}"
             except JobsError as exc:
                 note = f"{note}: no run, the job could not be submitted: {exc.message}"
-        self._note(s, decision.fire_at, job_id, note, last_fire_at=decision.fire_at)
+        with contextlib.suppress(ScheduleNotFound):  # deleted while its run was being submitted
+            self._note(s, decision.fire_at, job_id, note, last_fire_at=decision.fire_at)
         return decision.next_at
 
     def _active_job(self, s: Schedule) -> int | None:
