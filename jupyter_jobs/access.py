@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Forbidden, JobNotFound, SpecError
+from .errors import Forbidden, JobNotFound, ScheduleNotFound, SpecError
 from .models import JobRecord
 
 #: The resource an authorizer is asked about to make a user an admin of all jobs.
@@ -58,6 +58,22 @@ class Access:
             raise Forbidden(f"job {job.id} is {job.owner}'s; as a member of its group {job.spec.group} you may "
                             f"see it, but only {job.owner} or an admin may {doing} it")
         return job
+
+    def visible_schedule(self, schedule: Any) -> Any:
+        """``schedule`` if this user may see it (as a job: its owner, its group, an admin); else
+        :class:`ScheduleNotFound`, as for a missing id."""
+        if not (self.admin or schedule.owner == self.user or (schedule.group and schedule.group in self.groups)):
+            raise ScheduleNotFound(schedule.id)
+        return schedule
+
+    def acting_schedule(self, schedule: Any, doing: str) -> Any:
+        """``schedule`` if this user may ``doing`` it (pause, resume, delete, run now): its owner or an admin;
+        :class:`Forbidden` for a member of its group, :class:`ScheduleNotFound` for anyone else."""
+        self.visible_schedule(schedule)
+        if not (self.admin or schedule.owner == self.user):
+            raise Forbidden(f"schedule {schedule.id} is {schedule.owner}'s; as a member of its group {schedule.group} "
+                            f"you may see it, but only {schedule.owner} or an admin may {doing} it")
+        return schedule
 
     def job_group(self, requested: str, *, server_user: str) -> str:
         """The group a job is submitted for: the one the spec names, else the user's first group

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import cli_secrets
+from . import cli_secrets, schedule_cli
 from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--group", help="only jobs of this group")
     lst.add_argument("--all-users", action="store_true",
                      help="every user's jobs (admins only; others see their own and their groups' jobs)")
+    lst.add_argument("--schedule", type=int, metavar="ID", help="only the runs of this schedule")
     lst.add_argument("--text", help="search names, descriptions and commands")
     lst.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                      help="only jobs with this label (repeat: all of them)")
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true")
 
     cli_secrets.add_parser(sub)
+    schedule_cli.add_parser(sub)
 
     image = sub.add_parser("image", help="container images for the Docker backend")
     image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
@@ -134,11 +136,15 @@ async def _main(args: argparse.Namespace) -> int:
         return await cmd_login(args)
     if args.command == "secret":
         args.command = f"secret {args.secret_command}"
+    if args.command == "schedule":
+        args.command = f"schedule {args.schedule_command}"
     spec_dir = Path(args.spec).resolve().parent if getattr(args, "spec", None) else Path.cwd()
     server = _server(args, spec_dir)
     if server is not None:
         client = RemoteClient(server["url"], server.get("token", ""), server.get("root_dir"))
         return await COMMANDS[args.command](client, args, spec_dir)
+    if args.command.startswith("schedule "):
+        raise schedule_cli.no_server()
     if args.command in ("run", "rerun") and not args.follow:
         print("jupyter jobs: no Jupyter server found; running the job here until it ends", file=sys.stderr)
         args.follow = True
@@ -221,7 +227,9 @@ async def cmd_login(args: argparse.Namespace) -> int:
 def _embedded_manager(root: Path) -> Any:
     from .manager import JobManager
 
-    return JobManager(config=_jupyter_config(), root_dir=str(root))
+    manager = JobManager(config=_jupyter_config(), root_dir=str(root))
+    manager.schedules.firing = False  # a server fires schedules; a command that runs one job here does not
+    return manager
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -370,7 +378,7 @@ def exit_status(job: dict) -> int:
 
 async def cmd_list(client: Any, args: argparse.Namespace, _: Path) -> int:
     page = await client.list(status=args.status, owner="me" if args.mine else None, text=args.text, label=args.label or None,
-                             group=args.group, all_users="1" if args.all_users else None, limit=args.limit)
+                             group=args.group, schedule=args.schedule, all_users="1" if args.all_users else None, limit=args.limit)
     if args.json:
         print(json.dumps(page["jobs"], indent=2))
         return 0
@@ -503,7 +511,7 @@ COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete, "outputs": cmd_outputs,
     "env list": cmd_env_list, "env prune": cmd_env_prune,
-    **cli_secrets.COMMANDS,
+    **cli_secrets.COMMANDS, **schedule_cli.COMMANDS,
 }
 
 

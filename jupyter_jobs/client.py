@@ -101,6 +101,15 @@ class RemoteClient:
             body["environment"] = await self._environment()
         return await self.call("POST", "jobs", {"base_dir": base_dir} if files is None else None, body, headers)
 
+    @staticmethod
+    def wants_environment(spec: Any) -> bool:
+        """Whether ``spec`` asks for this client's Python (``env.python: auto``): send :meth:`environment`."""
+        return _wants_environment(spec)
+
+    async def environment(self) -> dict:
+        """This Python, as the environment of a job (``env.python``)."""
+        return await self._environment()
+
     async def upload(self, files: dict[str, Path]) -> dict[str, str]:
         """Upload what the server lacks of ``files``, streamed from disk; the manifest ``{path: sha256}``."""
         from .kernel.packaging import sha256_file

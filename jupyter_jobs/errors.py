@@ -56,6 +56,15 @@ class SpecError(JobsError):
         return body
 
 
+class ScheduleError(SpecError):
+    """A schedule's own field (``cron``, ``timezone``, ``overlap``) is invalid."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field)
+        self.message = f"invalid schedule: {self.problems[0]}"
+        self.args = (self.message,)
+
+
 class Unschedulable(SpecError):
     """The job asks for more than this server could ever give it."""
 
@@ -72,6 +81,12 @@ class NotFound(JobsError):
     """Some other named thing (an output file, a route argument) does not exist."""
 
     status_code = 404
+
+
+class ScheduleNotFound(NotFound):
+    def __init__(self, schedule_id: object) -> None:
+        super().__init__(f"schedule {schedule_id} not found; `jupyter jobs schedule list` shows the schedules there are")
+        self.schedule_id = schedule_id
 
 
 class Forbidden(JobsError):

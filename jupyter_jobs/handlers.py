@@ -163,6 +163,7 @@ class JobsHandler(JobsAPIHandler):
             status=self.get_argument("status", None),
             **access.list_scope(self.get_argument("owner", None), all_users, server_user=self.manager.single_user()),
             group=self.get_argument("group", None) or None,
+            schedule=self.get_argument("schedule", None) or None,
             text=self.get_argument("text", None) or None,
             label=self.get_arguments("label"),
             cursor=self.get_argument("cursor", None) or None,
@@ -626,4 +627,6 @@ ROUTES = [
 
 
 def handlers() -> list[tuple[str, type]]:
-    return [(f"/{API}{pattern}", handler) for pattern, handler in ROUTES]
+    from .schedule_handlers import ROUTES as SCHEDULE_ROUTES
+
+    return [(f"/{API}{pattern}", handler) for pattern, handler in [*ROUTES, *SCHEDULE_ROUTES]]

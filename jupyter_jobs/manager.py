@@ -44,12 +44,13 @@ from .runner.capacity import Request
 from .runner.identity import RunAs
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
+from .schedules import Schedules
 from .spec import apply_overrides, check_manifest
 from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
 from .secrets import SecretStore
-from .store import JobStore
+from .store import JobStore, parse_id
 from .volumes import volumes_for
 
 LOG_CHUNK = 64 * 1024
@@ -102,6 +103,7 @@ class JobManager(LoggingConfigurable):
     pool = Instance(RunnerPool)
     quotas = Instance(Quotas)
     environments = Instance(Environments)
+    schedules = Instance(Schedules)
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -122,6 +124,10 @@ class JobManager(LoggingConfigurable):
     @default("quotas")
     def _default_quotas(self) -> Quotas:
         return Quotas(parent=self)
+
+    @default("schedules")
+    def _default_schedules(self) -> Schedules:
+        return Schedules(parent=self, log=self.log)
 
     @default("environments")
     def _default_environments(self) -> Environments:
@@ -158,6 +164,7 @@ class JobManager(LoggingConfigurable):
         self.pool.run_as = RunAs.of if self.run_as_owner else None
         self.secrets = SecretStore(Path(self.data_dir) / "secrets")
         self.pool.secrets = self.secrets
+        self.schedules.setup(self)
 
     def _make_private_dirs(self) -> None:
         """The data dir and its ``jobs/`` folder, readable by this server's account only (0700). Jobs that run
@@ -260,6 +267,7 @@ class JobManager(LoggingConfigurable):
         await asyncio.to_thread(self._tidy_jobs_dir)
         (Path(self.data_dir) / "backend").write_text(self.engine.name)
         await self.pool.start()
+        self.schedules.start()
         self.started = True
 
     def _tidy_jobs_dir(self) -> None:
@@ -304,6 +312,7 @@ class JobManager(LoggingConfigurable):
         if self._retry_task is not None:
             self._retry_task.cancel()
             self._retry_task = None
+        await self.schedules.stop()
         await self.pool.stop()
         self.engine.close()
         if self._lock_file is not None:
@@ -354,7 +363,7 @@ class JobManager(LoggingConfigurable):
 
     def list(self, *, status: str | None = None, owner: str | None = None, text: str | None = None,
              label: list[str] | str | None = None, cursor: str | None = None, limit: int = 50,
-             group: str | None = None,
+             group: str | None = None, schedule: int | str | None = None,
              visible_to: tuple[str, Any] | None = None) -> tuple[list[JobRecord], str | None]:
         """One page of jobs; ``label`` is ``key=value`` (or a list of them, all of which must hold);
         ``visible_to`` (``(user, groups)``, from :meth:`Access.list_scope`) limits it to what they may see."""
@@ -370,8 +379,13 @@ class JobManager(LoggingConfigurable):
                 statuses.append(parse_status(name.strip()))
             except ValueError as exc:
                 raise SpecError(str(exc), "status") from None
+        schedule_id = None
+        if schedule is not None and schedule != "":
+            schedule_id = schedule if isinstance(schedule, int) else parse_id(str(schedule))
+            if schedule_id is None:
+                raise SpecError(f"{str(schedule)[:40]!r} is not a schedule id (a whole number)", "schedule")
         return self.store.list(statuses=statuses, owner=owner, text=text, labels=labels, cursor=cursor, limit=limit,
-                               group=group, visible_to=visible_to)
+                               group=group, visible_to=visible_to, schedule=schedule_id)
 
     async def follow_log(self, job_id: int, offset: int, follow: bool, stream: str = "log") -> AsyncIterator[bytes]:
         """Chunks of a job's log (or its ``displays``) from byte ``offset``; with ``follow``, until the job has ended."""
@@ -429,7 +443,7 @@ class JobManager(LoggingConfigurable):
         self, spec_data: Any, *, owner: str, base_dir: str | None = None,
         idempotency_key: str | None = None, rerun_of: JobRecord | None = None,
         files: Mapping[str, str] | None = None, environment: Mapping[str, Any] | None = None,
-        access: Access | None = None,
+        access: Access | None = None, schedule_id: int | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate and queue a job; return it and whether it was created (False: idempotent replay).
 
@@ -438,6 +452,7 @@ class JobManager(LoggingConfigurable):
         ``environment`` is what the submitting client says of its Python (its capture, interpreter
         and local wheels), for ``env.python``; see :meth:`Environments.lock_for`. ``access`` (the
         submitter's groups and role; default: ``owner`` alone) decides the job's ``group``.
+        ``schedule_id`` is the schedule that fires it (``schedules.py``).
         """
         reason = self.why_unavailable()
         if reason:
@@ -479,6 +494,7 @@ class JobManager(LoggingConfigurable):
                     command=spec.cmd,
                     rerun_of=rerun_of.id if rerun_of else None, idempotency_key=scoped_key,
                     message="queued", environment=env_summary, warnings=translation.warnings,
+                    schedule_id=schedule_id,
                 ),
                 request_hash,
             )

@@ -96,6 +96,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_group_id ON jobs (group_name, id)",
         ),
     ),
+    Migration(
+        5,
+        "schedules, and the schedule of a job",
+        (
+            # A spec (native, as parsed at creation) with the manifest of the files every run gets,
+            # a cron expression read in an explicit time zone, and the state that outlives restarts.
+            """
+            CREATE TABLE schedules (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                group_name TEXT NOT NULL DEFAULT '',
+                spec TEXT NOT NULL,
+                files TEXT NOT NULL DEFAULT '{}',
+                environment TEXT,
+                cron TEXT NOT NULL,
+                timezone TEXT NOT NULL,
+                overlap TEXT NOT NULL DEFAULT 'skip',
+                paused INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                -- the latest fire time dealt with (run, skipped or missed): nothing at or before it fires again
+                last_fire_at REAL NOT NULL,
+                last_job_id INTEGER,
+                last_skipped TEXT,
+                history TEXT NOT NULL DEFAULT '[]',
+                updated_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX schedules_owner_id ON schedules (owner, id)",
+            # NULL for a job submitted by hand; kept when its schedule is deleted.
+            "ALTER TABLE jobs ADD COLUMN schedule_id INTEGER",
+            "CREATE INDEX jobs_schedule_id ON jobs (schedule_id, id) WHERE schedule_id IS NOT NULL",
+        ),
+    ),
 )
 
 

@@ -244,6 +244,8 @@ class JobRecord:
     environment: dict[str, Any] = field(default_factory=dict)
     #: What translating a spec written for another platform left out (``spec/foreign.py``), one line each.
     warnings: list[str] = field(default_factory=list)
+    #: The schedule that submitted this job (``schedules.py``); None for one submitted by hand.
+    schedule_id: int | None = None
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -298,6 +300,7 @@ class JobRecord:
             "spec": self.spec.to_dict(),
             "damaged": self.damaged or None,
             "environment": public_environment(self.environment),
+            "schedule_id": self.schedule_id,
         }
 
 

@@ -136,6 +136,7 @@ class JobStore:
         limit: int = 50,
         group: str | None = None,
         visible_to: tuple[str, Iterable[str]] | None = None,
+        schedule: int | None = None,
     ) -> tuple[list[JobRecord], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (``None`` at the end).
 
@@ -154,6 +155,9 @@ class JobStore:
         if group:
             where.append("group_name = ?")
             params.append(group)
+        if schedule is not None:
+            where.append("schedule_id = ?")
+            params.append(schedule)
         if visible_to is not None:
             user, groups = visible_to[0], sorted(visible_to[1])
             where.append(f"(owner = ? OR group_name IN ({', '.join('?' * len(groups))}))" if groups else "owner = ?")
@@ -229,8 +233,8 @@ class JobStore:
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
                    request_hash, updated_at, environment, description, labels, queue_deadline, warnings,
-                   group_name)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   group_name, schedule_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 record.name, record.owner, record.status.value, record.message, record.instance_type,
                 record.image, record.command, json.dumps(record.spec.to_dict()), record.spec.priority,
@@ -238,7 +242,7 @@ class JobStore:
                 json.dumps(asdict(record.allocation)), record.idempotency_key, request_hash, now,
                 json.dumps(record.environment), record.spec.desc, json.dumps(record.spec.labels),
                 None if record.spec.queue_timeout is None else (record.created_at or now) + record.spec.queue_timeout,
-                json.dumps(record.warnings), record.spec.group,
+                json.dumps(record.warnings), record.spec.group, record.schedule_id,
             ),
         )
         return self.get(int(cur.lastrowid))
@@ -345,7 +349,7 @@ def _damaged(row: sqlite3.Row, problem: str) -> JobRecord:
         message=str(column("message", "")), instance_type=str(column("instance_type", "")),
         command=command, created_at=float(column("created_at", 0.0)), attempt=int(column("attempt", 1)),
         updated_at=float(column("updated_at", 0.0)), damaged=problem, handle=handle, allocation=allocation,
-        backend=str(column("backend", "")),
+        backend=str(column("backend", "")), schedule_id=column("schedule_id", None),
     )
 
 
@@ -376,6 +380,7 @@ def _decode(row: sqlite3.Row) -> JobRecord:
         updated_at=row["updated_at"],
         environment=_environment(row["environment"]),
         warnings=[str(line) for line in json.loads(row["warnings"] or "[]")],
+        schedule_id=row["schedule_id"],
     )
 
 

@@ -3,7 +3,10 @@ from pathlib import Path
 
 import yaml
 
-from jupyter_jobs.handlers import ROUTES
+from jupyter_jobs.handlers import ROUTES as JOB_ROUTES
+from jupyter_jobs.schedule_handlers import ROUTES as SCHEDULE_ROUTES
+
+ROUTES = [*JOB_ROUTES, *SCHEDULE_ROUTES]
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "api" / "openapi.yaml").read_text())
 
@@ -13,7 +16,10 @@ def openapi_path(pattern: str, handler) -> set[tuple[str, str]]:
     path = path.replace("/blobs/([^/]+)", "/blobs/{sha256}").replace("([^/]+)", "{id}").replace("(cancel|rerun)", "ACTION").replace("(.+)", "{path}")
     ours = [c for c in handler.__mro__ if c.__module__.startswith("jupyter_jobs")]  # a route's handler and its bases
     methods = {m for m in ("get", "post", "put", "delete") if any(m.upper() in vars(c) or m in vars(c) for c in ours)}
-    paths = [path.replace("ACTION", a) for a in ("cancel", "rerun")] if "ACTION" in path else [path]
+    path = path.replace("(pause|resume|run-now)", "SCHEDULE_ACTION")
+    paths = [path.replace("ACTION", a) for a in ("cancel", "rerun")] if "/ACTION" in path else [path]
+    paths = [p.replace("SCHEDULE_ACTION", a) for p in paths for a in ("pause", "resume", "run-now")] \
+        if "SCHEDULE_ACTION" in path else paths
     return {(p, m) for p in paths for m in methods}
 
 

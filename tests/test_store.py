@@ -149,3 +149,21 @@ def test_idempotency_key_lookup(store):
     found, digest = store.find_idempotent("k1")
     assert (found.id, digest) == (job.id, "hash1")
     assert store.find_idempotent("k2") is None
+
+
+def test_a_version_4_database_gains_schedules_and_its_jobs_have_none(tmp_path):
+    from jupyter_jobs.schedule_store import Schedule, ScheduleStore
+
+    store = older_database(tmp_path, 4)
+    (old,) = store.list()[0]
+    assert (old.schedule_id, old.to_json(0)["schedule_id"]) == (None, None)
+    schedules = ScheduleStore(store.path)
+    made = schedules.create(Schedule(id=0, name="nightly", owner="ann", group="", spec={"cmd": "true"},
+                                     cron="0 3 * * *", timezone="UTC", created_at=5.0))
+    assert (made.last_fire_at, made.history, made.paused) == (5.0, [], False)
+    job = store.create(JobRecord(id=0, name="run", owner="ann", spec=parse_spec({"cmd": "true"}), command="true",
+                                 schedule_id=made.id))
+    assert [j.id for j in store.list(schedule=made.id)[0]] == [job.id]
+    assert store.get(job.id).schedule_id == made.id
+    schedules.close()
+    store.close()

@@ -113,6 +113,10 @@ class JobsClient:
     def rerun(self, job_id: int, overrides: dict) -> dict:
         return self.request("POST", f"jobs/{job_id}/rerun", {"overrides": overrides})
 
+    def create_schedule(self, body: dict) -> dict:
+        """A schedule from ``{spec, cron, timezone?, files?, environment?, name?}`` (see ``POST /schedules``)."""
+        return self.request("POST", "schedules", body)
+
     def log(self, job_id: int, offset: int = 0) -> bytes:
         return self.request("GET", f"jobs/{job_id}/logs", raw=True, params={"offset": offset})
 

@@ -287,6 +287,9 @@ class JobMagics(Magics):
         %job fetch ID [a,b]      load a job's --out values (after a kernel restart too)
         %job cancel ID           %job rerun ID [--set args.epochs=20] [--wait]
         %job form                a form with the server's instance types and datasets
+        %job schedule job.yaml --cron "0 3 * * *" [--timezone Europe/Paris] [--name N] [--set k=v]
+                                 run it on a schedule (the files it ships now are every run's);
+                                 a notebook too: %job schedule nb.ipynb --cron "..." [--param x=1]
         """
         parser = _LineParser(prog="%job", add_help=False)
         sub = parser.add_subparsers(dest="action", required=True)
@@ -311,6 +314,13 @@ class JobMagics(Magics):
         rerun.add_argument("--set", action="append", default=[])
         rerun.add_argument("--wait", action="store_true")
         sub.add_parser("form", add_help=False)
+        schedule = sub.add_parser("schedule", add_help=False)
+        schedule.add_argument("target")
+        schedule.add_argument("--cron", required=True)
+        schedule.add_argument("--timezone")
+        schedule.add_argument("--name")
+        schedule.add_argument("--param", "-p", action="append", default=[])
+        schedule.add_argument("--set", action="append", default=[])
         args = parser.parse_args(shlex.split(line))
         try:
             return getattr(self, f"_do_{args.action}")(args)
@@ -339,15 +349,8 @@ class JobMagics(Magics):
         return self._submit(spec, files, args.wait, [])
 
     def _run_notebook(self, target: Path, args: argparse.Namespace, files: dict[str, Path], overrides: dict) -> Any:
-        name = target.name
-        executed = f"{target.stem}.executed.ipynb"
-        params = " ".join(f"-p {shlex.quote(p)}" for p in args.param)
-        spec = apply_overrides({
-            "name": args.name or target.stem,
-            "cmd": f"python -m jupyter_jobs_jobside.notebook {shlex.quote(name)} \"$JOB_OUTPUTS/{executed}\" {params}".strip(),
-            "outputs": [executed],
-            "env": {"python": "auto"},
-        }, overrides)
+        spec = _notebook_spec(target, args, overrides)
+        executed = spec["outputs"][0]
 
         def save(done: dict) -> None:  # the executed notebook, beside the original
             try:
@@ -397,10 +400,48 @@ class JobMagics(Magics):
         job = self.client.rerun(args.id, dict(parse_set_option(s) for s in args.set))
         return self._track(job, out_names(job), args.wait)
 
+    def _do_schedule(self, args: argparse.Namespace) -> None:
+        """A schedule of a spec (its files shipped as ``%job run`` ships them) or of a notebook, run headless."""
+        target = Path(args.target)
+        if not target.is_file():
+            raise UsageError(f"%job schedule {args.target}: no such file")
+        overrides = dict(parse_set_option(s) for s in args.set)
+        if target.suffix == ".ipynb":
+            spec: dict = _notebook_spec(target, args, overrides)
+            files = {target.name: target, **notebook_files(target, target.parent)}
+        else:
+            if args.param:
+                raise UsageError("--param is for notebooks; use --set args.NAME=VALUE for a spec")
+            spec = apply_overrides(load_spec_text(target.read_text(), args.target) or {}, overrides)
+            if args.name:
+                spec["name"] = args.name
+            spec, files = submission(spec, target.parent, os.environ)
+        check_size(files, self.max_package_bytes, target.parent)
+        client = self.client
+        body = {"spec": spec, "cron": args.cron, "files": client.upload(files), **(
+            {"timezone": args.timezone} if args.timezone else {})}
+        if wants_environment(spec):
+            body["environment"] = envelope(client)
+        made = client.create_schedule(body)
+        upcoming = ", ".join(made["next_runs"][:3])
+        print(f"schedule {made['id']} {made['name']!r}: {made['cron']} ({made['timezone']}); next runs {upcoming}")
+
     def _do_form(self, args: argparse.Namespace) -> Any:
         from .widgets import JobForm
 
         display(JobForm(self.client))
+
+
+def _notebook_spec(target: Path, args: argparse.Namespace, overrides: dict) -> dict:
+    """The spec that runs a notebook headless (nbclient), its executed copy kept as the job's output."""
+    executed = f"{target.stem}.executed.ipynb"
+    params = " ".join(f"-p {shlex.quote(p)}" for p in args.param)
+    return apply_overrides({
+        "name": args.name or target.stem,
+        "cmd": f"python -m jupyter_jobs_jobside.notebook {shlex.quote(target.name)} \"$JOB_OUTPUTS/{executed}\" {params}".strip(),
+        "outputs": [executed],
+        "env": {"python": "auto"},
+    }, overrides)
 
 
 def _publish(output: dict) -> None:

@@ -168,7 +168,8 @@ export class JobDetail extends Widget {
       [trans.__('Command'), job.command],
       [trans.__('Datasets'), job.datasets.join(', ') || '—'],
       [trans.__('Attempt'), `${job.attempt} / ${job.max_attempts}`],
-      [trans.__('Rerun of'), job.rerun_of ? `#${job.rerun_of}` : '—']
+      [trans.__('Rerun of'), job.rerun_of ? `#${job.rerun_of}` : '—'],
+      [trans.__('Schedule'), job.schedule_id ? `#${job.schedule_id}` : '—']
     ];
     this._fields.replaceChildren(
       ...rows.map(([label, value]) => {

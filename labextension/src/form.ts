@@ -30,6 +30,8 @@ export class CreateJobForm extends Widget {
     this._field(form, trans.__('Datasets'), this._datasets);
     this._env = this._input(form, 'env', trans.__('Environment'), 'NAME=value, one a line', true);
     this._maxRuntime = this._input(form, 'max-runtime', trans.__('Max runtime'), '2h');
+    this._cron = this._input(form, 'cron', trans.__('Schedule (cron)'), trans.__('empty: run once; 0 3 * * *: daily at 3'));
+    this._timezone = this._input(form, 'timezone', trans.__('Time zone'), trans.__("the server's, e.g. Europe/Paris"));
     const submit = h('button', 'jp-Button jp-mod-styled jp-mod-accept jp-JobForm-submit', trans.__('Submit'));
     submit.type = 'submit';
     this._error = h('pre', 'jp-JobForm-error');
@@ -106,6 +108,10 @@ export class CreateJobForm extends Widget {
 
   async submit(): Promise<void> {
     this._error.textContent = '';
+    if (this._cron.value.trim()) {
+      await this._schedule();
+      return;
+    }
     try {
       const job = await this.api.submit(this.spec());
       this.onCreated(job);
@@ -116,6 +122,23 @@ export class CreateJobForm extends Widget {
     }
   }
 
+  /** With a cron: a schedule instead of one job; the form then says when it runs next. */
+  private async _schedule(): Promise<void> {
+    try {
+      const made = await this.api.createSchedule(this.spec(), this._cron.value.trim(), this._timezone.value.trim());
+      this._error.textContent = this.trans.__(
+        'Schedule %1 created (%2, %3); next runs: %4',
+        made.id,
+        made.cron,
+        made.timezone,
+        made.next_runs.slice(0, 3).join(', ')
+      );
+    } catch (error) {
+      this._error.textContent =
+        error instanceof JobsAPIError ? error.message : this.trans.__('Could not schedule: %1', String(error));
+    }
+  }
+
   private _name: HTMLInputElement;
   private _command: HTMLTextAreaElement;
   private _image: HTMLInputElement;
@@ -123,5 +146,7 @@ export class CreateJobForm extends Widget {
   private _datasets: HTMLSelectElement;
   private _env: HTMLTextAreaElement;
   private _maxRuntime: HTMLInputElement;
+  private _cron: HTMLInputElement;
+  private _timezone: HTMLInputElement;
   private _error: HTMLPreElement;
 }

@@ -1,7 +1,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput, IServerConfig } from './tokens';
+import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput, ISchedule, IServerConfig } from './tokens';
 
 /** An error answered by the server; `message` is the server's own words. */
 export class JobsAPIError extends Error {
@@ -68,6 +68,9 @@ export class JobsAPI {
     if (filter.group) {
       query.set('group', filter.group);
     }
+    if (filter.schedule) {
+      query.set('schedule', filter.schedule);
+    }
     if (cursor) {
       query.set('cursor', cursor);
     }
@@ -85,6 +88,15 @@ export class JobsAPI {
   submit(spec: { [key: string]: any }, baseDir?: string): Promise<IJob> {
     const query = baseDir ? `?base_dir=${encodeURIComponent(baseDir)}` : '';
     return requestAPI<IJob>(`jobs${query}`, { method: 'POST', body: JSON.stringify(spec) }, this.settings);
+  }
+
+  /** A schedule of ``spec``: it runs at every fire of ``cron``, read in ``timezone`` (the server's when empty). */
+  createSchedule(spec: { [key: string]: any }, cron: string, timezone: string): Promise<ISchedule> {
+    const body: { [key: string]: any } = { spec, cron };
+    if (timezone) {
+      body.timezone = timezone;
+    }
+    return requestAPI<ISchedule>('schedules', { method: 'POST', body: JSON.stringify(body) }, this.settings);
   }
 
   cancel(id: number): Promise<IJob> {

@@ -55,23 +55,28 @@ export class JobsPanel extends Widget {
     this._group.setAttribute('aria-label', trans.__('group'));
     this._group.title = trans.__("Only this group's jobs");
     this._group.hidden = true;
+    this._schedule = h('input', 'jp-mod-styled jp-JobsPanel-schedule');
+    this._schedule.placeholder = trans.__('Schedule id');
+    this._schedule.setAttribute('aria-label', trans.__('schedule'));
+    this._schedule.title = trans.__('Only the runs of this schedule (`jupyter jobs schedule list` shows the ids)');
     const update = () =>
       (this.model.filter = {
         status: this._status.value,
         mine: this._mine.checked,
         text: this._search.value.trim(),
         labels: this._label.value.split(',').map(l => l.trim()).filter(l => l),
-        group: this._group.value
+        group: this._group.value,
+        schedule: this._schedule.value.trim()
       });
     this._status.onchange = update;
     this._group.onchange = update;
     this._mine.onchange = update;
     let timer = 0;
-    this._search.oninput = this._label.oninput = () => {
+    this._search.oninput = this._label.oninput = this._schedule.oninput = () => {
       window.clearTimeout(timer);
       timer = window.setTimeout(update, 300);
     };
-    filters.append(this._status, this._group, mineLabel, this._search, this._label);
+    filters.append(this._status, this._group, mineLabel, this._search, this._label, this._schedule);
     void model.api
       .config()
       .then(config => {
@@ -108,6 +113,11 @@ export class JobsPanel extends Widget {
         `${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
       );
       item.append(top, meta);
+      if (job.schedule_id) {
+        const schedule = h('div', 'jp-JobsPanel-schedule', trans.__('Schedule #%1', job.schedule_id));
+        schedule.title = trans.__('Fired by schedule %1', job.schedule_id);
+        item.append(schedule);
+      }
       const chips = labelChips(job);
       if (chips.length) {
         const labels = h('div', 'jp-JobsLabels jp-JobsPanel-labels');
@@ -155,6 +165,7 @@ export class JobsPanel extends Widget {
   private _search: HTMLInputElement;
   private _label: HTMLInputElement;
   private _group: HTMLSelectElement;
+  private _schedule: HTMLInputElement;
   private _admin = false;
   private _error: HTMLDivElement;
   private _list: HTMLUListElement;

@@ -34,6 +34,8 @@ export interface IJob {
   attempt: number;
   max_attempts: number;
   rerun_of: number | null;
+  /** The schedule that fired it; null for a job submitted by hand. */
+  schedule_id?: number | null;
   gpus: number[];
   datasets: string[];
   /** How many output files it has (in list rows, which leave out the `outputs` list itself). */
@@ -89,6 +91,24 @@ export interface IJobFilter {
   labels: string[];
   /** Only this group's jobs ('' for all). */
   group?: string;
+  /** Only the runs of this schedule (its id; '' for all). */
+  schedule?: string;
+}
+
+/** A schedule: a spec fired by a cron expression in a time zone (POST /schedules). */
+export interface ISchedule {
+  id: number;
+  name: string;
+  owner: string;
+  cron: string;
+  timezone: string;
+  paused: boolean;
+  /** The next fire times, ISO 8601 in its time zone (none while paused). */
+  next_runs: string[];
+  last_job_id: number | null;
+  /** The latest fire that started no run, and why. */
+  last_skipped: { at: number; reason: string } | null;
+  url: string;
 }
 
 /** What `GET /config` says of the caller (the rest of it describes the server). */
