@@ -39,15 +39,21 @@ def _need_root() -> None:
         pytest.skip(f"jobs that run as their users cannot be tested here: {why}")
 
 
+TEAM = f"jj-team-{secrets.token_hex(3)}"
+
+
 @pytest.fixture(scope="module")
 def accounts():
-    """Two throwaway system accounts (no home, no login shell), removed at the end."""
+    """Two throwaway system accounts (no home, no login shell), removed at the end; alice is in the group
+    TEAM from the start (slurmd keeps a user's groups for minutes: a group joined later is not seen there)."""
     _need_root()
     made = []
+    subprocess.run(["groupadd", TEAM], check=True, capture_output=True)
     try:
         for who in ("alice", "bob"):
             name = f"jj-{who}-{secrets.token_hex(3)}"
-            subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+            groups = ["-G", TEAM] if who == "alice" else []
+            subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", *groups, name], check=True, capture_output=True)
             made.append(name)
         yield [pwd.getpwnam(name) for name in made]
     finally:
@@ -55,6 +61,7 @@ def accounts():
             _end_processes_of(pwd.getpwnam(name).pw_uid)  # jobs outlive their server: a failed test may leave one
             removed = subprocess.run(["userdel", name], check=False, capture_output=True, text=True)
             assert removed.returncode == 0, f"userdel {name}: {removed.stderr}"
+        subprocess.run(["groupdel", TEAM], check=False, capture_output=True)
 
 
 def _end_processes_of(uid: int) -> None:
@@ -342,15 +349,8 @@ RUN_AS_BACKENDS = [
 
 @pytest.fixture
 def team(alice_account):
-    """A throwaway system group with alice in it, removed at the end (the admin's way of sharing a volume)."""
-    name = f"jj-team-{secrets.token_hex(3)}"
-    subprocess.run(["groupadd", name], check=True, capture_output=True)
-    try:
-        subprocess.run(["usermod", "-aG", name, alice_account.pw_name], check=True, capture_output=True)
-        yield grp.getgrnam(name)
-    finally:
-        subprocess.run(["gpasswd", "-d", alice_account.pw_name, name], check=False, capture_output=True)
-        subprocess.run(["groupdel", name], check=False, capture_output=True)
+    """A throwaway system group with alice in it (the admin's way of sharing a volume)."""
+    return grp.getgrnam(TEAM)
 
 
 @pytest.mark.parametrize("jobs_config", RUN_AS_BACKENDS)
