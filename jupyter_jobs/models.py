@@ -216,6 +216,10 @@ class JobRecord:
     environment: dict[str, Any] = field(default_factory=dict)
     #: What translating a spec written for another platform left out (``spec/foreign.py``), one line each.
     warnings: list[str] = field(default_factory=list)
+    #: Kept by retention whatever its age (``jupyter jobs pin``).
+    pinned: bool = False
+    #: When retention removed its log, displays, outputs and working dir (None: they are there).
+    data_removed_at: float | None = None
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -269,6 +273,8 @@ class JobRecord:
             "spec": self.spec.to_dict(),
             "damaged": self.damaged or None,
             "environment": public_environment(self.environment),
+            "pinned": self.pinned,
+            "data_removed_at": self.data_removed_at,
         }
 
 
