@@ -24,7 +24,9 @@ from .spec import parse_duration
 
 def setting_seconds(value: Any, setting: str) -> float | None:
     """A duration setting (``"24h"``, ``86400``) in seconds; None for none (0, None or "")."""
-    if value is None or value == "" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
+    if isinstance(value, str) and value.strip().lower() in ("", "0", "none"):
+        return None
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
         return None
     try:
         return parse_duration(value)

@@ -26,7 +26,7 @@ def test_a_spec_without_max_runtime_gets_the_default_which_is_the_ceiling_unless
     assert spec.max_runtime == 8 * 3600
 
 
-@pytest.mark.parametrize("ceiling", [0, None, ""])
+@pytest.mark.parametrize("ceiling", [0, None, "", "0", "None"])
 def test_no_ceiling_and_no_default_leave_a_spec_alone(ceiling):
     limits = RuntimeLimits.from_settings(ceiling, None)
     assert limits == RuntimeLimits(None, None)
