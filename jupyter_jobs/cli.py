@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete a finished job with its log and outputs")
     delete.add_argument("id", type=int)
 
+    pin = sub.add_parser("pin", help="keep a job (its log, outputs and record) whatever the server's retention says")
+    pin.add_argument("id", type=int)
+    unpin = sub.add_parser("unpin", help="let retention remove a pinned job again once it is old enough")
+    unpin.add_argument("id", type=int)
+
+    gc = sub.add_parser("gc", help="remove what retention says has expired now (admins only on a server)")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    gc.add_argument("--json", action="store_true")
+
     env = sub.add_parser("env", help="the cache of jobs' Python environments (env.python in a spec)")
     env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")
     env_list = env_sub.add_parser("list", help="cached environments, most recently used first")
@@ -441,6 +450,39 @@ async def cmd_delete(client: Any, args: argparse.Namespace, _: Path) -> int:
     return 0
 
 
+async def cmd_pin(client: Any, args: argparse.Namespace, _: Path) -> int:
+    job = await client.pin(args.id, args.command == "pin")
+    if job["pinned"]:
+        print(f"job {job['id']} pinned: retention keeps it until it is unpinned")
+    else:
+        expires = job.get("data_expires_at") or job.get("record_expires_at")
+        print(f"job {job['id']} unpinned" + (f": retention removes it from {_when(expires)}" if expires else ""))
+    return 0
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+async def cmd_gc(client: Any, args: argparse.Namespace, _: Path) -> int:
+    report = await client.gc(args.dry_run)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if not report["data_days"] and not report["record_days"]:
+        print("the server keeps every job (Retention.data_days and record_days are 0), so nothing expires",
+              file=sys.stderr)
+    verb = "would remove" if report["dry_run"] else "removed"
+    for key, what in (("data_removed", "log, displays and outputs"), ("records_removed", "record and data")):
+        for item in report[key]:
+            print(f"{verb} the {what} of job {item['id']} {item['name']!r} ({item['owner']}, ended "
+                  f"{_when(item['finished_at'])})")
+    count = len(report["data_removed"]) + len(report["records_removed"])
+    done = "would be cleaned (dry run: nothing was removed)" if report["dry_run"] else "cleaned"
+    print(f"{count} job{'s' * (count != 1)} {done}", file=sys.stderr)
+    return 0
+
+
 #: Binary units of --max-size (``10G`` is 10 GiB, as memory sizes are elsewhere).
 UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
@@ -510,7 +552,7 @@ async def cmd_env_prune(client: Any, args: argparse.Namespace, _: Path) -> int:
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "show": cmd_show, "logs": cmd_logs,
     "cancel": cmd_cancel, "rerun": cmd_rerun, "delete": cmd_delete, "outputs": cmd_outputs,
-    "env list": cmd_env_list, "env prune": cmd_env_prune,
+    "env list": cmd_env_list, "env prune": cmd_env_prune, "pin": cmd_pin, "unpin": cmd_pin, "gc": cmd_gc,
     **cli_secrets.COMMANDS, **schedule_cli.COMMANDS,
 }
 

@@ -191,6 +191,12 @@ class RemoteClient:
     async def delete(self, job_id: int) -> None:
         await self.call("DELETE", f"jobs/{job_id}")
 
+    async def pin(self, job_id: int, pinned: bool = True) -> dict:
+        return await self.call("POST", f"jobs/{job_id}/{'pin' if pinned else 'unpin'}")
+
+    async def gc(self, dry_run: bool = False) -> dict:
+        return await self.call("POST", "gc", {"dry_run": "1" if dry_run else "0"})
+
     async def environments(self) -> dict:
         return await self.call("GET", "environments")
 
@@ -211,22 +217,30 @@ class RemoteClient:
         connection. Returns the offset reached."""
         attempts = 0
         while True:
-            received = 0
+            received, status, refusal = 0, 0, bytearray()
+
+            def on_header(line: str) -> None:
+                nonlocal status
+                if line.startswith("HTTP/"):
+                    status = int(line.split()[1])
 
             def on_chunk(chunk: bytes) -> None:
                 nonlocal received
+                if status >= 400:  # the server's JSON error (a 404, a 410 Gone), not log bytes
+                    refusal.extend(chunk[: 65536 - len(refusal)])
+                    return
                 received += len(chunk)
                 sink(chunk)
 
             params = {"offset": str(offset), "follow": "1" if follow else "0"}
             request = self._request("GET", f"jobs/{job_id}/logs", params, streaming_callback=on_chunk,
-                                    request_timeout=0 if follow else 120)
+                                    header_callback=on_header, request_timeout=0 if follow else 120)
             try:
                 await self.http.fetch(request)
                 return offset + received
             except HTTPClientError as exc:
                 if exc.code != 599:
-                    raise _api_error(exc) from None
+                    raise _api_error(exc, bytes(refusal)) from None
                 error: Exception = exc
             except OSError as exc:
                 error = exc
@@ -237,14 +251,16 @@ class RemoteClient:
             await asyncio.sleep(min(5.0, 0.2 * 2**attempts))
 
 
-def _api_error(exc: HTTPClientError) -> ApiError:
+def _api_error(exc: HTTPClientError, streamed: bytes = b"") -> ApiError:
+    """The server's error; ``streamed``: its body, when a streaming callback received it instead of the response."""
     message, reason = exc.message or str(exc), None
-    if exc.response is not None and exc.response.body:
+    raw = streamed or (exc.response.body if exc.response is not None else b"")
+    if raw:
         try:
-            body = json.loads(exc.response.body)
+            body = json.loads(raw)
             message, reason = body.get("message", message), body.get("reason")
         except (ValueError, AttributeError):  # not JSON, or not an object
-            message = exc.response.body.decode("utf-8", "replace")[:500]
+            message = raw.decode("utf-8", "replace")[:500]
     if exc.code == 403 and reason != "Forbidden":  # Jupyter refused the request, not jupyter-jobs the action
         message += " (check the token: JUPYTER_JOBS_TOKEN or --token)"
     return ApiError(exc.code, message)
@@ -266,16 +282,14 @@ class EmbeddedClient:
         self.owner = owner
 
     async def __aenter__(self) -> "EmbeddedClient":
-        await self.manager.start()
+        await self.manager.start(housekeeping=False)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.manager.stop()
 
     def _json(self, job: Any) -> dict:
-        import time
-
-        return job.to_json(time.time())
+        return self.manager.job_json(job)
 
     async def config(self) -> dict:
         return self.manager.describe()
@@ -336,6 +350,12 @@ class EmbeddedClient:
 
     async def delete(self, job_id: int) -> None:
         await self.manager.delete(job_id)
+
+    async def pin(self, job_id: int, pinned: bool = True) -> dict:
+        return self._json(self.manager.pin(job_id, pinned))
+
+    async def gc(self, dry_run: bool = False) -> dict:
+        return await self.manager.retention.collect(dry_run=dry_run)
 
     async def environments(self) -> dict:
         return await self.manager.environments.report()

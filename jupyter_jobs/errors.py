@@ -106,6 +106,12 @@ class Conflict(JobsError):
     status_code = 409
 
 
+class Gone(JobsError):
+    """What was asked for existed and was removed for good (retention removed a job's data)."""
+
+    status_code = 410
+
+
 class TooLarge(JobsError):
     status_code = 413
 

@@ -11,7 +11,6 @@ import mimetypes
 import os
 import queue
 import threading
-import time
 import urllib.parse
 from typing import Any
 
@@ -141,7 +140,7 @@ class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
         return await asyncio.to_thread(load_json, raw, "body", hint)
 
     def job_json(self, job: Any) -> dict[str, Any]:
-        data = job.to_json(time.time())
+        data = self.manager.job_json(job)
         data["url"] = self.job_url(job.id)
         return data
 
@@ -228,6 +227,40 @@ class JobActionHandler(JobsAPIHandler):
         self.set_status(201)
         self.set_header("Location", self.job_url(job.id))
         self.write_json(self.job_json(job))
+
+
+class JobPinHandler(JobsAPIHandler):
+    """Pin a job: retention keeps it (data and record) whatever its age, until it is unpinned."""
+
+    pinned = True
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        job = await self.acting_job(job_id, "pin" if self.pinned else "unpin")
+        self.write_json(self.job_json(self.manager.pin(job.id, self.pinned)))
+
+
+class JobUnpinHandler(JobPinHandler):
+    """Unpin a job: retention removes it again once it is old enough."""
+
+    pinned = False
+
+
+class GarbageCollectHandler(JobsAPIHandler):
+    """One retention pass now (``dry_run=1``: only say what it would remove). It removes anyone's jobs,
+    so the server's own user (on a single-user server: the one user) and admins only."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        access = await self.access()
+        if access.user != server_user():
+            access.require_admin("run retention (gc)")
+        dry_run = self.get_argument("dry_run", "0").lower()
+        if dry_run not in ("0", "1", "true", "false", "yes", "no"):
+            raise SpecError(f"{dry_run[:20]!r} is not 1 or 0", "dry_run")
+        self.write_json(await self.manager.retention.collect(dry_run=dry_run in ("1", "true", "yes")))
 
 
 class JobLogsHandler(JobsAPIHandler):
@@ -609,6 +642,8 @@ ROUTES = [
     (r"/jobs/?", JobsHandler),
     (_JOB + r"/?", JobHandler),
     (_JOB + r"/(cancel|rerun)", JobActionHandler),
+    (_JOB + r"/pin", JobPinHandler),
+    (_JOB + r"/unpin", JobUnpinHandler),
     (_JOB + r"/logs", JobLogsHandler),
     (_JOB + r"/displays", JobDisplaysHandler),
     (_JOB + r"/outputs/?", OutputsHandler),
@@ -623,6 +658,7 @@ ROUTES = [
     (r"/environments/prune", EnvironmentsPruneHandler),
     (r"/secrets/?", SecretsHandler),
     (r"/secrets/([^/]+)", SecretHandler),
+    (r"/gc", GarbageCollectHandler),
 ]
 
 

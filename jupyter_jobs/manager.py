@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, CaselessStrEnum, Instance, Int, Set, Type, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, Instance, Int, Set, Type, Unicode, Union, default
 from traitlets.config import LoggingConfigurable
 
 from . import __version__, jobside
 from .access import Access
 from .blobs import BlobStore
+from .ceilings import RuntimeLimits
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import (
@@ -39,6 +41,7 @@ from .jobdir import (
 from .models import JobRecord, JobSpec
 from .pyenv.environments import Environments, read_lock, write_lock
 from .quotas import Quotas
+from .retention import Retention
 from .runner.backend import Backend
 from .runner.capacity import Request
 from .runner.identity import RunAs
@@ -99,8 +102,19 @@ class JobManager(LoggingConfigurable):
         "job's owner), never as the server's. For a server that runs as root and serves many users (the "
         "JupyterHub service); an owner with no account cannot submit. See docs/operators.md.",
     )
+    max_runtime_ceiling = Union(
+        [Float(), Unicode()], default_value="24h", allow_none=True, config=True,
+        help="The longest max-runtime a job may ask for (\"24h\", \"2d\" or seconds), as PrimeHub's 24-hour "
+        "limit; a spec asking for more is refused at submit. 0 or None: no ceiling. See ceilings.py.",
+    )
+    default_max_runtime = Union(
+        [Float(), Unicode()], default_value=None, allow_none=True, config=True,
+        help="The max-runtime of a job whose spec names none (\"8h\" or seconds). None (default): the ceiling, "
+        "so every job has a limit, as on PrimeHub; 0 with no ceiling: none.",
+    )
     cluster = Instance(Cluster)
     pool = Instance(RunnerPool)
+    retention = Instance(Retention)
     quotas = Instance(Quotas)
     environments = Instance(Environments)
     schedules = Instance(Schedules)
@@ -129,6 +143,10 @@ class JobManager(LoggingConfigurable):
     def _default_schedules(self) -> Schedules:
         return Schedules(parent=self, log=self.log)
 
+    @default("retention")
+    def _default_retention(self) -> Retention:
+        return Retention(parent=self, log=self.log)
+
     @default("environments")
     def _default_environments(self) -> Environments:
         return Environments(self.data_dir, parent=self, log=self.log)
@@ -139,6 +157,7 @@ class JobManager(LoggingConfigurable):
         self.jobs_dir = Path(self.data_dir) / "jobs"
         self._make_private_dirs()
         self.cluster.load()
+        self.runtime_limits = RuntimeLimits.from_settings(self.max_runtime_ceiling, self.default_max_runtime)
         self.store = JobStore(self.db_path)
         self.blobs = BlobStore(Path(self.data_dir) / "blobs")
         self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
@@ -149,6 +168,8 @@ class JobManager(LoggingConfigurable):
         #: True while the engine (a Docker daemon, Slurm) did not answer at start: it is tried again.
         self.engine_down = False
         self._retry_task: asyncio.Task | None = None
+        self._retention_task: asyncio.Task | None = None
+        self._housekeeping = True
         try:
             self.engine = self._make_backend()
         except BackendUnavailable as exc:
@@ -165,6 +186,7 @@ class JobManager(LoggingConfigurable):
         self.secrets = SecretStore(Path(self.data_dir) / "secrets")
         self.pool.secrets = self.secrets
         self.schedules.setup(self)
+        self.retention.setup(self.store, self.jobs_dir, self._notify)
 
     def _make_private_dirs(self) -> None:
         """The data dir and its ``jobs/`` folder, readable by this server's account only (0700). Jobs that run
@@ -232,9 +254,12 @@ class JobManager(LoggingConfigurable):
         return path.read_text().strip()
 
     # -- life cycle --------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, housekeeping: bool = True) -> None:
         """Take the runner lock of ``data_dir`` and start the pool (reconciling first). Whatever
-        fails, the server then says why jobs cannot run: never "available" with no pool behind it."""
+        fails, the server then says why jobs cannot run: never "available" with no pool behind it.
+        ``housekeeping``: also run retention's passes (a server does; a one-off CLI command does not,
+        so that ``jupyter jobs gc --dry-run`` without a server removes nothing)."""
+        self._housekeeping = housekeeping
         try:
             await self._start()
         except BackendUnavailable:
@@ -269,6 +294,8 @@ class JobManager(LoggingConfigurable):
         await self.pool.start()
         self.schedules.start()
         self.started = True
+        if self._housekeeping and self._retention_task is None:  # after the reconcile: statuses are current when it first looks
+            self._retention_task = asyncio.ensure_future(self.retention.run_periodically())
 
     def _tidy_jobs_dir(self) -> None:
         """Remove staging folders a killed server left, and make sure new job ids never name a
@@ -303,7 +330,7 @@ class JobManager(LoggingConfigurable):
             self.pool.setup(self.store, engine, self.cluster, self.jobs_dir, self._notify, self.environments,
                             self.quotas)
             try:
-                await self.start()
+                await self.start(self._housekeeping)
             except BackendUnavailable as exc:
                 self.log.error("jupyter-jobs: jobs cannot run: %s", exc.message)
         self._retry_task = None
@@ -313,6 +340,11 @@ class JobManager(LoggingConfigurable):
             self._retry_task.cancel()
             self._retry_task = None
         await self.schedules.stop()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+            self._retention_task = None
         await self.pool.stop()
         self.engine.close()
         if self._lock_file is not None:
@@ -410,7 +442,8 @@ class JobManager(LoggingConfigurable):
             await self.wait_change(job_id, LOG_POLL_SECONDS)
 
     def folder(self, job_id: int) -> JobDir:
-        self.store.get(job_id)  # 404 for unknown jobs
+        """The folder of a job's log, displays and outputs: 404 for unknown jobs, 410 once retention removed them."""
+        self.retention.check_data(self.store.get(job_id))
         return JobDir(self.jobs_dir / str(job_id))
 
     def why_unavailable(self) -> str | None:
@@ -435,7 +468,10 @@ class JobManager(LoggingConfigurable):
             "features": {
                 "log_follow": True, "cancel": True, "rerun_overrides": True, "retries": True,
                 "max_runtime": True, "idempotency_key": True, "datasets": True, "outputs": True, "volumes": True,
+                "pin": True, "gc": True,
             },
+            **self.runtime_limits.to_json(),
+            "retention": self.retention.describe(),
         }
 
     # -- submit ------------------------------------------------------------------------------
@@ -460,7 +496,7 @@ class JobManager(LoggingConfigurable):
         if self.run_as_owner:
             RunAs.of(owner)  # 400 for an owner with no account (or root) before anything is stored
         translation = await asyncio.to_thread(to_native, spec_data, self.cluster.site())
-        spec = await asyncio.to_thread(translation.parse)
+        spec, runtime_note = self.runtime_limits.apply(await asyncio.to_thread(translation.parse))
         if files is not None:
             files = await asyncio.to_thread(check_manifest, files)
         check_short_text(base_dir, "base_dir")
@@ -518,6 +554,8 @@ class JobManager(LoggingConfigurable):
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
         for warning in translation.warnings:
             folder.say(warning)
+        if runtime_note:
+            folder.say(runtime_note)
         self.pool.wake()
         return record, True
 
@@ -658,6 +696,16 @@ class JobManager(LoggingConfigurable):
         if caller != owner:
             JobDir(self.jobs_dir / str(record.id)).say(f"rerun by {caller}; it runs as {owner}, whose job it is")
         return record
+
+    def pin(self, job_id: int, pinned: bool = True) -> JobRecord:
+        """Keep the job whatever its age (retention passes it by), or, unpinned, let it expire again."""
+        self.store.update(job_id, pinned=pinned)
+        self._notify(job_id)
+        return self.store.get(job_id)
+
+    def job_json(self, job: JobRecord) -> dict[str, Any]:
+        """The REST shape of a job, with when retention will remove its data and record."""
+        return {**job.to_json(time.time()), **self.retention.job_fields(job)}
 
     async def delete(self, job_id: int) -> None:
         job = self.store.get(job_id)

@@ -130,6 +130,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_schedule_id ON jobs (schedule_id, id) WHERE schedule_id IS NOT NULL",
         ),
     ),
+    Migration(
+        6,
+        "retention: pinned jobs and removed data",
+        (
+            # A pinned job is never removed by retention (retention.py).
+            "ALTER TABLE jobs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+            # When retention removed the job's log, displays, outputs and working dir; NULL: still there.
+            "ALTER TABLE jobs ADD COLUMN data_removed_at REAL",
+        ),
+    ),
 )
 
 
@@ -138,21 +148,31 @@ class DatabaseTooNew(JobsError):
 
 
 def current_version(conn: sqlite3.Connection) -> int:
+    applied = applied_versions(conn)
+    return max(applied) if applied else 0
+
+
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """The versions recorded as applied (the table is made when missing)."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
     )
-    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+    return {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
 
 
 def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
     """Apply the pending migrations in order; return the versions applied.
 
+    A migration is pending when it is not recorded, even below the newest one recorded: changes
+    developed side by side may land in either order (a database that got 6 before 5 existed gets
+    5 later), which is safe because a migration only adds columns, tables and indexes.
+
     ``conn`` must be in autocommit mode (``isolation_level=None``) so that each
     migration's ``BEGIN IMMEDIATE ... COMMIT`` is the only transaction.
     """
-    version = current_version(conn)
+    done = applied_versions(conn)
+    version = max(done) if done else 0
     newest = max(m.version for m in migrations)
     if version > newest:
         raise DatabaseTooNew(
@@ -161,7 +181,7 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRAT
         )
     applied = []
     for migration in sorted(migrations, key=lambda m: m.version):
-        if migration.version <= version:
+        if migration.version in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:

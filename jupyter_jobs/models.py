@@ -246,6 +246,10 @@ class JobRecord:
     warnings: list[str] = field(default_factory=list)
     #: The schedule that submitted this job (``schedules.py``); None for one submitted by hand.
     schedule_id: int | None = None
+    #: Kept by retention whatever its age (``jupyter jobs pin``).
+    pinned: bool = False
+    #: When retention removed its log, displays, outputs and working dir (None: they are there).
+    data_removed_at: float | None = None
 
     def durations(self, now: float) -> dict[str, float | None]:
         """Seconds spent queued, preparing and running (so far, for the phase in progress)."""
@@ -301,6 +305,8 @@ class JobRecord:
             "damaged": self.damaged or None,
             "environment": public_environment(self.environment),
             "schedule_id": self.schedule_id,
+            "pinned": self.pinned,
+            "data_removed_at": self.data_removed_at,
         }
 
 

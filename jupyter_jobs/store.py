@@ -25,7 +25,7 @@ _ENCODERS: dict[str, Any] = {
     "finished_at": lambda v: v, "attempt": int, "backend": str,
     "allocation": lambda v: json.dumps(asdict(v)), "handle": json.dumps,
     "cancel_requested": lambda v: int(bool(v)), "outputs": json.dumps, "environment": json.dumps,
-    "queue_deadline": lambda v: v,
+    "queue_deadline": lambda v: v, "pinned": lambda v: int(bool(v)), "data_removed_at": lambda v: v,
 }
 MAX_PAGE = 500
 #: Largest job id (SQLite's INTEGER is 64-bit); anything past it cannot name a job.
@@ -217,6 +217,17 @@ class JobStore:
             "SELECT MIN(queue_deadline) FROM jobs WHERE status = 'Pending' AND attempt = 1").fetchone()
         return row[0]
 
+    def retention_candidates(self, finished_before: float) -> list[JobRecord]:
+        """Ended, unpinned jobs that finished before ``finished_before``, oldest first (retention's pass).
+        A job that ended with no end time (a damaged row) counts from its last update."""
+        marks = ", ".join("?" * len(TERMINAL))
+        rows = self._conn.execute(
+            f"SELECT * FROM jobs WHERE status IN ({marks}) AND pinned = 0 "
+            "AND COALESCE(finished_at, updated_at) < ? ORDER BY id",
+            [*(s.value for s in TERMINAL), finished_before],
+        ).fetchall()
+        return [_to_record(r) for r in rows]
+
     def active(self) -> list[JobRecord]:
         """Jobs that are not finished, oldest first."""
         marks = ", ".join("?" * len(TERMINAL))
@@ -350,6 +361,8 @@ def _damaged(row: sqlite3.Row, problem: str) -> JobRecord:
         command=command, created_at=float(column("created_at", 0.0)), attempt=int(column("attempt", 1)),
         updated_at=float(column("updated_at", 0.0)), damaged=problem, handle=handle, allocation=allocation,
         backend=str(column("backend", "")), schedule_id=column("schedule_id", None),
+        finished_at=column("finished_at", None),
+        pinned=bool(column("pinned", 0)), data_removed_at=column("data_removed_at", None),
     )
 
 
@@ -381,6 +394,8 @@ def _decode(row: sqlite3.Row) -> JobRecord:
         environment=_environment(row["environment"]),
         warnings=[str(line) for line in json.loads(row["warnings"] or "[]")],
         schedule_id=row["schedule_id"],
+        pinned=bool(row["pinned"]),
+        data_removed_at=row["data_removed_at"],
     )
 
 

@@ -167,3 +167,23 @@ def test_a_version_4_database_gains_schedules_and_its_jobs_have_none(tmp_path):
     assert store.get(job.id).schedule_id == made.id
     schedules.close()
     store.close()
+
+
+def test_a_version_4_database_gains_pins_and_removed_data(tmp_path):
+    store = older_database(tmp_path, 4)
+    (old,) = store.list()[0]
+    assert (old.pinned, old.data_removed_at, old.to_json(0)["pinned"]) == (False, None, False)
+    store.update(old.id, pinned=True, data_removed_at=12.5)
+    assert (store.get(old.id).pinned, store.get(old.id).data_removed_at) == (True, 12.5)
+    store.close()
+
+
+def test_a_migration_numbered_below_one_applied_is_applied_later(tmp_path):
+    # Changes made side by side land in either order: a database that got 6 before 5 existed gets 5 after.
+    conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+    without_5 = tuple(m for m in MIGRATIONS if m.version != 5)
+    migrate(conn, without_5)
+    late = Migration(5, "a change merged later", ("CREATE TABLE late_one (x)",))
+    assert migrate(conn, tuple(sorted(without_5 + (late,), key=lambda m: m.version))) == [5]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name='late_one'").fetchone() is not None
+    assert current_version(conn) == max(m.version for m in MIGRATIONS)

@@ -30,6 +30,24 @@ export function parseOverrides(text: string): { [key: string]: any } {
 }
 
 /**
+ * What the server's retention does with a job: "Logs and outputs removed on <date>", "Data kept until
+ * <date>", or '' when it keeps the job (no retention, pinned, not ended).
+ */
+export function retentionLine(job: IJob, trans: TranslationBundle): string {
+  const pinned = job.pinned ? ' ' + trans.__('(pinned)') : '';
+  if (job.data_removed_at) {
+    return trans.__('Logs and outputs removed on %1; the record is kept.', formatTime(job.data_removed_at)) + pinned;
+  }
+  if (job.data_expires_at) {
+    return trans.__('Data kept until %1 (pin the job to keep it: jupyter jobs pin %2).', formatTime(job.data_expires_at), job.id);
+  }
+  if (job.record_expires_at) {
+    return trans.__('Job kept until %1.', formatTime(job.record_expires_at));
+  }
+  return job.pinned ? trans.__('Pinned: kept whatever its age.') : '';
+}
+
+/**
  * One job, as PrimeHub shows it: its description, labels and spec warnings, fields, live log, rich
  * outputs, Cancel and Rerun, output files (notebooks and images open in Lab).
  */
@@ -55,6 +73,7 @@ export class JobDetail extends Widget {
     this._labels = h('div', 'jp-JobsLabels jp-JobDetail-labels');
     this._warnings = h('ul', 'jp-JobDetail-warnings');
     this._message = h('div', 'jp-JobDetail-message');
+    this._retention = h('div', 'jp-JobDetail-retention');
     this._fields = h('table', 'jp-JobDetail-fields');
     const bar = h('div', 'jp-JobDetail-actions');
     this._cancel = h('button', 'jp-Button jp-mod-styled jp-mod-warn jp-JobDetail-cancel', trans.__('Cancel'));
@@ -71,7 +90,7 @@ export class JobDetail extends Widget {
     this._displays.changed.connect((_, count) => (displaysTitle.style.display = count ? '' : 'none'));
     this._outputs = h('div', 'jp-JobDetail-outputs');
     const top = new Widget();
-    top.node.append(this._header, this._desc, this._labels, this._warnings, this._message, bar, this._fields, h('h3', '', trans.__('Log')));
+    top.node.append(this._header, this._desc, this._labels, this._warnings, this._message, this._retention, bar, this._fields, h('h3', '', trans.__('Log')));
     const layout = (this.layout = new PanelLayout());
     layout.addWidget(top);
     layout.addWidget(this._log);
@@ -152,6 +171,7 @@ export class JobDetail extends Widget {
     this._warnings.title = trans.__('What the spec says that jupyter-jobs does not do');
     const waiting = job.status === 'Pending' ? trans.__('Waiting: ') : '';
     this._message.textContent = job.message && job.message !== job.status ? waiting + job.message : '';
+    this._retention.textContent = retentionLine(job, trans);
     this._cancel.disabled = TERMINAL.includes(job.status);
     this._cancel.style.display = TERMINAL.includes(job.status) ? 'none' : '';
     const rows: [string, string][] = [
@@ -181,8 +201,12 @@ export class JobDetail extends Widget {
   }
 
   private async _showOutputs(): Promise<void> {
-    const { outputs, missing } = await this.api.outputs(this.jobId);
     const trans = this.trans;
+    if (this._job?.data_removed_at) {
+      this._outputs.replaceChildren(h('p', '', trans.__('No outputs: retention removed them.')));
+      return;
+    }
+    const { outputs, missing } = await this.api.outputs(this.jobId);
     const children = [outputs.length
         ? outputFileList(outputs, trans, { open: output => this.actions.openOutput(this.jobId, output) }) : h('p', '', trans.__('No outputs.'))];
     if (missing.length) {
@@ -211,6 +235,7 @@ export class JobDetail extends Widget {
   private _labels: HTMLDivElement;
   private _warnings: HTMLUListElement;
   private _message: HTMLDivElement;
+  private _retention: HTMLDivElement;
   private _fields: HTMLTableElement;
   private _cancel: HTMLButtonElement;
   private _rerun: HTMLButtonElement;

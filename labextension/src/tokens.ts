@@ -47,6 +47,14 @@ export interface IJob {
   labels?: { [key: string]: string };
   /** What translating a spec written for another platform left out, one line each. */
   warnings?: string[];
+  /** Kept by retention whatever its age (`jupyter jobs pin`). */
+  pinned?: boolean;
+  /** When retention removed its log, displays and outputs (seconds since the epoch); null while they are there. */
+  data_removed_at?: number | null;
+  /** When retention will remove them; null when it never will (kept, pinned, not ended). */
+  data_expires_at?: number | null;
+  /** When retention will remove the job itself; null when it never will. */
+  record_expires_at?: number | null;
   url: string;
 }
 
