@@ -83,6 +83,22 @@ async def test_a_submission_with_files_of_this_server_reaches_the_service_as_upl
     assert not (server_process.root / "proj").exists()
 
 
+async def test_a_schedule_of_files_of_this_server_gets_them_uploaded(forwarder, root_dir):
+    (root_dir / "nb").mkdir()
+    (root_dir / "nb" / "data.txt").write_text("kept for every run\n")
+    status, _, body = await call(forwarder, "POST", "schedules", {
+        "spec": {"name": "nightly", "cmd": "cat data.txt", "inputs": ["data.txt"]}, "cron": "0 3 * * *",
+        "base_dir": "nb"})
+    assert status == 201, body
+    schedule = json.loads(body)
+    status, _, body = await call(forwarder, "POST", f"schedules/{schedule['id']}/run-now")
+    assert status == 201, body
+    job = json.loads(body)
+    assert (await wait(forwarder, job["id"]))["status"] == "Succeeded"
+    _, _, log = await call(forwarder, "GET", f"jobs/{job['id']}/logs")
+    assert "kept for every run" in log.decode()
+
+
 async def test_file_names_that_need_quoting_arrive_whole(forwarder):
     name = "a b#c?d é.txt"
     status, _, body = await call(forwarder, "POST", "jobs", {

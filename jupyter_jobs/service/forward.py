@@ -116,7 +116,7 @@ class ForwardHandler(JobsAPIHandler):
             await self._send(None)
         else:
             body, kind = bytes(self._buffer), self.request.headers.get("Content-Type", "")
-            if self.request.method == "POST" and self._route.strip("/") == "jobs":
+            if self.request.method == "POST" and self._route.strip("/") in ("jobs", "schedules"):
                 body, kind = await self._with_uploads(body, kind)
             self._answer = asyncio.ensure_future(self._forward(body, kind))
         assert self._answer is not None
@@ -127,7 +127,7 @@ class ForwardHandler(JobsAPIHandler):
 
     async def _forward(self, body: bytes | Any, kind: str = "") -> None:
         query = self.request.query
-        if self.request.method == "POST" and self._route.strip("/") == "jobs":
+        if self.request.method == "POST" and self._route.strip("/") in ("jobs", "schedules"):
             query = urlencode([(k, v) for k, vs in self.request.query_arguments.items() if k != "base_dir"
                                for v in vs], doseq=True)
         url = f"{self.service_url}{API}/{self._route}" + (f"?{query}" if query else "")
@@ -188,8 +188,8 @@ class ForwardHandler(JobsAPIHandler):
         self.finish()
 
     async def _with_uploads(self, raw: bytes, kind: str) -> tuple[bytes, str]:
-        """A submission that names files on this server's disk, as one of uploaded blobs (see the module):
-        the body and its content type to send."""
+        """A submission (of a job, or a schedule's runs) that names files on this server's disk, as one of
+        uploaded blobs (see the module): the body and its content type to send."""
         try:
             body = load_spec_text(raw.decode("utf-8", "replace"), "body") if ("yaml" in kind or "text/plain" in kind) \
                 else load_json(raw, "body", "")

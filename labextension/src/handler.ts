@@ -91,10 +91,13 @@ export class JobsAPI {
   }
 
   /** A schedule of ``spec``: it runs at every fire of ``cron``, read in ``timezone`` (the server's when empty). */
-  createSchedule(spec: { [key: string]: any }, cron: string, timezone: string): Promise<ISchedule> {
+  createSchedule(spec: { [key: string]: any }, cron: string, timezone: string, baseDir = ''): Promise<ISchedule> {
     const body: { [key: string]: any } = { spec, cron };
     if (timezone) {
       body.timezone = timezone;
+    }
+    if (baseDir) {
+      body.base_dir = baseDir; // its inputs are read (and kept for every run) from there
     }
     return requestAPI<ISchedule>('schedules', { method: 'POST', body: JSON.stringify(body) }, this.settings);
   }

@@ -1,5 +1,12 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, ToolbarButton, showErrorMessage } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  InputDialog,
+  MainAreaWidget,
+  Notification,
+  ToolbarButton,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
@@ -34,6 +41,8 @@ namespace CommandIDs {
   export const openJob = 'jupyter-jobs:open-job';
   export const create = 'jupyter-jobs:create';
   export const runNotebook = 'jupyter-jobs:run-notebook';
+  /** A schedule that runs a notebook headless at the times of a cron: args `{path: string}`. */
+  export const scheduleNotebook = 'jupyter-jobs:schedule-notebook';
 }
 
 /** The spec of a notebook job: run it headless, bring the executed notebook back. */
@@ -170,29 +179,80 @@ const plugin: JupyterFrontEndPlugin<void> = {
       selector: '.jp-DirListing-item[data-file-type="notebook"]',
       rank: 10
     });
+
+    const scheduleNotebook = async (path: string) => {
+      const cron = await InputDialog.getText({
+        title: trans.__('Schedule %1 as a job', PathExt.basename(path)),
+        label: trans.__('When (cron, in the server\'s time zone): 0 3 * * * is every day at 3:00'),
+        placeholder: '0 3 * * *'
+      });
+      if (!cron.button.accept || !cron.value?.trim()) {
+        return;
+      }
+      const { spec, baseDir } = notebookSpec(path);
+      try {
+        const made = await api.createSchedule(spec, cron.value.trim(), '', baseDir);
+        Notification.success(
+          trans.__('Schedule %1 runs %2 at %3 (%4); next: %5', made.id, path, made.cron, made.timezone,
+            made.next_runs[0] ?? '-'),
+          { autoClose: 8000 }
+        );
+        model.poke();
+      } catch (error) {
+        await showErrorMessage(trans.__('Could not schedule %1', path), (error as Error).message);
+      }
+    };
+    app.commands.addCommand(CommandIDs.scheduleNotebook, {
+      label: trans.__('Schedule as Job…'),
+      caption: trans.__('Run this notebook headless as a job at the times of a cron'),
+      execute: args => {
+        let path = args.path as string | undefined;
+        if (!path && browserFactory) {
+          const selected = browserFactory.tracker.currentWidget?.selectedItems().next();
+          path = selected && !selected.done ? selected.value.path : undefined;
+        }
+        if (path) {
+          return scheduleNotebook(path);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.scheduleNotebook,
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      rank: 11
+    });
     app.docRegistry.addWidgetExtension('Notebook', new RunAsJobButton(app, trans.__('Run as Job')));
+    app.docRegistry.addWidgetExtension(
+      'Notebook',
+      new RunAsJobButton(app, trans.__('Schedule…'), CommandIDs.scheduleNotebook, 'jp-JobsScheduleJob', 11, 'scheduleAsJob')
+    );
     palette?.addItem({ command: CommandIDs.create, category: trans.__('Jobs') });
     palette?.addItem({ command: CommandIDs.open, category: trans.__('Jobs') });
   }
 };
 
-/** A "Run as Job" button in every notebook's toolbar. */
+/** A button in every notebook's toolbar: "Run as Job", or "Schedule…" (a command given the notebook's path). */
 class RunAsJobButton implements DocumentRegistry.IWidgetExtension<NotebookPanel, any> {
-  constructor(private app: JupyterFrontEnd, private label: string) {}
+  constructor(
+    private app: JupyterFrontEnd,
+    private label: string,
+    private command: string = CommandIDs.runNotebook,
+    private className = 'jp-JobsRunAsJob',
+    private rank = 10,
+    private item = 'runAsJob'
+  ) {}
 
   createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<any>): IDisposable {
     const button = new ToolbarButton({
-      className: 'jp-JobsRunAsJob',
-      icon: jobsIcon,
+      className: this.className,
+      icon: this.command === CommandIDs.runNotebook ? jobsIcon : undefined,
       label: this.label,
       tooltip: this.label,
       onClick: () => {
-        void context.save().then(() =>
-          this.app.commands.execute(CommandIDs.runNotebook, { path: context.path })
-        );
+        void context.save().then(() => this.app.commands.execute(this.command, { path: context.path }));
       }
     });
-    panel.toolbar.insertItem(10, 'runAsJob', button);
+    panel.toolbar.insertItem(this.rank, this.item, button);
     return new DisposableDelegate(() => button.dispose());
   }
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -112,3 +113,33 @@ def test_the_panel_filters_jobs_by_group(page, lab, submit):
     expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{a['id']}']")).to_have_count(1)
     groups.select_option("")
     expect(panel.locator(f".jp-JobsPanel-item[data-job-id='{b['id']}']")).to_have_count(1, timeout=TIMEOUT)
+
+
+@pytest.mark.timeout(240)
+def test_a_notebook_is_scheduled_from_its_toolbar_and_its_runs_get_it(page, lab, submit):
+    from test_lab_job_view import open_notebook, write_notebook
+
+    write_notebook(lab, "nightly.ipynb", sources=["print('nightly', 6 * 7)"])
+    open_notebook(page, "nightly.ipynb")
+    page.locator(".jp-NotebookPanel:visible .jp-JobsScheduleJob").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Schedule nightly.ipynb as a job", timeout=TIMEOUT)
+    dialog.locator("input").fill("0 3 * * *")
+    dialog.locator(".jp-mod-accept").click()
+    expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast--success").first).to_contain_text(
+        "0 3 * * *", timeout=TIMEOUT)
+    made = [s for s in api(lab, "GET", "schedules")["schedules"] if s["name"].startswith("nightly")]
+    assert len(made) == 1 and made[0]["cron"] == "0 3 * * *" and made[0]["next_runs"], made
+    try:
+        # A run gets the notebook as it was when scheduled, and brings back the executed one.
+        job = api(lab, "POST", f"schedules/{made[0]['id']}/run-now")
+        submit.ids.append(job["id"])
+        deadline = time.monotonic() + 120
+        while job["status"] not in ("Succeeded", "Failed", "Cancelled") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = api(lab, "GET", f"jobs/{job['id']}")
+        assert job["status"] == "Succeeded", job["message"]
+        assert job["schedule_id"] == made[0]["id"]
+        assert "nightly.executed.ipynb" in [o["path"] for o in api(lab, "GET", f"jobs/{job['id']}/outputs")["outputs"]]
+    finally:
+        api(lab, "DELETE", f"schedules/{made[0]['id']}")
