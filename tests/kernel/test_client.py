@@ -43,6 +43,8 @@ def test_a_kernel_started_by_the_server_finds_it(server_process, monkeypatch):
     kernel = json.loads(server_process.request_raw("POST", "api/kernels", {"name": "python3"}))
     client = BlockingKernelClient()
     client.load_connection_file(server_process.home / "runtime" / f"kernel-{kernel['id']}.json")
+    # The heartbeat's 1 s (jupyter_client's default) reads a busy CI machine as a dead kernel.
+    client.hb_channel.time_to_dead = 30.0
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
