@@ -48,7 +48,7 @@ from .runner.identity import RunAs
 from .runner.local import LocalBackend
 from .runner.pool import RunnerPool
 from .schedules import Schedules
-from .spec import apply_overrides, check_manifest
+from .spec import apply_overrides, check_manifest, referenced_vars
 from .spec.foreign import to_native
 from .spec.limits import check_short_text
 from .states import JobStatus, parse_status
@@ -689,6 +689,7 @@ class JobManager(LoggingConfigurable):
         if "inputs" in overrides:
             raise SpecError("a rerun reuses the files of the job it reruns; submit a new job to ship others", "overrides.inputs")
         spec = apply_overrides(old.spec.to_dict(), overrides)
+        _check_args_used(old.spec.args, spec)
         # Where jobs run as their owners, a rerun by an admin is still the owner's job: the owner's code never
         # runs under the admin's account (nor counts against their quota).
         caller, owner = owner, old.owner if self.run_as_owner else owner
@@ -714,3 +715,16 @@ class JobManager(LoggingConfigurable):
         self.store.delete(job_id)
         await asyncio.to_thread(JobDir(self.jobs_dir / str(job_id)).remove)
         self._notify(job_id)
+
+
+def _check_args_used(before: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    """Refuse a rerun that changes an arg its command never reads (a cell job's ``cmd`` reads none): it
+    would run the same work again while saying it ran other values."""
+    cmd = spec.get("cmd")
+    used = set(referenced_vars(cmd if isinstance(cmd, str) else " ".join(map(str, cmd or []))))
+    args = spec.get("args") if isinstance(spec.get("args"), Mapping) else {}
+    for name, value in args.items():
+        if name not in used and (name not in before or before[name] != value):
+            raise SpecError(f"the job's command does not use ${{{name}}}, so changing it would change nothing; "
+                            f"a cell or notebook job reads its values otherwise (--in values, notebook parameters)",
+                            f"args.{name}")

@@ -62,7 +62,8 @@ class JobSpec:
     cmd: str
     name: str = ""
     desc: str = ""
-    args: dict[str, str] = field(default_factory=dict)
+    #: ``${NAME}`` values for ``cmd``, typed as written (a number stays a number); the command gets their text.
+    args: dict[str, str | int | float | bool] = field(default_factory=dict)
     inputs: tuple[InputSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
     datasets: tuple[DatasetRef, ...] = ()

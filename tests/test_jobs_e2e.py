@@ -191,6 +191,39 @@ async def test_rerun_with_overrides_records_its_origin(api, root_dir):
     assert info.value.code == 400
 
 
+async def test_a_rerun_keeps_an_override_s_json_type(api):
+    """The Lab's rerun form sends {"args": {"epochs": 80}}: the new job's spec says the number 80 (it said the
+    string "80" before, and a form prefilled from it showed text), and its command gets 80."""
+    first = await api.submit({"name": "train", "cmd": "echo epochs=${epochs} lr=${lr} aug=${aug}",
+                              "args": {"epochs": 40, "lr": 0.1, "aug": True}})
+    assert first["spec"]["args"] == {"epochs": 40, "lr": 0.1, "aug": True}
+    await api.wait(first["id"])
+    response = await api.call("POST", "jobs", str(first["id"]), "rerun", body={"overrides": {"args": {"epochs": 80}}},
+                              raw=True)
+    assert response.code == 201
+    second = await api.wait(json.loads(response.body)["id"])
+    assert second["spec"]["args"] == {"epochs": 80, "lr": 0.1, "aug": True}
+    assert type(second["spec"]["args"]["epochs"]) is int
+    assert second["command"] == "echo epochs=80 lr=0.1 aug=true"
+    assert "epochs=80 lr=0.1 aug=true" in await api.log(second["id"])
+
+
+async def test_a_rerun_refuses_what_would_change_nothing_and_creates_no_job(api):
+    """An arg the command never reads (a cell job's reads none) and an unknown instance type are 400s naming
+    the field, before any job exists."""
+    first = await api.submit({"name": "cell", "cmd": "echo hi", "args": {"unused": 1}})
+    await api.wait(first["id"])
+    for overrides, field in (({"args": {"epochs": 80}}, "args.epochs"), ({"args.unused": 2}, "args.unused"),
+                             ({"instance-type": "huge"}, "instance-type")):
+        with pytest.raises(HTTPClientError) as info:
+            await api.call("POST", "jobs", str(first["id"]), "rerun", body={"overrides": overrides})
+        assert info.value.code == 400
+        assert [e["field"] for e in json.loads(info.value.response.body)["errors"]] == [field]
+    assert [job["id"] for job in (await api.call("GET", "jobs"))["jobs"]] == [first["id"]]
+    same = await api.call("POST", "jobs", str(first["id"]), "rerun", body={"overrides": {"args": {"unused": 1}}})
+    assert same["spec"]["args"] == {"unused": 1}
+
+
 @pytest.mark.parametrize("jobs_config", [{"Cluster": {"gpus": 2, "instance_types": [
     {"name": "gpu", "cpus": 0.5, "memory": 256, "gpus": 1}]}}])
 async def test_gpus_are_exclusive_and_visible_to_the_job(api):

@@ -34,7 +34,7 @@ working-dir: src
 
 def test_full_spec_round_trips():
     spec = parse_spec(FULL)
-    assert spec.args == {"epochs": "10", "lr": "0.01"}
+    assert spec.args == {"epochs": 10, "lr": 0.01}  # typed as written: the Lab's rerun form shows a number
     assert [(i.path, i.var) for i in spec.inputs] == [("train.py", None), ("data.csv", "CSV"), ("conf", "CONF")]
     assert [(o.path, o.var) for o in spec.outputs] == [("model.pt", "MODEL"), ("metrics", None)]
     assert [(d.name, d.var) for d in spec.datasets] == [("mnist", None), ("imagenet", "DATA")]
@@ -124,11 +124,11 @@ def test_overrides_dotted_and_nested():
     base = parse_spec(FULL).to_dict()
     out = apply_overrides(base, {"args.epochs": 20, "max_runtime": "2h", "env": {"vars": {"NEW": "1"}}, "desc": None})
     spec = parse_spec(out)
-    assert spec.args["epochs"] == "20" and spec.args["lr"] == "0.01"
+    assert spec.args["epochs"] == 20 and spec.args["lr"] == 0.01
     assert spec.max_runtime == 7200
     assert spec.env == {"SEED": "1", "MODE": "fast", "NEW": "1"}
     assert spec.desc == ""
-    assert base["args"]["epochs"] == "10", "overrides must not change the original"
+    assert base["args"]["epochs"] == 10, "overrides must not change the original"
 
 
 def test_set_option_values_are_yaml_scalars():

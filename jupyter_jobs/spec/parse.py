@@ -140,18 +140,24 @@ class _Checker:
             return None
         return posixpath.normpath(path)
 
-    def scalar_map(self, field: str, value: Any, key_check: Callable[[str, Any], Any]) -> dict[str, str]:
+    def scalar_map(self, field: str, value: Any, key_check: Callable[[str, Any], Any], *,
+                   keep_type: bool = False) -> dict[str, Any]:
+        """A mapping of names to scalars, as text; with ``keep_type`` (``args``) a number stays a number and a
+        boolean a boolean, as the user wrote it, so a rerun's form and the stored spec show what was given."""
         if not isinstance(value, Mapping):
             self.add(field, f"expected a mapping of names to values, got {_type_name(value)}")
             return {}
-        out: dict[str, str] = {}
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if key_check(f"{field}.{key}", key) is None:
                 continue
             if isinstance(item, (dict, list)) or item is None:
                 self.add(f"{field}.{key}", f"expected a string or number, got {_type_name(item)}")
                 continue
-            out[str(key)] = _scalar_text(item)
+            if keep_type and isinstance(item, float) and not math.isfinite(item):
+                self.add(f"{field}.{key}", f"{item} is not a number a job can be given; write a finite number")
+                continue
+            out[str(key)] = item if keep_type and isinstance(item, (str, int, float, bool)) else scalar_text(item)
         return out
 
 
@@ -166,7 +172,8 @@ def _path_problem(path: str) -> str | None:
     return None
 
 
-def _scalar_text(value: Any) -> str:
+def scalar_text(value: Any) -> str:
+    """A spec scalar as the text a command or a variable gets (``true``/``false`` for booleans)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -368,7 +375,7 @@ def parse_spec(data: Any) -> JobSpec:
     group = check.string("group", spec.get("group", ""), allow_empty=True) or ""
     if len(group) > MAX_NAME:
         check.add("group", f"is {len(group)} characters long; keep it under {MAX_NAME}")
-    args = check.scalar_map("args", spec.get("args", {}), check.var_name)
+    args = check.scalar_map("args", spec.get("args", {}), check.var_name, keep_type=True)
 
     inputs = tuple(InputSpec(*e) for e in _named_entries(check, "inputs", spec.get("inputs", []), "path"))
     outputs = tuple(OutputSpec(*e) for e in _named_entries(check, "outputs", spec.get("outputs", []), "path"))
@@ -439,13 +446,13 @@ def referenced_vars(cmd: str) -> list[str]:
     return [m.group(2) for m in _VAR_REF.finditer(cmd) if m.group(1) != "$"]
 
 
-def substitute(cmd: str, values: Mapping[str, str]) -> str:
+def substitute(cmd: str, values: Mapping[str, Any]) -> str:
     """Replace ``${NAME}`` with its shell-quoted value and ``$$`` with ``$``."""
 
     def replace(match: re.Match) -> str:
         if match.group(1) == "$":
             return "$"
-        return shlex.quote(values[match.group(2)])
+        return shlex.quote(scalar_text(values[match.group(2)]))
 
     return _VAR_REF.sub(replace, cmd)
 

@@ -1,33 +1,19 @@
-import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Clipboard } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Poll } from '@lumino/polling';
+import { copyIcon } from '@jupyterlab/ui-components';
 import { PanelLayout, Widget } from '@lumino/widgets';
+
+import { cancelJob, deleteJob } from './actions';
 
 import { JobDisplays } from './displays';
 import { outputFileList } from './files';
 import { JobsAPI, JobsAPIError } from './handler';
 import { JobLog } from './log';
+import { rerunJob } from './rerun';
 import { IJob, IOutput, TERMINAL } from './tokens';
-import { badge, confirmCancel, formatDuration, formatTime, h, labelChips } from './util';
-
-/** Parse "key=value" lines into rerun overrides (numbers and true/false typed). */
-export function parseOverrides(text: string): { [key: string]: any } {
-  const overrides: { [key: string]: any } = {};
-  for (const line of text.split('\n').map(l => l.trim()).filter(l => l)) {
-    const at = line.indexOf('=');
-    if (at <= 0) {
-      throw new Error(`"${line}": write overrides as key=value, e.g. args.epochs=20`);
-    }
-    const raw = line.slice(at + 1).trim();
-    overrides[line.slice(0, at).trim()] = /^-?\d+(\.\d+)?$/.test(raw)
-      ? Number(raw)
-      : raw === 'true' || raw === 'false'
-        ? raw === 'true'
-        : raw;
-  }
-  return overrides;
-}
+import { badge, formatDuration, formatTime, h, labelChips } from './util';
 
 /**
  * What the server's retention does with a job: "Logs and outputs removed on <date>", "Data kept until
@@ -60,13 +46,15 @@ export class JobDetail extends Widget {
       changed: () => void;
       open: (job: IJob) => void;
       openOutput: (id: number, output: IOutput) => void;
+      /** The job was deleted: close its page. */
+      deleted?: (id: number) => void;
     },
     rendermime: IRenderMimeRegistry | null = null
   ) {
     super();
     this.addClass('jp-JobDetail');
     this.id = `jupyter-jobs-detail-${jobId}`;
-    this.title.label = trans.__('Job %1', jobId);
+    this.title.label = trans.__('Job #%1', jobId); // until the job's name is known
     this.title.closable = true;
     this._header = h('div', 'jp-JobDetail-header');
     this._desc = h('div', 'jp-JobDetail-desc');
@@ -75,14 +63,22 @@ export class JobDetail extends Widget {
     this._message = h('div', 'jp-JobDetail-message');
     this._retention = h('div', 'jp-JobDetail-retention');
     this._fields = h('table', 'jp-JobDetail-fields');
+    this._copyId = this._copyButton();
     const bar = h('div', 'jp-JobDetail-actions');
     this._cancel = h('button', 'jp-Button jp-mod-styled jp-mod-warn jp-JobDetail-cancel', trans.__('Cancel'));
     this._cancel.onclick = () => void this.cancel();
     this._rerun = h('button', 'jp-Button jp-mod-styled jp-mod-accept jp-JobDetail-rerun', trans.__('Rerun…'));
     this._rerun.onclick = () => void this.rerun();
+    this._delete = h('button', 'jp-Button jp-mod-styled jp-mod-warn jp-JobDetail-delete', trans.__('Delete…'));
+    this._delete.onclick = () => void this.delete();
+    this._delete.style.display = 'none';
     this._error = h('div', 'jp-JobDetail-error');
-    bar.append(this._cancel, this._rerun, this._error);
+    this._error.setAttribute('role', 'alert');
+    bar.append(this._cancel, this._rerun, this._delete, this._error);
     this._log = new JobLog('jp-JobDetail-log');
+    // Focusable (JobLog) and named, so the keyboard scrolls it and a screen reader says what it is.
+    this._log.node.setAttribute('role', 'region');
+    this._log.node.setAttribute('aria-label', trans.__('Log of job #%1', jobId));
     this._displays = new JobDisplays(api, () => rendermime);
     this._displays.addClass('jp-JobDetail-displays');
     const displaysTitle = h('h3', 'jp-JobDetail-displaysTitle', trans.__('Rich output'));
@@ -111,45 +107,52 @@ export class JobDetail extends Widget {
     return this._job;
   }
 
+  /** Cancel the job once the user confirmed in a dialog saying what is lost. */
   async cancel(): Promise<void> {
-    if (!(await confirmCancel(this.trans, this.jobId, this._job?.name ?? ''))) {
+    if (!this._job) {
       return;
     }
     this._cancel.disabled = true;
     try {
-      this._show(await this.api.cancel(this.jobId));
-      this.actions.changed();
+      const job = await cancelJob(this.api, this.trans, this._job, this._fetchedAt);
+      if (job) {
+        this._show(job);
+        this.actions.changed();
+      }
+    } catch (error) {
+      this._fail(error);
+    }
+    this._cancel.disabled = !!this._job && TERMINAL.includes(this._job.status);
+  }
+
+  /** Delete the ended job (its log, outputs and record) once the user confirmed; its page closes. */
+  async delete(): Promise<void> {
+    if (!this._job) {
+      return;
+    }
+    try {
+      if (await deleteJob(this.api, this.trans, this._job)) {
+        this.actions.changed();
+        this.actions.deleted?.(this.jobId);
+      }
     } catch (error) {
       this._fail(error);
     }
   }
 
+  /** Rerun through a form prefilled with what the job ran with; the new job's page opens. */
   async rerun(): Promise<void> {
-    const trans = this.trans;
-    const body = new Widget();
-    const help = h('p', '', trans.__('Overrides, one key=value a line (e.g. args.epochs=20, max-runtime=2h). Empty: the same job again.'));
-    const area = h('textarea', 'jp-mod-styled jp-JobDetail-overrides');
-    area.rows = 5;
-    body.node.append(help, area);
-    const result = await showDialog({
-      title: trans.__('Rerun job %1', this.jobId),
-      body,
-      buttons: [Dialog.cancelButton({ label: trans.__('Cancel') }), Dialog.okButton({ label: trans.__('Rerun') })]
-    });
-    if (!result.button.accept) {
-      return;
-    }
-    try {
-      const job = await this.api.rerun(this.jobId, parseOverrides(area.value));
+    const job = this._job ?? (await this.api.get(this.jobId));
+    const rerun = await rerunJob(this.api, this.trans, job);
+    if (rerun) {
       this.actions.changed();
-      this.actions.open(job);
-    } catch (error) {
-      this._fail(error);
+      this.actions.open(rerun);
     }
   }
 
   private async _refresh(): Promise<void> {
     const job = await this.api.get(this.jobId);
+    this._fetchedAt = Date.now();
     this._show(job);
     if (TERMINAL.includes(job.status)) {
       if (!this._outputsShown) {
@@ -163,6 +166,8 @@ export class JobDetail extends Widget {
   private _show(job: IJob): void {
     const trans = this.trans;
     this._job = job;
+    this.title.label = job.name;
+    this.title.caption = trans.__("Job #%1 '%2' (%3)", job.id, job.name, job.status);
     this.node.dataset.status = job.status;
     this._header.replaceChildren(h('span', 'jp-JobDetail-name', job.name), badge(job));
     this._desc.textContent = job.desc ?? '';
@@ -174,6 +179,7 @@ export class JobDetail extends Widget {
     this._retention.textContent = retentionLine(job, trans);
     this._cancel.disabled = TERMINAL.includes(job.status);
     this._cancel.style.display = TERMINAL.includes(job.status) ? 'none' : '';
+    this._delete.style.display = TERMINAL.includes(job.status) ? '' : 'none';
     const rows: [string, string][] = [
       [trans.__('Job id'), String(job.id)],
       [trans.__('Name'), job.name],
@@ -198,6 +204,7 @@ export class JobDetail extends Widget {
         return row;
       })
     );
+    this._fields.rows[0]?.cells[1]?.append(this._copyId);
   }
 
   private async _showOutputs(): Promise<void> {
@@ -226,7 +233,20 @@ export class JobDetail extends Widget {
     super.dispose();
   }
 
+  /** A button that copies the job's id, named for screen readers. */
+  private _copyButton(): HTMLButtonElement {
+    const button = h('button', 'jp-Button jp-mod-minimal jp-JobDetail-copyId');
+    const label = this.trans.__('Copy job id %1', this.jobId);
+    button.setAttribute('aria-label', label);
+    button.title = label;
+    button.append(copyIcon.element({ tag: 'span', elementSize: 'normal' }));
+    button.onclick = () => Clipboard.copyToSystem(String(this.jobId));
+    return button;
+  }
+
   private _job: IJob | null = null;
+  private _fetchedAt = 0;
+  private _copyId: HTMLButtonElement;
   private _outputsShown = false;
   private _abort = new AbortController();
   private _poll: Poll;
@@ -239,6 +259,7 @@ export class JobDetail extends Widget {
   private _fields: HTMLTableElement;
   private _cancel: HTMLButtonElement;
   private _rerun: HTMLButtonElement;
+  private _delete: HTMLButtonElement;
   private _error: HTMLDivElement;
   private _log: JobLog;
   private _displays: JobDisplays;

@@ -106,6 +106,11 @@ export class JobsAPI {
     return requestAPI<IJob>(`jobs/${id}/cancel`, { method: 'POST' }, this.settings);
   }
 
+  /** Delete an ended job: its record, log and outputs (DELETE /jobs/{id}; 409 while it runs). */
+  remove(id: number): Promise<void> {
+    return requestAPI<void>(`jobs/${id}`, { method: 'DELETE' }, this.settings);
+  }
+
   rerun(id: number, overrides: { [key: string]: any }): Promise<IJob> {
     return requestAPI<IJob>(
       `jobs/${id}/rerun`,

@@ -92,7 +92,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           {
             changed: () => model.poke(),
             open,
-            openOutput: (id: number, output: IOutput) => void openOutput(app, api, trans, id, output)
+            openOutput: (id: number, output: IOutput) => void openOutput(app, api, trans, id, output),
+            deleted: (id: number) => details.get(id)?.dispose()
           },
           rendermime
         );

@@ -135,7 +135,9 @@ export class JobRenderer extends Widget implements IRenderMime.IRenderer {
       return;
     }
     const trans = this.services.trans;
-    if (!(await confirmCancel(trans, ref.id, ref.name))) {
+    const job = this._state?.job;
+    const ran = job?.started_at ? elapsed(job, this._state?.fetchedAt ?? 0) : null;
+    if (!(await confirmCancel(trans, ref.id, job?.name || ref.name, ran))) {
       return;
     }
     this._cancel.disabled = true;

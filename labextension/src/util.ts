@@ -57,15 +57,50 @@ export function elapsed(job: IJob, fetchedAt = 0): number | null {
   return base + Math.max(0, ticking);
 }
 
-/** Ask before cancelling a job (a run may have taken hours); "Keep running" is the default. */
-export async function confirmCancel(trans: TranslationBundle, id: number, name: string): Promise<boolean> {
+/** "2 h 10 min" / "3 min 5 s" / "12 s": a duration as a sentence says it. */
+export function spokenDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  if (hours) {
+    return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+  }
+  return minutes ? (s % 60 ? `${minutes} min ${s % 60} s` : `${minutes} min`) : `${s % 60} s`;
+}
+
+/**
+ * Ask before cancelling a job (a run may have taken hours), saying what is lost: "Cancel job 12 'train'?
+ * It has run 2 h 10 min; its process is stopped and what it has not written is lost." With `ran` null
+ * (or not given) the job has not started. "Keep running" is the default button.
+ */
+export async function confirmCancel(
+  trans: TranslationBundle,
+  id: number,
+  name: string,
+  ran: number | null = null
+): Promise<boolean> {
+  const body =
+    ran === null
+      ? trans.__('It has not started; it leaves the queue and never runs.')
+      : trans.__('It has run %1; its process is stopped and what it has not written is lost.', spokenDuration(ran));
   const result = await showDialog({
-    title: trans.__('Cancel job #%1?', id),
-    body: trans.__("Job #%1 '%2' stops now; what it has not saved as an output is lost.", id, name),
+    title: trans.__("Cancel job #%1 '%2'?", id, name),
+    body,
     buttons: [
       Dialog.cancelButton({ label: trans.__('Keep running') }),
       Dialog.warnButton({ label: trans.__('Cancel job') })
     ],
+    defaultButton: 0
+  });
+  return result.button.accept;
+}
+
+/** Ask before deleting an ended job: its log, outputs and record go, for good. "Keep" is the default. */
+export async function confirmDelete(trans: TranslationBundle, id: number, name: string): Promise<boolean> {
+  const result = await showDialog({
+    title: trans.__("Delete job #%1 '%2'?", id, name),
+    body: trans.__('Its log and outputs are removed, and the job leaves the list; this cannot be undone.'),
+    buttons: [Dialog.cancelButton({ label: trans.__('Keep') }), Dialog.warnButton({ label: trans.__('Delete job') })],
     defaultButton: 0
   });
   return result.button.accept;

@@ -264,7 +264,7 @@ def test_job_output_lives_through_restart_and_reopen_and_tells_when_it_ends(page
     # Cancel asks first (a run may have taken hours): "Keep running" keeps it running.
     view.locator(".jp-JobView-cancel").click()
     dialog = page.locator(".jp-Dialog")
-    expect(dialog).to_contain_text(f"Cancel job #{job['id']}?")
+    expect(dialog).to_contain_text(f"Cancel job #{job['id']} 'progress'?")
     expect(dialog.locator("button:focus")).to_have_text("Keep running")  # Enter does not cancel
     screenshot(page, "cancel-confirmation.png")
     dialog.locator("button", has_text="Keep running").click()

@@ -75,7 +75,7 @@ def test_create_follow_cancel_rerun_and_validate(page, lab, shots):
     # Rerun it with an override: a new job that records where it came from.
     detail.locator(".jp-JobDetail-rerun").click()
     dialog = page.locator(".jp-Dialog")
-    dialog.locator("textarea").fill("cmd=echo rerun-ok")
+    dialog.get_by_label("Command").fill("echo rerun-ok")  # the form shows the command it reruns
     dialog.locator(".jp-mod-accept").click()
     rerun = current_detail(page)
     expect(rerun.locator(".jp-JobDetail-log")).to_contain_text("rerun-ok", timeout=TIMEOUT)
