@@ -22,7 +22,7 @@ from .client import EmbeddedClient, RemoteClient, find_server
 from .errors import JobsError
 from .manager import server_user
 from .safeopen import split as split_path
-from .shipping import submission
+from .shipping import spec_file_submission
 from .spec import load_spec_text, parse_set_option, parse_spec
 from .spec.submitter import fill_environment
 
@@ -243,15 +243,7 @@ def _embedded_manager(root: Path) -> Any:
 
 # -- commands -----------------------------------------------------------------------------
 async def cmd_run(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
-    path = Path(args.spec)
-    if not path.is_file():
-        raise JobsError(f"{args.spec}: no such spec file")
-    spec = load_spec_text(path.read_text(), str(path))
-    if args.set:
-        from .spec import apply_overrides
-
-        spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
-    spec, files = await asyncio.to_thread(submission, spec, spec_dir, os.environ)
+    spec, files = await asyncio.to_thread(spec_file_submission, Path(args.spec), args.set, spec_dir, os.environ)
     job = await client.submit(spec, files=files)
     shipped = f", {len(files)} file{'s' * (len(files) != 1)} shipped" if files else ""
     print(f"job {job['id']} {job['name']!r} submitted: {job['status']} ({job['message']}){shipped}", file=sys.stderr)

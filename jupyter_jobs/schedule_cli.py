@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobsError
-from .shipping import submission
-from .spec import apply_overrides, load_spec_text, parse_set_option
+from .shipping import spec_file_submission
 
 
 def add_parser(sub: Any) -> None:
@@ -45,13 +44,7 @@ def no_server() -> JobsError:
 
 
 async def cmd_create(client: Any, args: argparse.Namespace, spec_dir: Path) -> int:
-    path = Path(args.spec)
-    if not path.is_file():
-        raise JobsError(f"{args.spec}: no such spec file")
-    spec = load_spec_text(path.read_text(), str(path))
-    if args.set:
-        spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in args.set))
-    spec, files = await asyncio.to_thread(submission, spec, spec_dir, os.environ)
+    spec, files = await asyncio.to_thread(spec_file_submission, Path(args.spec), args.set, spec_dir, os.environ)
     body: dict[str, Any] = {"spec": spec, "cron": args.cron, "files": await client.upload(files)}
     if args.timezone:
         body["timezone"] = args.timezone

@@ -17,9 +17,9 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import SpecError
+from .errors import JobsError, SpecError
 from .kernel.packaging import ignore_spec, local_modules
-from .spec import parse_spec
+from .spec import apply_overrides, load_spec_text, parse_set_option, parse_spec
 from .spec.submitter import fill_environment, for_shipping, local_inputs
 
 #: ``python``, ``python3``, ``python3.11``: the interpreters whose ``-m`` we follow.
@@ -34,6 +34,18 @@ def submission(spec: Any, folder: Path, environ: Mapping[str, str]) -> tuple[Any
     spec = fill_environment(spec, environ)
     spec, local = local_inputs(spec)
     return spec, {**files_to_ship(spec, folder), **local}
+
+
+def spec_file_submission(path: Path, overrides: list[str], folder: Path,
+                         environ: Mapping[str, str]) -> tuple[Any, dict[str, Path]]:
+    """:func:`submission` of the spec file at ``path`` with the CLI's ``--set KEY=VALUE`` ``overrides``:
+    what ``jupyter jobs run`` submits and ``jupyter jobs schedule create`` keeps."""
+    if not path.is_file():
+        raise JobsError(f"{path}: no such spec file")
+    spec = load_spec_text(path.read_text(), str(path))
+    if overrides:
+        spec = apply_overrides(spec or {}, dict(parse_set_option(s) for s in overrides))
+    return submission(spec, folder, environ)
 
 
 def files_to_ship(spec: Any, folder: Path) -> dict[str, Path]:
