@@ -100,7 +100,12 @@ export class ShippedFiles {
     const base = this.base;
     const found: IShippedFile[] = [];
     const walk = async (path: string): Promise<void> => {
-      const model = await this.source.contents.get(path, { content: true });
+      let model: Contents.IModel;
+      try {
+        model = await this.source.contents.get(path, { content: true });
+      } catch (error) {
+        throw new Error(this.trans.__('could not read %1 from the Lab (%2)', path, (error as Error).message));
+      }
       if (model.type !== 'directory') {
         found.push({ path: relativeTo(base, path), source: path });
         return;

@@ -96,7 +96,7 @@ function putBlob(
       } catch {
         // not JSON: the status says it
       }
-      reject(new JobsAPIError(`could not upload ${name}: ${message}`, xhr.status, [{ field: 'inputs', message }]));
+      reject(new JobsAPIError(`could not upload ${name}: ${message}`, xhr.status));
     };
     xhr.onerror = () => reject(new JobsAPIError(`could not upload ${name}: the connection failed`, 0));
     xhr.send(blob);

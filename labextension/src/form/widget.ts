@@ -233,7 +233,8 @@ export class CreateJobForm extends Widget {
       }
       const message = error instanceof Error ? error.message : String(error);
       this._progress.failed(this.trans.__('Upload failed: %1', message));
-      throw error instanceof JobsAPIError ? error : new JobsAPIError(message, 0, [{ field: 'inputs', message }]);
+      const status = error instanceof JobsAPIError ? error.status : 0;
+      throw new JobsAPIError(message, status, [{ field: 'inputs', message }]);
     }
     this._progress.done(total);
     return requestAPI<IJob>('jobs', { method: 'POST', body: JSON.stringify({ spec, files }) }, this.api.settings);
