@@ -9,6 +9,7 @@ import os
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -20,6 +21,9 @@ from jupyter_jobs.spec import parse_spec
 pytestmark = pytest.mark.integration
 TIMEOUT = 60_000
 ENDED = ("Succeeded", "Failed", "Cancelled", "Unknown")
+# axe-core, from the Lab extension's node_modules (a dev dependency); in a worktree, from the main checkout's.
+AXE = next((p for p in (Path(__file__).parents[2] / "labextension" / "node_modules" / "axe-core" / "axe.min.js",
+                        Path("/work/main/labextension/node_modules/axe-core/axe.min.js")) if p.exists()), None)
 
 TRAIN = """\
 import os, sys
@@ -76,6 +80,28 @@ def show_file_browser(page, name: str):
     item = page.locator("#filebrowser .jp-DirListing-item", has_text=name)
     expect(item).to_be_visible(timeout=TIMEOUT)
     return item
+
+
+def set_theme(page, name: str) -> None:
+    """Switch the Lab's theme and wait until it is applied (the splash it shows meanwhile gone)."""
+    light = "true" if "Light" in name else "false"
+    page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    expect(page.locator(f"body[data-jp-theme-light='{light}']")).to_have_count(1, timeout=TIMEOUT)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=TIMEOUT)
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's critical and serious violations (WCAG 2 A and AA) inside the form."""
+    if AXE is None:
+        pytest.fail("axe-core is not installed (jlpm install in labextension/)")
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+        const result = await axe.run(document.querySelector('#jupyter-jobs-create'),
+                                     {runOnly: ['wcag2a', 'wcag2aa']});
+        return result.violations.filter(v => ['critical', 'serious'].includes(v.impact))
+            .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
+    }""")
+    return found
 
 
 def assert_same_spec(recorded: dict, shown: dict) -> None:
@@ -154,12 +180,14 @@ def test_a_notebook_with_two_parameters(page, lab, shots, jobs):
         form.get_by_label(f"Name of parameter {index}").fill(name)
         form.get_by_label(f"Value of parameter {index}").fill(value)
     expect(form.locator(".jp-JobForm-yaml")).to_contain_text("lr: 0.5")
+    # Every control has an accessible name and enough contrast, in both themes.
+    page.set_viewport_size({"width": 1400, "height": 1400})  # the whole form, its YAML too, in the shots
     page.screenshot(path=str(shots / "new-job-form-notebook-light.png"))
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-    expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=TIMEOUT)
+    assert axe_violations(page) == []
+    set_theme(page, "JupyterLab Dark")
     page.screenshot(path=str(shots / "new-job-form-notebook-dark.png"))
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-    expect(page.locator("body[data-jp-theme-light='true']")).to_have_count(1, timeout=TIMEOUT)
+    assert axe_violations(page) == []
+    set_theme(page, "JupyterLab Light")
 
     job_id, shown = submitted(page, form, jobs)
     detail = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .jp-JobDetail")

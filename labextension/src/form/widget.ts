@@ -136,7 +136,9 @@ export class CreateJobForm extends Widget {
     this._fields.get('notebook')!.setError(
       notebook && !notebooks.length ? this.trans.__('Add a notebook (.ipynb) to the files to ship') : ''
     );
-    this._preview.update(this.spec(), base);
+    const spec = this.spec();
+    this._name.placeholder = notebook ? spec.name : 'train'; // a notebook job is named after its notebook
+    this._preview.update(spec, base);
   }
 
   /** The spec the form describes: what the YAML shows and what is submitted. */
