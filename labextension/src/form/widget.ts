@@ -40,7 +40,14 @@ export class CreateJobForm extends Widget {
       this._kind.append(option);
     }
     this._add(form, 'kind', trans.__('Run'), this._kind);
-    this._shipped = source ? new ShippedFiles(source, trans, changed) : null;
+    // A notebook shipped with no command yet: it is what the job runs.
+    const filesChanged = () => {
+      if (this._kind.value === 'command' && !this._command.value.trim() && this._shipped?.paths.some(p => p.endsWith('.ipynb'))) {
+        this._kind.value = 'notebook';
+      }
+      this._refresh();
+    };
+    this._shipped = source ? new ShippedFiles(source, trans, filesChanged) : null;
     if (this._shipped) {
       this._add(form, 'inputs', trans.__('Files to ship'), this._shipped.node);
     }
