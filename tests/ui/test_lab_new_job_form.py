@@ -147,6 +147,11 @@ def test_ships_a_script_chosen_in_the_file_dialog(page, lab, shots, jobs):
     expect(form.locator(".jp-JobForm-yaml")).to_contain_text("max-runtime: 10m")
     page.screenshot(path=str(shots / "new-job-form-light.png"))
 
+    # Copy puts the YAML on the clipboard, to paste into a job.yaml.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    form.get_by_role("button", name="Copy the spec as YAML").click()
+    assert page.evaluate("navigator.clipboard.readText()") == form.locator(".jp-JobForm-yaml").text_content()
+
     job_id, shown = submitted(page, form, jobs)
     assert shown["inputs"] == ["train.py"] and shown["cmd"] == "python train.py --epochs 10", shown
     detail = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .jp-JobDetail")
