@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 import uuid
@@ -218,6 +219,7 @@ def test_upload_progress_for_a_larger_file(page, lab, shots, jobs):
     dialog.locator(".jp-DirListing-item", has_text=folder.name).click()  # the whole folder
     dialog.locator(".jp-mod-accept").click()
     expect(form.locator(".jp-JobForm-file")).to_have_count(1)
+    expect(form.locator(".jp-JobForm-shipCount")).to_have_text(re.compile(r"^2 files, 4\.2 MB"))
     form.get_by_label("Name", exact=True).fill("form-upload")
     form.get_by_label("Command").fill(f"cd {folder.name} && python check.py")
     # Uploads slowed to 2 MB/s so that the progress can be seen on the way.
