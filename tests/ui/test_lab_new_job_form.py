@@ -212,7 +212,10 @@ def test_upload_progress_for_a_larger_file(page, lab, shots, jobs):
     folder = lab["root"] / f"upload-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     (folder / "weights.bin").write_bytes(os.urandom(4 * 1024 * 1024))  # new bytes: the server lacks them
-    (folder / "check.py").write_text("import os\nprint('weights', os.path.getsize('weights.bin'), 'bytes')\n")
+    (folder / "check.py").write_text("import os\nprint('weights', os.path.getsize('weights.bin'), 'bytes',"
+                                     " os.path.exists('__pycache__'))\n")
+    (folder / "__pycache__").mkdir()  # never shipped, as the CLI never ships it
+    (folder / "__pycache__" / "check.cpython-311.pyc").write_bytes(b"\0" * 1000)
     form = open_form(page)
     form.locator(".jp-JobForm-addFiles").click()
     dialog = page.locator(".jp-Dialog")
@@ -254,7 +257,7 @@ def test_upload_progress_for_a_larger_file(page, lab, shots, jobs):
     assert any(0 < s["value"] < s["max"] for s in uploading), seen  # part way
     assert seen[-1]["state"] == "done" and seen[-1]["value"] == seen[-1]["max"] == total, seen  # complete
     expect(detail.locator(".jp-JobDetail")).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
-    expect(detail.locator(".jp-JobDetail-log")).to_contain_text(f"weights {4 * 1024 * 1024} bytes")
+    expect(detail.locator(".jp-JobDetail-log")).to_contain_text(f"weights {4 * 1024 * 1024} bytes False")
     assert_same_spec(api(lab, "GET", f"jobs/{job_id}")["spec"], shown)
     assert not page.errors, page.errors
 

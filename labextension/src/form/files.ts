@@ -23,8 +23,22 @@ export interface IShippedFile {
   size: number;
 }
 
-/** Folders never shipped from inside a chosen folder (the CLI's ignore rules skip them too). */
-const SKIPPED = new Set(['__pycache__', '.ipynb_checkpoints', '.git']);
+/**
+ * What is never shipped from inside a chosen folder: the CLI's default ignores
+ * (`DEFAULT_IGNORES` in jupyter_jobs/kernel/packaging.py). A folder's .gitignore and .jobignore,
+ * which the CLI also reads, are not applied here.
+ */
+const SKIPPED_FOLDERS = new Set([
+  '.git', '__pycache__', '.ipynb_checkpoints', '.venv', 'venv', 'env', '.env', 'node_modules',
+  '.mypy_cache', '.pytest_cache', '.tox'
+]);
+
+function skipped(item: Contents.IModel): boolean {
+  if (item.type === 'directory') {
+    return SKIPPED_FOLDERS.has(item.name) || item.name.endsWith('.egg-info');
+  }
+  return item.name.endsWith('.pyc') || item.name === '.DS_Store';
+}
 
 /**
  * The files and folders a job ships, chosen from the Lab (the file dialog or the file browser's
@@ -121,7 +135,7 @@ export class ShippedFiles {
       }
       const listing = await get(model.path, true);
       for (const item of listing.content as Contents.IModel[]) {
-        if (!SKIPPED.has(item.name) && !item.name.endsWith('.pyc')) {
+        if (!skipped(item)) {
           await walk(item);
         }
       }
