@@ -7,10 +7,11 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from .errors import InvalidTransition, JobNotFound, SpecError
 from .migrations import migrate
@@ -32,6 +33,8 @@ MAX_PAGE = 500
 MAX_ID = 2**63 - 1
 _ID_TEXT = re.compile(r"^[0-9]{1,19}$")
 log = logging.getLogger("jupyter_jobs.store")
+#: Told of every committed write: ``(job_id, owner, group, deleted)`` (see :attr:`JobStore.listener`).
+Listener = Callable[[int, str, str, bool], None]
 
 
 def parse_id(text: str) -> int | None:
@@ -95,8 +98,12 @@ class JobStore:
     """All job records, in one SQLite file.
 
     Every write is a short transaction; status changes are compare-and-swap on the current
-    status, so two writers can never both move a job out of the same state.
+    status, so two writers can never both move a job out of the same state. After each committed
+    write the :attr:`listener` (if any) is told which job changed, whose it is and whether it is
+    gone (the change feed, ``changes.py``); it may be called from any thread that writes.
     """
+
+    listener: Listener | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -105,6 +112,8 @@ class JobStore:
             _make_private(self.path)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
+        #: Held by every write: a statement from another thread never lands inside a transaction of ours.
+        self._writing = threading.RLock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
@@ -237,9 +246,28 @@ class JobStore:
         return [_to_record(r) for r in rows]
 
     # -- writing -------------------------------------------------------------------------
-    def create(self, record: JobRecord, request_hash: str | None = None) -> JobRecord:
-        """Insert a new record (its ``id`` is ignored) and return it with its id."""
+    def create(self, record: JobRecord, request_hash: str | None = None,
+               before_commit: Callable[[int], None] | None = None) -> JobRecord:
+        """Insert a new record (its ``id`` is ignored) and return it with its id. ``before_commit(id)`` runs
+        inside the transaction, once the id is known: what it does (putting the job's files in place) is
+        done whenever the record exists, and if it raises, the record is never written."""
         now = time.time()
+        with self._writing:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                job_id = self._insert(record, request_hash, now)
+                if before_commit is not None:
+                    before_commit(job_id)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            created = self.get(job_id)
+        self._tell(job_id, created.owner, created.spec.group)
+        return created
+
+    def _insert(self, record: JobRecord, request_hash: str | None, now: float) -> int:
         cur = self._conn.execute(
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
@@ -256,45 +284,59 @@ class JobStore:
                 json.dumps(record.warnings), record.spec.group, record.schedule_id,
             ),
         )
-        return self.get(int(cur.lastrowid))
+        return int(cur.lastrowid)
 
     def update(self, job_id: int, **fields: Any) -> None:
         """Write the given columns (no status change)."""
         if fields:
             sets, params = self._assignments(fields)
-            cur = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*params, job_id])
-            if cur.rowcount == 0:
+            with self._writing:  # fetchall: the statement ends, so the write commits
+                row = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? RETURNING owner, group_name",
+                                         [*params, job_id]).fetchall()
+            if not row:
                 raise JobNotFound(job_id)
+            self._tell(job_id, row[0][0], row[0][1])
 
     def set_messages(self, messages: dict[int, str]) -> None:
-        """Write the messages of many pending jobs in one transaction (the pool's pending reasons)."""
+        """Write the messages of many pending jobs in one transaction (the pool's pending reasons); a
+        message that is already the job's is not written again (nothing changed, nobody is told)."""
         if not messages:
             return
         now = time.time()
-        self._conn.execute("BEGIN")
-        try:
-            self._conn.executemany(
-                "UPDATE jobs SET message = ?, updated_at = ? WHERE id = ? AND status = 'Pending'",
-                [(message, now, job_id) for job_id, message in messages.items()],
-            )
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        changed = []
+        with self._writing:
+            self._conn.execute("BEGIN")
+            try:
+                for job_id, message in messages.items():
+                    row = self._conn.execute(
+                        "UPDATE jobs SET message = ?, updated_at = ? WHERE id = ? AND status = 'Pending' "
+                        "AND message != ? RETURNING owner, group_name", (message, now, job_id, message)).fetchall()
+                    if row:
+                        changed.append((job_id, row[0][0], row[0][1]))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        for job_id, owner, group in changed:
+            self._tell(job_id, owner, group)
 
     def transition(self, job_id: int, new: JobStatus, **fields: Any) -> JobRecord:
         """Move a job to ``new`` (if the state machine allows it) and write ``fields`` with it."""
         current = self.get(job_id)
         check_transition(job_id, current.status, new)
         sets, params = self._assignments(fields)
-        cur = self._conn.execute(
-            f"UPDATE jobs SET status = ?, {sets} WHERE id = ? AND status = ?",
-            [new.value, *params, job_id, current.status.value],
-        )
+        with self._writing:
+            cur = self._conn.execute(
+                f"UPDATE jobs SET status = ?, {sets} WHERE id = ? AND status = ?",
+                [new.value, *params, job_id, current.status.value],
+            )
         if cur.rowcount == 0:  # somebody else moved it first
             latest = self.get(job_id)
             raise InvalidTransition(f"job {job_id} is {latest.status.value} and cannot become {new.value}")
-        return self.get(job_id)
+        moved = self.get(job_id)
+        self._tell(job_id, moved.owner, moved.spec.group)
+        return moved
 
     def reserve_ids_through(self, highest: int) -> bool:
         """Make the next new job's id larger than ``highest``; True when that changed anything."""
@@ -310,7 +352,21 @@ class JobStore:
         return True
 
     def delete(self, job_id: int) -> None:
-        self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        with self._writing:
+            row = self._conn.execute("DELETE FROM jobs WHERE id = ? RETURNING owner, group_name",
+                                     (job_id,)).fetchall()
+        if row:
+            self._tell(job_id, row[0][0], row[0][1], deleted=True)
+
+    def _tell(self, job_id: int, owner: str, group: str | None, deleted: bool = False) -> None:
+        """Tell the listener of a committed write; its failure never undoes or fails the write."""
+        listener = self.listener
+        if listener is None:
+            return
+        try:
+            listener(job_id, owner or "", group or "", deleted)
+        except Exception:
+            log.exception("jupyter-jobs: the change listener failed on job %s", job_id)
 
     def _assignments(self, fields: dict[str, Any]) -> tuple[str, list[Any]]:
         unknown = set(fields) - set(_ENCODERS)
