@@ -17,6 +17,7 @@ from .errors import InvalidTransition, JobNotFound, SpecError
 from .migrations import migrate
 from .models import Allocation, JobRecord, JobSpec
 from .spec import parse_spec
+from .spec.parse import parse_duration
 from .states import TERMINAL, JobStatus, check_transition
 
 #: Columns ``update()`` may write, with their encoders.
@@ -76,6 +77,9 @@ class Holding(NamedTuple):
     owner: str
     group: str
     allocation: Allocation
+    #: When it started running (None while Preparing), and its max-runtime in seconds (None: none).
+    started_at: float | None = None
+    max_runtime: float | None = None
 
 
 def _encode_cursor(job_id: int) -> str:
@@ -202,15 +206,22 @@ class JobStore:
     def holding(self) -> list[Holding]:
         """The jobs holding resources (Preparing or Running), oldest first: what quotas are used by."""
         rows = self._conn.execute(
-            "SELECT id, name, owner, group_name, allocation FROM jobs WHERE status IN ('Preparing', 'Running') "
-            "ORDER BY id").fetchall()
+            "SELECT id, name, owner, group_name, allocation, started_at, CASE WHEN json_valid(spec) "
+            "THEN json_extract(spec, '$.\"max-runtime\"') END AS max_runtime FROM jobs "
+            "WHERE status IN ('Preparing', 'Running') ORDER BY id").fetchall()
         out = []
         for row in rows:
             try:
                 allocation = _allocation(json.loads(row["allocation"]))
             except (TypeError, ValueError, AttributeError):  # a damaged row holds nothing it can show
                 allocation = Allocation()
-            out.append(Holding(row["id"], row["name"], row["owner"], row["group_name"], allocation))
+            try:
+                max_runtime = None if row["max_runtime"] is None else parse_duration(row["max_runtime"])
+            except ValueError:
+                max_runtime = None
+            started = row["started_at"] if isinstance(row["started_at"], (int, float)) else None
+            out.append(Holding(row["id"], row["name"], row["owner"], row["group_name"], allocation, started,
+                               max_runtime))
         return out
 
     def queue_expired(self, now: float) -> list[int]:
