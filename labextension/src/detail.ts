@@ -114,6 +114,7 @@ export class JobDetail extends Widget {
     try {
       const job = await cancelJob(this.api, this.trans, this._job, this._fetchedAt);
       if (job) {
+        this._fetchedAt = Date.now();
         this._show(job);
         this.actions.changed();
       }
@@ -213,6 +214,35 @@ export class JobDetail extends Widget {
       })
     );
     this._fields.rows[0]?.cells[1]?.append(this._copyId);
+    this._clocks = [this._fields.rows[6]?.cells[1], this._fields.rows[7]?.cells[1]];
+    this._tick();
+  }
+
+  /** While the job is queued or runs, its clocks tick on every second from what the server last said. */
+  private _tick(): void {
+    const live = !!this._job && !TERMINAL.includes(this._job.status);
+    if (live && !this._timer) {
+      this._timer = window.setInterval(() => this._showClocks(), 1000);
+    } else if (!live && this._timer) {
+      window.clearInterval(this._timer);
+      this._timer = 0;
+    }
+  }
+
+  private _showClocks(): void {
+    const job = this._job;
+    const [running, queued] = this._clocks;
+    if (!job || !running || !queued) {
+      return;
+    }
+    const since = this._fetchedAt ? Math.max(0, (Date.now() - this._fetchedAt) / 1000) : 0;
+    const { durations } = job;
+    running.textContent = formatDuration(
+      durations.running === null ? null : durations.running + (job.status === 'Running' ? since : 0)
+    );
+    queued.textContent = formatDuration(
+      durations.queued === null ? null : durations.queued + (job.status === 'Pending' ? since : 0)
+    );
   }
 
   private async _showOutputs(): Promise<void> {
@@ -238,6 +268,7 @@ export class JobDetail extends Widget {
   dispose(): void {
     this._abort.abort();
     this._watch.dispose();
+    window.clearInterval(this._timer);
     super.dispose();
   }
 
@@ -258,6 +289,9 @@ export class JobDetail extends Widget {
   private _outputsShown = false;
   private _abort = new AbortController();
   private _watch: IDisposable;
+  private _timer = 0;
+  /** The cells of the running and queued times (Duration, Queued for). */
+  private _clocks: (HTMLTableCellElement | undefined)[] = [];
   private _header: HTMLDivElement;
   private _desc: HTMLDivElement;
   private _labels: HTMLDivElement;

@@ -29,6 +29,11 @@ export class JobsModel {
     return this._jobs;
   }
 
+  /** When `jobs` were loaded (ms since the epoch): their clocks (how long each has run) tick on from there. */
+  get loadedAt(): number {
+    return this._loadedAt;
+  }
+
   get hasMore(): boolean {
     return this._cursor !== null;
   }
@@ -122,6 +127,7 @@ export class JobsModel {
         return;
       }
       this._failures = 0;
+      this._loadedAt = Date.now();
       this._set(jobs, cursor, null);
     } catch (error) {
       // Tried again with a growing pause: no change may come to retry it.
@@ -148,6 +154,7 @@ export class JobsModel {
   private _pages = 1;
   private _error: string | null = null;
   private _key = '';
+  private _loadedAt = 0;
   private _filter: IJobFilter = { status: '', mine: false, text: '', labels: [], group: '' };
   private _changed = new Signal<this, void>(this);
   private _loading: Promise<void> | null = null;
