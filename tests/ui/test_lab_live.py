@@ -1,6 +1,6 @@
 """Live without churn, in a real JupyterLab and a real Chromium: an idle Lab (the Jobs panel and a finished
 job's page open) asks the jobs API nothing but the one open long-poll of the change feed, and a status change
-made elsewhere (through the REST API) shows in the panel's row soon after."""
+made elsewhere (through the REST API) shows in the panel's row soon after, and a change that shows nowhere leaves the list untouched."""
 from __future__ import annotations
 
 import time
@@ -105,3 +105,32 @@ def test_a_status_change_made_elsewhere_shows_in_its_row_soon(page, lab, submit,
     print(f"\nstatus change on the server -> the panel's row after {took * 1000:.0f} ms")
     assert 0 <= took < 2, f"the row changed {took:.3f} s after the status"
     page.screenshot(path=str(shots / "live-row-updated.png"))
+
+
+def test_a_change_that_shows_nowhere_leaves_the_list_untouched(page, lab, submit):  # noqa: F811
+    """A job off the page shown changes (it is pinned): the list reloads, finds nothing different, and leaves
+    the DOM alone (no mutation: focus, selection and scroll stay)."""
+    jobs = [submit({"name": f"quiet-{i}", "cmd": "true"}) for i in range(51)]
+    for job in jobs:
+        assert wait_status(lab, job["id"], ("Succeeded",))["status"] == "Succeeded"
+    panel = open_panel(page)
+    expect(panel.locator(f'[data-job-id="{jobs[-1]["id"]}"]')).to_have_attribute("data-status", "Succeeded",
+                                                                                 timeout=TIMEOUT)
+    oldest = panel.locator(f'[data-job-id="{jobs[0]["id"]}"]')
+    expect(oldest).to_have_count(0)  # past the first page (50 rows)
+    page.wait_for_timeout(1000)
+    lists: list[str] = []
+    page.on("request", lambda request: lists.append(request.url) if f"{JOBS_API}jobs?" in request.url else None)
+    page.evaluate("""() => {
+        window.jjMutations = 0;
+        new MutationObserver(records => { window.jjMutations += records.length; })
+            .observe(document.querySelector('#jupyter-jobs-panel'),
+                     {subtree: true, childList: true, attributes: true, characterData: true});
+    }""")
+    api(lab, "POST", f"jobs/{jobs[0]['id']}/pin")
+    deadline = time.monotonic() + 10
+    while not lists and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert lists, "the list was not reloaded after the change feed named a job"
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.jjMutations") == 0, "the list was rebuilt though nothing it shows changed"
