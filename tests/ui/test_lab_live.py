@@ -1,6 +1,7 @@
 """Live without churn, in a real JupyterLab and a real Chromium: an idle Lab (the Jobs panel and a finished
-job's page open) asks the jobs API nothing but the one open long-poll of the change feed, and a status change
-made elsewhere (through the REST API) shows in the panel's row soon after, and a change that shows nowhere leaves the list untouched."""
+job's page open) asks the jobs API nothing but the one open long-poll of the change feed; a status change
+made elsewhere (through the REST API) shows in the panel's row soon after; a change that shows nowhere leaves
+the list untouched."""
 from __future__ import annotations
 
 import time
