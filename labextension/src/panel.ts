@@ -3,7 +3,7 @@ import { addIcon, refreshIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { JobsModel } from './model';
-import { IJob } from './tokens';
+import { IJob, TERMINAL } from './tokens';
 import { badge, elapsed, formatDuration, formatTime, h, labelChips } from './util';
 
 const STATUSES = ['', 'Pending', 'Preparing', 'Running', 'Succeeded', 'Failed', 'Cancelled', 'Unknown'];
@@ -106,12 +106,7 @@ export class JobsPanel extends Widget {
       item.tabIndex = 0;
       const top = h('div', 'jp-JobsPanel-itemTop');
       top.append(badge(job), h('span', 'jp-JobsPanel-name', job.name), h('span', 'jp-JobsPanel-id', `#${job.id}`));
-      const who = job.group ? `${job.owner} (${job.group})` : job.owner;
-      const meta = h(
-        'div',
-        'jp-JobsPanel-meta',
-        `${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`
-      );
+      const meta = h('div', 'jp-JobsPanel-meta', this._meta(job));
       item.append(top, meta);
       if (job.schedule_id) {
         const schedule = h('div', 'jp-JobsPanel-schedule', trans.__('Schedule #%1', job.schedule_id));
@@ -136,6 +131,33 @@ export class JobsPanel extends Widget {
     }
     this._list.replaceChildren(...items);
     this._groups(this.model.jobs.map(job => job.group ?? ''));
+    this._tick();
+  }
+
+  private _meta(job: IJob): string {
+    const who = job.group ? `${job.owner} (${job.group})` : job.owner;
+    const took = formatDuration(elapsed(job, this.model.loadedAt));
+    return `${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${took}`;
+  }
+
+  /** While jobs are queued or run, their times tick on every second (no request: from the last load). */
+  private _tick(): void {
+    const live = this.model.jobs.some(job => !TERMINAL.includes(job.status));
+    if (live && !this._timer) {
+      this._timer = window.setInterval(() => {
+        for (const job of this.model.jobs) {
+          if (!TERMINAL.includes(job.status)) {
+            const meta = this._list.querySelector(`[data-job-id="${job.id}"] .jp-JobsPanel-meta`);
+            if (meta && meta.textContent !== this._meta(job)) {
+              meta.textContent = this._meta(job);
+            }
+          }
+        }
+      }, 1000);
+    } else if (!live && this._timer) {
+      window.clearInterval(this._timer);
+      this._timer = 0;
+    }
   }
 
   /** Add these groups to the group filter (shown once there is one, or for an admin). */
@@ -156,6 +178,7 @@ export class JobsPanel extends Widget {
   }
 
   dispose(): void {
+    window.clearInterval(this._timer);
     this.model.dispose();
     super.dispose();
   }
@@ -167,6 +190,7 @@ export class JobsPanel extends Widget {
   private _group: HTMLSelectElement;
   private _schedule: HTMLInputElement;
   private _admin = false;
+  private _timer = 0;
   private _error: HTMLDivElement;
   private _list: HTMLUListElement;
   private _more: HTMLButtonElement;
