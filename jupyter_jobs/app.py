@@ -7,8 +7,8 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
+from .api import handlers
 from .errors import BackendUnavailable
-from .handlers import handlers
 from .manager import JobManager
 
 

@@ -1,7 +1,7 @@
 """Typed errors of jupyter-jobs.
 
 Every error a client can cause or observe is a :class:`JobsError`. The REST layer maps
-each class to one HTTP status in a single place (``handlers.JobsAPIHandler.write_error``),
+each class to one HTTP status in a single place (``api.base.JobsAPIHandler.write_error``),
 so a client mistake is never answered with a 500.
 """
 from __future__ import annotations

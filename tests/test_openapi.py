@@ -3,10 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from jupyter_jobs.handlers import ROUTES as JOB_ROUTES
-from jupyter_jobs.schedule_handlers import ROUTES as SCHEDULE_ROUTES
-
-ROUTES = [*JOB_ROUTES, *SCHEDULE_ROUTES]
+from jupyter_jobs.api import ROUTES
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "api" / "openapi.yaml").read_text())
 

@@ -31,8 +31,8 @@ from traitlets import Integer, Type, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
+from ..api import MAX_BODY_BYTES, handlers
 from ..errors import BackendUnavailable
-from ..handlers import MAX_BODY_BYTES, handlers
 from ..manager import JobManager
 from .auth import HubJobsAuthorizer, HubJobsIdentity
 

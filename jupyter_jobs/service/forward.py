@@ -27,9 +27,9 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from ..api import API, MAX_BODY_BYTES, PUBLIC_BASE_HEADER, JobsAPIHandler
 from ..client import RemoteClient
 from ..errors import BackendUnavailable, JobNotFound, JobsError, SpecError, TooLarge
-from ..handlers import API, MAX_BODY_BYTES, PUBLIC_BASE_HEADER, JobsAPIHandler
 from ..shipping import inputs_to_ship
 from ..spec import load_json, load_spec_text
 

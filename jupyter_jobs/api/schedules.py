@@ -1,5 +1,5 @@
 """REST handlers of schedules under ``/jupyter-jobs/api/schedules``: parse, decide access, call
-:class:`~jupyter_jobs.schedules.Schedules`, serialise (errors as in :mod:`.handlers`)."""
+:class:`~jupyter_jobs.schedules.Schedules`, serialise (errors as in :mod:`.base`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,11 +8,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .errors import ScheduleNotFound
-from .handlers import API, JobsAPIHandler
-from .manager import server_user
-from .schedule_store import Schedule
-from .store import parse_id
+from ..errors import ScheduleNotFound
+from ..manager import server_user
+from ..schedule_store import Schedule
+from ..store import parse_id
+from .base import API, JobsAPIHandler
 
 
 class ScheduleAPIHandler(JobsAPIHandler):
