@@ -1,0 +1,199 @@
+"""Accessibility of every view of jupyter-jobs in a real JupyterLab and Chromium, in the light and the dark
+theme: axe-core (npm's axe-core, injected into the page) finds no critical or serious violation, and every
+visible text and badge has a contrast of at least 4.5:1 against what is behind it. Views: the Jobs panel
+listing jobs in each status (Pending with its reason, Running, Succeeded, Failed, Cancelled), a job page
+opened from the panel, the New job form showing the server's error, and the rerun dialog. A screenshot of
+each view in each theme goes to the tests' artifacts (`<view>-<theme>.png`)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from a11y import Themes, axe_path, axe_violations, low_contrast
+from playwright.sync_api import expect
+from test_lab_job_view import ENDED, api
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 60_000
+
+# Where each view is, in one place: point these at new markup when a view is rebuilt.
+SEL = {
+    "panel": "#jupyter-jobs-panel",
+    "panel_tab": '.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]',
+    "panel_row": "#jupyter-jobs-panel .jp-JobsPanel-item[data-job-id='{id}']",
+    "panel_new": "#jupyter-jobs-panel .jp-JobsPanel-new",
+    "job_page": ".jp-MainAreaWidget:not(.lm-mod-hidden) #jupyter-jobs-detail-{id}",
+    "job_rerun": "#jupyter-jobs-detail-{id} .jp-JobDetail-rerun",
+    "form": "#jupyter-jobs-create",
+    "form_error": "#jupyter-jobs-create .jp-JobForm-error",
+    "dialog": ".jp-Dialog",
+    "rerun_form": ".jp-Dialog .jp-JobRerunForm",
+    "rerun_error": ".jp-Dialog .jp-JobRerunForm-error",
+}
+
+
+@pytest.fixture(scope="module")
+def jobs(lab):
+    """Jobs in each status, made once for the module and cancelled and deleted after it: Succeeded, Failed,
+    Running (as many as fill the host's CPUs), Pending (one waiting for a CPU, one queued behind it),
+    Cancelled."""
+    if axe_path() is None:
+        pytest.fail("axe-core is not installed: run `jlpm install` in labextension/")
+    ids: list[int] = []
+
+    def submit(spec: dict) -> dict:
+        job = api(lab, "POST", "jobs", spec)
+        ids.append(job["id"])
+        return job
+
+    def wait(job_id: int, done, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while not done(job := api(lab, "GET", f"jobs/{job_id}")):
+            assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}: {job['message']}"
+            time.sleep(0.2)
+        return job
+
+    def waiting(job: dict) -> bool:
+        return job["status"] == "Pending" and ("waiting for" in (job["message"] or "")
+                                               or "queued behind" in (job["message"] or ""))
+
+    try:
+        made = {"Succeeded": submit({"name": "prepare-data", "cmd": "echo prepared"}),
+                "Failed": submit({"name": "broken-step", "cmd": "echo oops >&2; exit 3"})}
+        for status, job in made.items():
+            made[status] = wait(job["id"], lambda j: j["status"] in ENDED)
+            assert made[status]["status"] == status, made[status]
+        # Running jobs until the host is full: the next one waits for a CPU.
+        for n in range(64):
+            job = submit({"name": f"train-{n}", "cmd": "echo training; sleep 600"})
+            job = wait(job["id"], lambda j: j["status"] == "Running" or waiting(j))
+            if job["status"] == "Pending":
+                made["Pending"] = job
+                break
+            made.setdefault("Running", job)
+        made["Queued"] = wait(submit({"name": "evaluate", "cmd": "echo eval"})["id"], waiting)
+        cancelled = submit({"name": "abandoned", "cmd": "sleep 600"})
+        api(lab, "POST", f"jobs/{cancelled['id']}/cancel")
+        made["Cancelled"] = wait(cancelled["id"], lambda j: j["status"] == "Cancelled")
+        assert {"Succeeded", "Failed", "Running", "Pending", "Cancelled"} <= set(made), made.keys()
+        yield made
+    finally:
+        for job_id in ids:
+            if api(lab, "GET", f"jobs/{job_id}")["status"] not in ENDED:
+                api(lab, "POST", f"jobs/{job_id}/cancel")
+        for job_id in ids:
+            deadline = time.monotonic() + 30
+            while api(lab, "GET", f"jobs/{job_id}")["status"] not in ENDED and time.monotonic() < deadline:
+                time.sleep(0.2)
+            api(lab, "DELETE", f"jobs/{job_id}")
+
+
+@pytest.fixture
+def themes(page, lab):
+    """Switches the theme; the server's theme is put back after the test (the server is shared)."""
+    switcher = Themes(page, lab)
+    yield switcher
+    switcher.restore()
+
+
+# Openers: each returns the CSS selector of the view it opened (the scope of the checks).
+def open_panel(page) -> str:
+    tab = page.locator(SEL["panel_tab"])
+    expect(tab).to_be_visible(timeout=TIMEOUT)
+    panel = page.locator(SEL["panel"])
+    if not panel.is_visible():
+        tab.click()
+    try:
+        expect(panel).to_be_visible(timeout=3000)
+    except AssertionError:  # Lab restored it open just after the first click: that click hid it
+        tab.click()
+        expect(panel).to_be_visible()
+    return SEL["panel"]
+
+
+def open_job_page(page, job: dict) -> str:
+    open_panel(page)
+    page.locator(SEL["panel_row"].format(id=job["id"])).click()
+    scope = SEL["job_page"].format(id=job["id"])
+    expect(page.locator(scope)).to_have_attribute("data-status", job["status"], timeout=TIMEOUT)
+    return scope
+
+
+def open_new_job_form(page) -> str:
+    """The form, filled, after the server refused a value: its error is shown too."""
+    open_panel(page)
+    page.locator(SEL["panel_new"]).click()
+    form = page.locator(SEL["form"])
+    expect(form).to_be_visible(timeout=TIMEOUT)
+    form.get_by_label("Name").fill("resnet50-finetune")
+    form.get_by_label("Command").fill("python train.py --epochs 10")
+    form.get_by_label("Max runtime").fill("soon")
+    form.get_by_role("button", name="Submit").click()
+    expect(page.locator(SEL["form_error"])).to_contain_text("max-runtime", timeout=TIMEOUT)
+    return SEL["form"]
+
+
+def open_rerun_dialog(page, job: dict) -> str:
+    """The rerun dialog of `job`, after the server refused an instance type: its error is shown too."""
+    open_job_page(page, job)
+    page.locator(SEL["job_rerun"].format(id=job["id"])).click()
+    form = page.locator(SEL["rerun_form"])
+    expect(form).to_be_visible(timeout=TIMEOUT)
+    form.get_by_label("Instance type").fill("huge")
+    page.locator(SEL["dialog"]).get_by_role("button", name="Rerun").click()
+    expect(page.locator(SEL["rerun_error"])).to_contain_text("instance-type", timeout=TIMEOUT)
+    return SEL["dialog"]
+
+
+def check_view(page, themes, shots, view: str, scope: str) -> list[str]:
+    """axe and contrast in both themes, a screenshot of each; the problems found, one line each."""
+    problems = []
+    for theme in ("light", "dark"):
+        themes.use(theme)
+        page.screenshot(path=str(shots / f"{view}-{theme}.png"))
+        problems += [f"[{view}, {theme}] axe: {line}" for line in axe_violations(page, scope)]
+        problems += [f"[{view}, {theme}] contrast {line}" for line in low_contrast(page, scope)]
+    return problems
+
+
+def assert_none(problems: list[str]) -> None:
+    assert not problems, f"{len(problems)} accessibility problem(s):\n" + "\n".join(problems)
+
+
+@pytest.mark.timeout(300)
+def test_panel(page, lab, jobs, themes, shots):
+    scope = open_panel(page)
+    for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"):
+        expect(page.locator(SEL["panel_row"].format(id=jobs[status]["id"]))).to_have_attribute(
+            "data-status", status, timeout=TIMEOUT)
+    expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text("waiting for")
+    assert_none(check_view(page, themes, shots, "panel", scope))
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(300)
+def test_job_pages(page, lab, jobs, themes, shots):
+    problems = []
+    for status in ("Running", "Failed", "Pending"):
+        scope = open_job_page(page, jobs[status])
+        if status == "Running":
+            expect(page.locator(scope + " .jp-JobDetail-log")).to_contain_text("training", timeout=TIMEOUT)
+        problems += check_view(page, themes, shots, f"job-page-{status.lower()}", scope)
+    assert_none(problems)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(300)
+def test_new_job_form(page, lab, jobs, themes, shots):
+    scope = open_new_job_form(page)
+    assert_none(check_view(page, themes, shots, "new-job-form", scope))
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(300)
+def test_rerun_dialog(page, lab, jobs, themes, shots):
+    scope = open_rerun_dialog(page, jobs["Succeeded"])
+    assert_none(check_view(page, themes, shots, "rerun-dialog", scope))
+    page.locator(SEL["dialog"]).get_by_role("button", name="Cancel").click()
+    expect(page.locator(SEL["dialog"])).to_have_count(0)
+    assert not page.errors, page.errors
