@@ -34,6 +34,8 @@ export class JobsPanel extends Widget {
 
     const filters = h('div', 'jp-JobsPanel-filters');
     this._status = h('select', 'jp-mod-styled jp-JobsPanel-status');
+    this._status.setAttribute('aria-label', trans.__('status'));
+    this._status.title = trans.__('Only jobs in this status');
     for (const status of STATUSES) {
       const option = h('option', '', status ? trans.__(status) : trans.__('All statuses'));
       option.value = status;
@@ -46,6 +48,7 @@ export class JobsPanel extends Widget {
     mineLabel.append(this._mine, trans.__('Submitted by me'));
     this._search = h('input', 'jp-mod-styled jp-JobsPanel-search');
     this._search.placeholder = trans.__('Search name, command or id');
+    this._search.setAttribute('aria-label', trans.__('search'));
     this._label = h('input', 'jp-mod-styled jp-JobsPanel-label');
     this._label.placeholder = trans.__('Label key=value');
     this._label.setAttribute('aria-label', trans.__('label key=value'));

@@ -267,6 +267,8 @@ class Themes:
                 return light ? level > 128 : level < 128;
             }""",
             arg=[name, light], timeout=timeout)
+        # A theme change shows Lab's splash screen over everything while the CSS loads: wait until it is gone.
+        page.wait_for_function("() => !document.getElementById('jupyterlab-splash')", timeout=timeout)
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
         self.current = name
 

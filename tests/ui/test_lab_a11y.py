@@ -6,10 +6,11 @@ opened from the panel, the New job form showing the server's error, and the reru
 each view in each theme goes to the tests' artifacts (`<view>-<theme>.png`)."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
-from a11y import Themes, axe_path, axe_violations, low_contrast
+from a11y import Themes, axe_path, axe_violations, contrasts, low_contrast
 from playwright.sync_api import expect
 from test_lab_job_view import ENDED, api
 
@@ -145,14 +146,19 @@ def open_rerun_dialog(page, job: dict) -> str:
     return SEL["dialog"]
 
 
-def check_view(page, themes, shots, view: str, scope: str) -> list[str]:
-    """axe and contrast in both themes, a screenshot of each; the problems found, one line each."""
+def check_view(page, themes, shots, view: str, scope: str, measured: tuple[str, ...] = ()) -> list[str]:
+    """axe and contrast in both themes, a screenshot and the measured ratios (JSON) of each; the problems
+    found, one line each. `measured`: CSS classes whose text the contrast walk must have measured."""
     problems = []
     for theme in ("light", "dark"):
         themes.use(theme)
         page.screenshot(path=str(shots / f"{view}-{theme}.png"))
         problems += [f"[{view}, {theme}] axe: {line}" for line in axe_violations(page, scope)]
         problems += [f"[{view}, {theme}] contrast {line}" for line in low_contrast(page, scope)]
+        ratios = contrasts(page, scope)
+        (shots / f"{view}-{theme}-contrast.json").write_text(json.dumps(ratios, indent=1))
+        problems += [f"[{view}, {theme}] no text measured in .{name}" for name in measured
+                     if not any(f".{name}" in r["selector"] for r in ratios)]
     return problems
 
 
@@ -167,7 +173,8 @@ def test_panel(page, lab, jobs, themes, shots):
         expect(page.locator(SEL["panel_row"].format(id=jobs[status]["id"]))).to_have_attribute(
             "data-status", status, timeout=TIMEOUT)
     expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text("waiting for")
-    assert_none(check_view(page, themes, shots, "panel", scope))
+    badges = tuple(f"jp-JobsBadge-{status}" for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"))
+    assert_none(check_view(page, themes, shots, "panel", scope, measured=badges + ("jp-JobsPanel-reason",)))
     assert not page.errors, page.errors
 
 
@@ -178,7 +185,8 @@ def test_job_pages(page, lab, jobs, themes, shots):
         scope = open_job_page(page, jobs[status])
         if status == "Running":
             expect(page.locator(scope + " .jp-JobDetail-log")).to_contain_text("training", timeout=TIMEOUT)
-        problems += check_view(page, themes, shots, f"job-page-{status.lower()}", scope)
+        problems += check_view(page, themes, shots, f"job-page-{status.lower()}", scope,
+                               measured=(f"jp-JobsBadge-{status}",))
     assert_none(problems)
     assert not page.errors, page.errors
 
@@ -186,14 +194,14 @@ def test_job_pages(page, lab, jobs, themes, shots):
 @pytest.mark.timeout(300)
 def test_new_job_form(page, lab, jobs, themes, shots):
     scope = open_new_job_form(page)
-    assert_none(check_view(page, themes, shots, "new-job-form", scope))
+    assert_none(check_view(page, themes, shots, "new-job-form", scope, measured=("jp-JobForm-error",)))
     assert not page.errors, page.errors
 
 
 @pytest.mark.timeout(300)
 def test_rerun_dialog(page, lab, jobs, themes, shots):
     scope = open_rerun_dialog(page, jobs["Succeeded"])
-    assert_none(check_view(page, themes, shots, "rerun-dialog", scope))
+    assert_none(check_view(page, themes, shots, "rerun-dialog", scope, measured=("jp-JobRerunForm-error",)))
     page.locator(SEL["dialog"]).get_by_role("button", name="Cancel").click()
     expect(page.locator(SEL["dialog"])).to_have_count(0)
     assert not page.errors, page.errors
