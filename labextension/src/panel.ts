@@ -1,5 +1,6 @@
 import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { JobsModel } from './model';
@@ -24,6 +25,14 @@ export class JobsPanel extends ReactWidget {
 
   protected render(): JSX.Element {
     return React.createElement(JobsView, { model: this.model, trans: this.trans, actions: this.actions });
+  }
+
+  /** Shown from its tab or the "Show Jobs" command: the keyboard goes to the search box (unless already inside). */
+  protected onActivateRequest(msg: Message): void {
+    super.onActivateRequest(msg);
+    if (!this.node.contains(document.activeElement)) {
+      this.node.querySelector<HTMLInputElement>('.jp-JobsPanel-search')?.focus();
+    }
   }
 
   dispose(): void {

@@ -69,11 +69,12 @@ function Actions({ job, tabbable, handlers, trans }: Omit<IJobRowProps, 'columns
   const what = `#${job.id} '${job.name}'`;
   return (
     <span className="jp-JobsTable-actions">
+      {/* One button that turns from Cancel into Delete when the job ends: the same element, so focus stays on it. */}
       {hasEnded(job) ? (
-        <ActionButton icon={deleteIcon} className="jp-JobsTable-delete" label={trans.__('Delete job %1', what)}
+        <ActionButton key="end" icon={deleteIcon} className="jp-JobsTable-delete" label={trans.__('Delete job %1', what)}
           tabbable={tabbable} onClick={() => handlers.remove(job)} />
       ) : (
-        <ActionButton icon={stopIcon} className="jp-JobsTable-cancel" label={trans.__('Cancel job %1', what)}
+        <ActionButton key="end" icon={stopIcon} className="jp-JobsTable-cancel" label={trans.__('Cancel job %1', what)}
           tabbable={tabbable} onClick={() => handlers.cancel(job)} />
       )}
       <ActionButton icon={redoIcon} className="jp-JobsTable-rerun" label={trans.__('Rerun job %1', what)}
@@ -152,7 +153,7 @@ function cell(id: ColumnId, props: IJobRowProps): JSX.Element {
   }
 }
 
-/** The compact row of a narrow panel: badge, name and id (and the actions) over one line of what and when. */
+/** The compact row of a narrow panel: badge, name and id over one line of what and when, and the actions. */
 function compact(props: IJobRowProps): JSX.Element {
   const { job, trans } = props;
   const who = job.group ? `${job.owner} (${job.group})` : job.owner;
@@ -162,11 +163,13 @@ function compact(props: IJobRowProps): JSX.Element {
         <Badge job={job} />
         <Name job={job} />
         <span className="jp-JobsPanel-id">#{job.id}</span>
-        <Actions {...props} />
       </div>
-      <div className="jp-JobsPanel-meta">
-        {`${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`}
-        {job.schedule_id ? ` · ${trans.__('Schedule #%1', job.schedule_id)}` : ''}
+      <div className="jp-JobsTable-compactMeta">
+        <span className="jp-JobsPanel-meta">
+          {`${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`}
+          {job.schedule_id ? ` · ${trans.__('Schedule #%1', job.schedule_id)}` : ''}
+        </span>
+        <Actions {...props} />
       </div>
       <Reason job={job} />
       <Labels job={job} />

@@ -20,8 +20,8 @@ export interface IJobTableProps {
   outputs: (job: IJob) => void;
 }
 
-/** Columns that sort A→Z first on a first click; the others (times) newest first. */
-const ASCENDING_FIRST: ReadonlyArray<ColumnId | 'id'> = ['status', 'name', 'owner', 'group', 'schedule'];
+/** Columns that sort A→Z first on a first click; the other (Timing) newest first. */
+const ASCENDING_FIRST: ReadonlyArray<ColumnId> = ['status', 'name', 'owner', 'group', 'schedule'];
 
 /**
  * The job table: one tab stop (the focused row; arrows, Home and End move it), Enter opens a job, Delete
@@ -132,11 +132,11 @@ export function JobTable(props: IJobTableProps): JSX.Element {
     event.preventDefault();
   };
 
-  const sortBy = (column: ColumnId | 'id') =>
+  const sortBy = (column: ColumnId) =>
     setSort(sort.column === column ? { column, ascending: !sort.ascending } : { column, ascending: ASCENDING_FIRST.includes(column) });
-  const ariaSort = (column: ColumnId | 'id') =>
+  const ariaSort = (column: ColumnId) =>
     sort.column === column ? (sort.ascending ? 'ascending' : 'descending') : 'none';
-  const header = (column: ColumnId | 'id', label: string, className: string) => (
+  const header = (column: ColumnId, label: string, className: string) => (
     <th key={column} className={className} aria-sort={ariaSort(column)} scope="col">
       <button type="button" className="jp-JobsTable-sort" onClick={() => sortBy(column)}
         title={trans.__('Sort by %1', label.toLowerCase())}>
@@ -192,7 +192,7 @@ export function JobTable(props: IJobTableProps): JSX.Element {
                     </th>
                   )
               )
-            : header('id', trans.__('Jobs'), 'jp-JobsTable-compact')}
+            : header('timing', trans.__('Jobs'), 'jp-JobsTable-compact')}
         </tr>
       </thead>
       <tbody>

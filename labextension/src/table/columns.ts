@@ -22,8 +22,8 @@ export function columns(trans: TranslationBundle): IColumn[] {
     { id: 'schedule', label: trans.__('Schedule'), sortKey: job => job.schedule_id ?? 0 },
     { id: 'owner', label: trans.__('User'), sortKey: job => job.owner.toLowerCase() },
     { id: 'group', label: trans.__('Group'), sortKey: job => (job.group ?? '').toLowerCase() },
-    // Newest first is the default: the job created last (ids grow with time).
-    { id: 'timing', label: trans.__('Timing'), sortKey: job => job.started_at ?? job.created_at },
+    // By when it was submitted; newest first is the default.
+    { id: 'timing', label: trans.__('Timing'), sortKey: job => job.created_at },
     { id: 'actions', label: trans.__('Actions') }
   ];
 }
@@ -50,16 +50,16 @@ export function visibleColumns(all: IColumn[], jobs: IJob[], context: IColumnCon
 
 /** How the rows are sorted: a column, and which way. */
 export interface ISort {
-  column: ColumnId | 'id';
+  column: ColumnId;
   ascending: boolean;
 }
 
 /** Newest first. */
-export const DEFAULT_SORT: ISort = { column: 'id', ascending: false };
+export const DEFAULT_SORT: ISort = { column: 'timing', ascending: false };
 
 /** The jobs sorted as `sort` says (ties: newest first), as a new array. */
 export function sortJobs(jobs: IJob[], sort: ISort, all: IColumn[]): IJob[] {
-  const key = sort.column === 'id' ? (job: IJob) => job.id : all.find(c => c.id === sort.column)?.sortKey;
+  const key = all.find(c => c.id === sort.column)?.sortKey;
   if (!key) {
     return jobs.slice();
   }
