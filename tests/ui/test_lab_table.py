@@ -223,10 +223,19 @@ def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit,
     page.keyboard.press("End")
     assert focused(page)["row"] == train["id"] and focused(page)["isRow"]
 
+    # Delete on a job still running: it must be cancelled first, which the dialog offers; Escape keeps it.
+    page.keyboard.press("Delete")
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text(f"Job #{train['id']} '{tag}-train' has not ended", timeout=TIMEOUT)
+    expect(dialog).to_contain_text("cancel it first")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    assert api(lab, "GET", f"jobs/{train['id']}")["status"] == "Running"
+    assert focused(page)["row"] == train["id"] and focused(page)["isRow"]
+
     # Cancel it: its Cancel button, then the dialog that says what is lost (Keep running is the default).
     tab_until(page, lambda f: f["label"].startswith("Cancel job #"))
     page.keyboard.press("Enter")
-    dialog = page.locator(".jp-Dialog")
     expect(dialog).to_contain_text(f"Cancel job #{train['id']} '{tag}-train'?", timeout=TIMEOUT)
     expect(dialog).to_contain_text("what it has not written is lost")
     tab_until(page, lambda f: f["tag"] == "BUTTON" and f["label"] == "Cancel job", limit=6)

@@ -68,7 +68,7 @@ function ActionButton(props: {
 function Actions({ job, tabbable, handlers, trans }: Omit<IJobRowProps, 'columns' | 'selected'>): JSX.Element {
   const what = `#${job.id} '${job.name}'`;
   return (
-    <span className="jp-JobsTable-actions">
+    <span className="jp-JobsTable-rowActions">
       {/* One button that turns from Cancel into Delete when the job ends: the same element, so focus stays on it. */}
       {hasEnded(job) ? (
         <ActionButton key="end" icon={deleteIcon} className="jp-JobsTable-delete" label={trans.__('Delete job %1', what)}
@@ -144,7 +144,7 @@ function cell(id: ColumnId, props: IJobRowProps): JSX.Element {
     case 'timing':
       return (
         <td key={id} className="jp-JobsTable-timing">
-          <div>{formatTime(job.started_at)}</div>
+          <div className="jp-JobsTable-started" title={formatTime(job.started_at)}>{formatTime(job.started_at)}</div>
           <div className="jp-JobsPanel-meta">{formatDuration(elapsed(job))}</div>
         </td>
       );

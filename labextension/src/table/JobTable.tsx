@@ -132,14 +132,21 @@ export function JobTable(props: IJobTableProps): JSX.Element {
     event.preventDefault();
   };
 
+  // The narrow table has one header (by time); there it first goes back from another column's order.
   const sortBy = (column: ColumnId) =>
-    setSort(sort.column === column ? { column, ascending: !sort.ascending } : { column, ascending: ASCENDING_FIRST.includes(column) });
+    setSort(
+      sort.column === column
+        ? { column, ascending: !sort.ascending }
+        : column === DEFAULT_SORT.column
+          ? DEFAULT_SORT
+          : { column, ascending: ASCENDING_FIRST.includes(column) }
+    );
   const ariaSort = (column: ColumnId) =>
     sort.column === column ? (sort.ascending ? 'ascending' : 'descending') : 'none';
   const header = (column: ColumnId, label: string, className: string) => (
     <th key={column} className={className} aria-sort={ariaSort(column)} scope="col">
       <button type="button" className="jp-JobsTable-sort" onClick={() => sortBy(column)}
-        title={trans.__('Sort by %1', label.toLowerCase())}>
+        title={trans.__('Sort by %1', all.find(c => c.id === column)?.label.toLowerCase() ?? label)}>
         {label}
         <span className="jp-JobsTable-sortMark" aria-hidden="true">
           {sort.column === column ? (sort.ascending ? '▲' : '▼') : ''}
@@ -192,7 +199,13 @@ export function JobTable(props: IJobTableProps): JSX.Element {
                     </th>
                   )
               )
-            : header('timing', trans.__('Jobs'), 'jp-JobsTable-compact')}
+            : header(
+                'timing',
+                sort.column === 'timing'
+                  ? trans.__('Jobs')
+                  : trans.__('Jobs, by %1', all.find(c => c.id === sort.column)?.label.toLowerCase() ?? ''),
+                'jp-JobsTable-compact'
+              )}
         </tr>
       </thead>
       <tbody>

@@ -55,7 +55,7 @@ function useModel(model: JobsModel): { jobs: IJob[]; error: string | null; hasMo
  */
 export function JobsView({ model, trans, actions }: IJobsViewProps): JSX.Element {
   const root = React.useRef<HTMLDivElement>(null);
-  const width = useWidth(root);
+  const wide = useWidth(root) >= WIDE_FROM;
   const { jobs, error, hasMore } = useModel(model);
   const [selected, setSelected] = React.useState<Set<number>>(() => new Set());
   const [config, setConfig] = React.useState({ singleUser: true, admin: false, groups: [] as string[] });
@@ -89,10 +89,9 @@ export function JobsView({ model, trans, actions }: IJobsViewProps): JSX.Element
     return Array.from(all).sort();
   }, [jobs, config.groups]);
   const selectedJobs = jobs.filter(job => selected.has(job.id));
-  const wide = width >= WIDE_FROM;
 
   return (
-    <div ref={root} className="jp-JobsView">
+    <div ref={root} className={`jp-JobsView ${wide ? 'jp-mod-wide' : 'jp-mod-narrow'}`}>
       <div className="jp-JobsPanel-top">
         <div className="jp-JobsPanel-header">
           <span className="jp-JobsPanel-title">{trans.__('Jobs')}</span>
