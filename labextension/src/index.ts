@@ -143,11 +143,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: jobsIcon,
       execute: () => {
         if (!form || form.isDisposed) {
-          const content = new CreateJobForm(api, trans, job => {
-            model.poke();
-            form?.dispose();
-            open(job);
-          });
+          const browser = () => browserFactory?.tracker.currentWidget ?? null;
+          const content = new CreateJobForm(
+            api,
+            trans,
+            job => {
+              model.poke();
+              form?.dispose();
+              open(job);
+            },
+            {
+              contents: app.serviceManager.contents,
+              selection: browserFactory ? () => Array.from(browser()?.selectedItems() ?? [], item => item.path) : undefined,
+              manager: browserFactory ? () => browser()?.model.manager : undefined
+            }
+          );
           form = new MainAreaWidget({ content });
           form.id = 'jupyter-jobs-create-main';
           form.title.label = content.title.label;

@@ -1,0 +1,2 @@
+export { CreateJobForm } from './widget';
+export type { IFileSource } from './files';
