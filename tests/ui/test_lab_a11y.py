@@ -7,12 +7,16 @@ each view in each theme goes to the tests' artifacts (`<view>-<theme>.png`)."""
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.request
 
+import nbformat
 import pytest
 from a11y import Themes, axe_path, axe_violations, contrasts, low_contrast
 from playwright.sync_api import expect
 from test_lab_job_view import ENDED, api
+from test_lab_table import sidebar_width
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 60_000
@@ -23,10 +27,21 @@ SEL = {
     "panel_tab": '.jp-SideBar .lm-TabBar-tab[data-id="jupyter-jobs-panel"]',
     "panel_row": "#jupyter-jobs-panel .jp-JobsPanel-item[data-job-id='{id}']",
     "panel_new": "#jupyter-jobs-panel .jp-JobsPanel-new",
+    "panel_table": "#jupyter-jobs-panel .jp-JobsTable",
+    "row_select": "#jupyter-jobs-panel .jp-JobsPanel-item[data-job-id='{id}'] .jp-JobsTable-select input",
+    "bulk_bar": "#jupyter-jobs-panel .jp-JobsTable-bulk",
     "job_page": ".jp-MainAreaWidget:not(.lm-mod-hidden) #jupyter-jobs-detail-{id}",
     "job_rerun": "#jupyter-jobs-detail-{id} .jp-JobDetail-rerun",
     "form": "#jupyter-jobs-create",
     "form_error": "#jupyter-jobs-create .jp-JobForm-error",
+    "form_kind": "#jupyter-jobs-create select[name=kind]",
+    "form_add_selection": "#jupyter-jobs-create .jp-JobForm-addSelection",
+    "form_files": "#jupyter-jobs-create .jp-JobForm-fileList",
+    "form_param_rows": "#jupyter-jobs-create .jp-JobForm-paramRow",
+    "form_yaml": "#jupyter-jobs-create .jp-JobForm-yaml",
+    "file_browser_tab": '.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]',
+    "file_browser_refresh": ".jp-FileBrowser .jp-ToolbarButtonComponent[title*='Refresh']",
+    "file_item": "#filebrowser .jp-DirListing-item",
     "dialog": ".jp-Dialog",
     "rerun_form": ".jp-Dialog .jp-JobRerunForm",
     "rerun_error": ".jp-Dialog .jp-JobRerunForm-error",
@@ -97,6 +112,22 @@ def themes(page, lab):
     switcher.restore()
 
 
+def left_sidebar_saved_narrow(lab, timeout: float = 30) -> None:
+    """Wait until the workspace Lab saves on the server has the left sidebar narrow again (under 30% of the
+    window): a page opened next restores that layout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(f"{lab['base']}/lab/api/workspaces/default",
+                                         headers={"Authorization": f"token {lab['token']}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            layout = json.loads(response.read())["data"].get("layout-restorer:data", {})
+        sizes = layout.get("relativeSizes") or [1]
+        if sizes[0] < 0.3:
+            return
+        assert time.monotonic() < deadline, f"the workspace still has the left sidebar at {sizes[0]:.0%}"
+        time.sleep(0.3)
+
+
 # Openers: each returns the CSS selector of the view it opened (the scope of the checks).
 def open_panel(page) -> str:
     tab = page.locator(SEL["panel_tab"])
@@ -122,15 +153,41 @@ def open_job_page(page, job: dict) -> str:
 
 def open_new_job_form(page) -> str:
     """The form, filled, after the server refused a value: its error is shown too."""
-    open_panel(page)
-    page.locator(SEL["panel_new"]).click()
-    form = page.locator(SEL["form"])
-    expect(form).to_be_visible(timeout=TIMEOUT)
-    form.get_by_label("Name").fill("resnet50-finetune")
+    form = page.locator(open_new_job_form_blank(page))
+    form.get_by_label("Name", exact=True).fill("resnet50-finetune")
     form.get_by_label("Command").fill("python train.py --epochs 10")
     form.get_by_label("Max runtime").fill("soon")
     form.get_by_role("button", name="Submit").click()
     expect(page.locator(SEL["form_error"])).to_contain_text("max-runtime", timeout=TIMEOUT)
+    return SEL["form"]
+
+
+def open_notebook_job_form(page, notebook: str) -> str:
+    """The form for a notebook job: `notebook` (in the Lab's root) shipped from the file browser's selection,
+    and two parameters."""
+    scope = open_new_job_form_blank(page)
+    tab = page.locator(SEL["file_browser_tab"])
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    page.locator(SEL["file_browser_refresh"]).first.click()
+    page.locator(SEL["file_item"], has_text=notebook).click()
+    page.locator(SEL["form_add_selection"]).click()
+    expect(page.locator(SEL["form_files"])).to_contain_text(notebook)
+    page.locator(SEL["form_kind"]).select_option("notebook")
+    form = page.locator(scope)
+    for name, value in (("epochs", "3"), ("lr", "0.5")):
+        form.get_by_role("button", name="Add parameter").click()
+        index = page.locator(SEL["form_param_rows"]).count()
+        form.get_by_label(f"Name of parameter {index}").fill(name)
+        form.get_by_label(f"Value of parameter {index}").fill(value)
+    expect(page.locator(SEL["form_yaml"])).to_contain_text("lr: 0.5")
+    return scope
+
+
+def open_new_job_form_blank(page) -> str:
+    open_panel(page)
+    page.locator(SEL["panel_new"]).click()
+    expect(page.locator(SEL["form"])).to_be_visible(timeout=TIMEOUT)
     return SEL["form"]
 
 
@@ -174,7 +231,19 @@ def test_panel(page, lab, jobs, themes, shots):
             "data-status", status, timeout=TIMEOUT)
     expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text("waiting for")
     badges = tuple(f"jp-JobsBadge-{status}" for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"))
-    assert_none(check_view(page, themes, shots, "panel", scope, measured=badges + ("jp-JobsPanel-reason",)))
+    problems = check_view(page, themes, shots, "panel", scope, measured=badges + ("jp-JobsPanel-reason",))
+    # Wide: the table's columns; one row selected (its background changes) and the bulk actions shown.
+    sidebar_width(page, 900)
+    try:
+        expect(page.locator(SEL["panel_table"])).to_have_class(re.compile(r"\bjp-mod-wide\b"), timeout=TIMEOUT)
+        page.locator(SEL["row_select"].format(id=jobs["Failed"]["id"])).check()
+        expect(page.locator(SEL["bulk_bar"])).to_be_visible()
+        problems += check_view(page, themes, shots, "panel-wide", scope, measured=badges + ("jp-JobsTable-bulkCount",))
+    finally:
+        page.locator(SEL["row_select"].format(id=jobs["Failed"]["id"])).uncheck()
+        sidebar_width(page, 260)
+        left_sidebar_saved_narrow(lab)  # the width is saved in the workspace the other tests open
+    assert_none(problems)
     assert not page.errors, page.errors
 
 
@@ -194,7 +263,24 @@ def test_job_pages(page, lab, jobs, themes, shots):
 @pytest.mark.timeout(300)
 def test_new_job_form(page, lab, jobs, themes, shots):
     scope = open_new_job_form(page)
-    assert_none(check_view(page, themes, shots, "new-job-form", scope, measured=("jp-JobForm-error",)))
+    assert_none(check_view(page, themes, shots, "new-job-form", scope,
+                           measured=("jp-JobForm-error", "jp-JobForm-fieldError")))
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(300)
+def test_new_job_form_for_a_notebook(page, lab, jobs, themes, shots):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("epochs = 1\nlr = 0.1")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, lab["root"] / "a11y-params.ipynb")
+    try:
+        scope = open_notebook_job_form(page, "a11y-params.ipynb")
+        assert_none(check_view(page, themes, shots, "new-job-form-notebook", scope,
+                               measured=("jp-JobForm-file", "jp-JobForm-yaml")))
+    finally:
+        (lab["root"] / "a11y-params.ipynb").unlink()
     assert not page.errors, page.errors
 
 
