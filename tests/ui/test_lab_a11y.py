@@ -232,6 +232,13 @@ def test_panel(page, lab, jobs, themes, shots):
     expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text("waiting for")
     badges = tuple(f"jp-JobsBadge-{status}" for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"))
     problems = check_view(page, themes, shots, "panel", scope, measured=badges + ("jp-JobsPanel-reason",))
+    # Under the pointer a row's background changes: its texts still read 4.5:1.
+    for theme in ("light", "dark"):
+        themes.use(theme)
+        for status in ("Pending", "Failed"):
+            row = SEL["panel_row"].format(id=jobs[status]["id"])
+            page.locator(row).hover()
+            problems += [f"[panel, {theme}, {status} row hovered] contrast {line}" for line in low_contrast(page, row)]
     # Wide: the table's columns; one row selected (its background changes) and the bulk actions shown.
     sidebar_width(page, 900)
     try:
