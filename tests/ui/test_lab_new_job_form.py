@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -20,6 +22,9 @@ from jupyter_jobs.spec import parse_spec
 pytestmark = pytest.mark.integration
 TIMEOUT = 60_000
 ENDED = ("Succeeded", "Failed", "Cancelled", "Unknown")
+# axe-core, from the Lab extension's node_modules (a dev dependency); in a worktree, from the main checkout's.
+AXE = next((p for p in (Path(__file__).parents[2] / "labextension" / "node_modules" / "axe-core" / "axe.min.js",
+                        Path("/work/main/labextension/node_modules/axe-core/axe.min.js")) if p.exists()), None)
 
 TRAIN = """\
 import os, sys
@@ -78,6 +83,28 @@ def show_file_browser(page, name: str):
     return item
 
 
+def set_theme(page, name: str) -> None:
+    """Switch the Lab's theme and wait until it is applied (the splash it shows meanwhile gone)."""
+    light = "true" if "Light" in name else "false"
+    page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    expect(page.locator(f"body[data-jp-theme-light='{light}']")).to_have_count(1, timeout=TIMEOUT)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=TIMEOUT)
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's critical and serious violations (WCAG 2 A and AA) inside the form."""
+    if AXE is None:
+        pytest.fail("axe-core is not installed (jlpm install in labextension/)")
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+        const result = await axe.run(document.querySelector('#jupyter-jobs-create'),
+                                     {runOnly: ['wcag2a', 'wcag2aa']});
+        return result.violations.filter(v => ['critical', 'serious'].includes(v.impact))
+            .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
+    }""")
+    return found
+
+
 def assert_same_spec(recorded: dict, shown: dict) -> None:
     """The YAML the form showed is the spec the server recorded, both read by the server's own parser; the
     server adds only the defaults it fills in (the instance type's max-runtime)."""
@@ -121,6 +148,11 @@ def test_ships_a_script_chosen_in_the_file_dialog(page, lab, shots, jobs):
     expect(form.locator(".jp-JobForm-yaml")).to_contain_text("max-runtime: 10m")
     page.screenshot(path=str(shots / "new-job-form-light.png"))
 
+    # Copy puts the YAML on the clipboard, to paste into a job.yaml.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    form.get_by_role("button", name="Copy the spec as YAML").click()
+    assert page.evaluate("navigator.clipboard.readText()") == form.locator(".jp-JobForm-yaml").text_content()
+
     job_id, shown = submitted(page, form, jobs)
     assert shown["inputs"] == ["train.py"] and shown["cmd"] == "python train.py --epochs 10", shown
     detail = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .jp-JobDetail")
@@ -154,12 +186,14 @@ def test_a_notebook_with_two_parameters(page, lab, shots, jobs):
         form.get_by_label(f"Name of parameter {index}").fill(name)
         form.get_by_label(f"Value of parameter {index}").fill(value)
     expect(form.locator(".jp-JobForm-yaml")).to_contain_text("lr: 0.5")
+    # Every control has an accessible name and enough contrast, in both themes.
+    page.set_viewport_size({"width": 1400, "height": 1400})  # the whole form, its YAML too, in the shots
     page.screenshot(path=str(shots / "new-job-form-notebook-light.png"))
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-    expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=TIMEOUT)
+    assert axe_violations(page) == []
+    set_theme(page, "JupyterLab Dark")
     page.screenshot(path=str(shots / "new-job-form-notebook-dark.png"))
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-    expect(page.locator("body[data-jp-theme-light='true']")).to_have_count(1, timeout=TIMEOUT)
+    assert axe_violations(page) == []
+    set_theme(page, "JupyterLab Light")
 
     job_id, shown = submitted(page, form, jobs)
     detail = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .jp-JobDetail")
@@ -178,13 +212,17 @@ def test_upload_progress_for_a_larger_file(page, lab, shots, jobs):
     folder = lab["root"] / f"upload-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     (folder / "weights.bin").write_bytes(os.urandom(4 * 1024 * 1024))  # new bytes: the server lacks them
-    (folder / "check.py").write_text("import os\nprint('weights', os.path.getsize('weights.bin'), 'bytes')\n")
+    (folder / "check.py").write_text("import os\nprint('weights', os.path.getsize('weights.bin'), 'bytes',"
+                                     " os.path.exists('__pycache__'))\n")
+    (folder / "__pycache__").mkdir()  # never shipped, as the CLI never ships it
+    (folder / "__pycache__" / "check.cpython-311.pyc").write_bytes(b"\0" * 1000)
     form = open_form(page)
     form.locator(".jp-JobForm-addFiles").click()
     dialog = page.locator(".jp-Dialog")
     dialog.locator(".jp-DirListing-item", has_text=folder.name).click()  # the whole folder
     dialog.locator(".jp-mod-accept").click()
     expect(form.locator(".jp-JobForm-file")).to_have_count(1)
+    expect(form.locator(".jp-JobForm-shipCount")).to_have_text(re.compile(r"^2 files, 4\.2 MB"))
     form.get_by_label("Name", exact=True).fill("form-upload")
     form.get_by_label("Command").fill(f"cd {folder.name} && python check.py")
     # Uploads slowed to 2 MB/s so that the progress can be seen on the way.
@@ -219,7 +257,7 @@ def test_upload_progress_for_a_larger_file(page, lab, shots, jobs):
     assert any(0 < s["value"] < s["max"] for s in uploading), seen  # part way
     assert seen[-1]["state"] == "done" and seen[-1]["value"] == seen[-1]["max"] == total, seen  # complete
     expect(detail.locator(".jp-JobDetail")).to_have_attribute("data-status", "Succeeded", timeout=TIMEOUT)
-    expect(detail.locator(".jp-JobDetail-log")).to_contain_text(f"weights {4 * 1024 * 1024} bytes")
+    expect(detail.locator(".jp-JobDetail-log")).to_contain_text(f"weights {4 * 1024 * 1024} bytes False")
     assert_same_spec(api(lab, "GET", f"jobs/{job_id}")["spec"], shown)
     assert not page.errors, page.errors
 

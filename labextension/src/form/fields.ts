@@ -26,12 +26,20 @@ export class Field {
     if (key) {
       this.row.dataset.field = key;
     }
-    const labelNode = h('label', 'jp-JobForm-label', label);
     const body = h('div', 'jp-JobForm-control');
-    const focusable = isLabelable(control) ? control : control.querySelector<HTMLElement>('input, select, textarea');
+    const focusable = isLabelable(control) ? control : null;
+    let labelNode: HTMLElement;
     if (focusable) {
+      const forControl = h('label', 'jp-JobForm-label', label);
       focusable.id = focusable.id || uid('control');
-      labelNode.htmlFor = focusable.id;
+      forControl.htmlFor = focusable.id;
+      labelNode = forControl;
+    } else {
+      // Several controls (buttons, a list, rows): a group named by the label.
+      labelNode = h('span', 'jp-JobForm-label', label);
+      labelNode.id = uid('label');
+      control.setAttribute('role', 'group');
+      control.setAttribute('aria-labelledby', labelNode.id);
     }
     this.error = h('div', 'jp-JobForm-fieldError');
     this.error.id = uid('error');
@@ -45,17 +53,19 @@ export class Field {
       body.append(hintNode);
     }
     body.append(this.error);
-    (focusable ?? control).setAttribute('aria-describedby', described.join(' '));
+    control.setAttribute('aria-describedby', described.join(' '));
     this.row.append(labelNode, body);
   }
 
   setError(message: string): void {
     this.error.textContent = message;
-    const target = isLabelable(this.control) ? this.control : this.control.querySelector('input, select, textarea');
+    if (!isLabelable(this.control)) {
+      return; // a group: its error, linked by aria-describedby, says which of its parts is wrong
+    }
     if (message) {
-      target?.setAttribute('aria-invalid', 'true');
+      this.control.setAttribute('aria-invalid', 'true');
     } else {
-      target?.removeAttribute('aria-invalid');
+      this.control.removeAttribute('aria-invalid');
     }
   }
 }

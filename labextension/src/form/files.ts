@@ -3,6 +3,7 @@ import { FileDialog } from '@jupyterlab/filebrowser';
 import { Contents } from '@jupyterlab/services';
 import { TranslationBundle } from '@jupyterlab/translation';
 
+import { formatSize } from '../files';
 import { h } from '../util';
 import { commonFolder, relativeTo } from './spec';
 
@@ -19,10 +20,25 @@ export interface IFileSource {
 export interface IShippedFile {
   path: string;
   source: string;
+  size: number;
 }
 
-/** Folders never shipped from inside a chosen folder (the CLI's ignore rules skip them too). */
-const SKIPPED = new Set(['__pycache__', '.ipynb_checkpoints', '.git']);
+/**
+ * What is never shipped from inside a chosen folder: the CLI's default ignores
+ * (`DEFAULT_IGNORES` in jupyter_jobs/kernel/packaging.py). A folder's .gitignore and .jobignore,
+ * which the CLI also reads, are not applied here.
+ */
+const SKIPPED_FOLDERS = new Set([
+  '.git', '__pycache__', '.ipynb_checkpoints', '.venv', 'venv', 'env', '.env', 'node_modules',
+  '.mypy_cache', '.pytest_cache', '.tox'
+]);
+
+function skipped(item: Contents.IModel): boolean {
+  if (item.type === 'directory') {
+    return SKIPPED_FOLDERS.has(item.name) || item.name.endsWith('.egg-info');
+  }
+  return item.name.endsWith('.pyc') || item.name === '.DS_Store';
+}
 
 /**
  * The files and folders a job ships, chosen from the Lab (the file dialog or the file browser's
@@ -56,8 +72,11 @@ export class ShippedFiles {
     this._list = h('ul', 'jp-JobForm-fileList');
     this._list.setAttribute('aria-label', trans.__('Files to ship'));
     this._summary = h('div', 'jp-JobForm-hint jp-JobForm-shipSummary');
-    this._summary.setAttribute('aria-live', 'polite');
-    this.node.append(buttons, this._list, this._summary);
+    this._count_ = h('span', 'jp-JobForm-shipCount');
+    const said = h('div', 'jp-JobForm-hint');
+    said.setAttribute('aria-live', 'polite');
+    said.append(this._summary, this._count_);
+    this.node.append(buttons, this._list, said);
     this._render();
   }
 
@@ -95,31 +114,57 @@ export class ShippedFiles {
     this.changed();
   }
 
-  /** Every file that ships: a chosen folder's files, listed through the Lab's contents. */
+  /**
+   * Every file that ships, with its size: a chosen folder's files, listed through the Lab's contents
+   * (never their content: the upload reads each file once, raw).
+   */
   async files(): Promise<IShippedFile[]> {
     const base = this.base;
     const found: IShippedFile[] = [];
-    const walk = async (path: string): Promise<void> => {
-      let model: Contents.IModel;
+    const get = async (path: string, content: boolean): Promise<Contents.IModel> => {
       try {
-        model = await this.source.contents.get(path, { content: true });
+        return await this.source.contents.get(path, { content });
       } catch (error) {
         throw new Error(this.trans.__('could not read %1 from the Lab (%2)', path, (error as Error).message));
       }
+    };
+    const walk = async (model: Contents.IModel): Promise<void> => {
       if (model.type !== 'directory') {
-        found.push({ path: relativeTo(base, path), source: path });
+        found.push({ path: relativeTo(base, model.path), source: model.path, size: model.size ?? 0 });
         return;
       }
-      for (const item of model.content as Contents.IModel[]) {
-        if (!SKIPPED.has(item.name) && !item.name.endsWith('.pyc')) {
-          await walk(item.path);
+      const listing = await get(model.path, true);
+      for (const item of listing.content as Contents.IModel[]) {
+        if (!skipped(item)) {
+          await walk(item);
         }
       }
     };
     for (const path of this._paths) {
-      await walk(path);
+      await walk(await get(path, false));
     }
     return found;
+  }
+
+  /** Say how many files and bytes ship, once the chosen folders are listed (the latest choice wins). */
+  private async _count(): Promise<void> {
+    const generation = ++this._generation;
+    let text: string;
+    try {
+      const files = await this.files();
+      const bytes = files.reduce((sum, f) => sum + f.size, 0);
+      text = this.trans._n(
+        '%1 file, %2, uploaded on Submit (an unchanged file is not sent again).',
+        '%1 files, %2, uploaded on Submit (an unchanged file is not sent again).',
+        files.length,
+        formatSize(bytes)
+      );
+    } catch (error) {
+      text = (error as Error).message;
+    }
+    if (generation === this._generation) {
+      this._count_.textContent = text;
+    }
   }
 
   private async _choose(): Promise<void> {
@@ -153,14 +198,22 @@ export class ShippedFiles {
     const base = this.base || this.trans.__('the Lab’s root folder');
     this._summary.textContent = this._paths.length
       ? this.trans.__(
-          'Ships %1 from %2 (their common folder): the job starts in a folder holding them at the same paths, as its inputs. Files are uploaded once; an unchanged file is not sent again.',
+          'Ships %1 from %2 (their common folder): the job starts in a folder holding them at the same paths, as its inputs. ',
           this.inputs.join(', '),
           base
         )
       : this.trans.__('Nothing is shipped: the job sees only its datasets and image. Add the scripts, notebooks and data it reads.');
+    this._count_.textContent = '';
+    if (this._paths.length) {
+      void this._count();
+    } else {
+      this._generation += 1;
+    }
   }
 
   private _paths: string[] = [];
+  private _generation = 0;
+  private _count_: HTMLElement;
   private _list: HTMLUListElement;
   private _summary: HTMLElement;
 }

@@ -16,8 +16,6 @@ export class ParamRows {
   ) {
     this.node = h('div', 'jp-JobForm-params');
     this._rows = h('div', 'jp-JobForm-paramRows');
-    this._rows.setAttribute('role', 'group');
-    this._rows.setAttribute('aria-label', trans.__('Parameters'));
     const add = h('button', 'jp-Button jp-mod-styled jp-mod-reject jp-JobForm-addParam', trans.__('Add parameter'));
     add.type = 'button';
     add.onclick = () => {

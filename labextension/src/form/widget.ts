@@ -40,7 +40,14 @@ export class CreateJobForm extends Widget {
       this._kind.append(option);
     }
     this._add(form, 'kind', trans.__('Run'), this._kind);
-    this._shipped = source ? new ShippedFiles(source, trans, changed) : null;
+    // A notebook shipped with no command yet: it is what the job runs.
+    const filesChanged = () => {
+      if (this._kind.value === 'command' && !this._command.value.trim() && this._shipped?.paths.some(p => p.endsWith('.ipynb'))) {
+        this._kind.value = 'notebook';
+      }
+      this._refresh();
+    };
+    this._shipped = source ? new ShippedFiles(source, trans, filesChanged) : null;
     if (this._shipped) {
       this._add(form, 'inputs', trans.__('Files to ship'), this._shipped.node);
     }
@@ -136,7 +143,9 @@ export class CreateJobForm extends Widget {
     this._fields.get('notebook')!.setError(
       notebook && !notebooks.length ? this.trans.__('Add a notebook (.ipynb) to the files to ship') : ''
     );
-    this._preview.update(this.spec(), base);
+    const spec = this.spec();
+    this._name.placeholder = notebook ? spec.name : 'train'; // a notebook job is named after its notebook
+    this._preview.update(spec, base);
   }
 
   /** The spec the form describes: what the YAML shows and what is submitted. */
