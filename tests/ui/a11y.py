@@ -49,9 +49,20 @@ def axe_violations(page, scope: str, impacts=BLOCKING) -> list[str]:
     rule id, impact, what it means and the offending elements (CSS selectors, with axe's summary)."""
     inject_axe(page)
     assert page.locator(scope).count(), f"nothing matches {scope!r}: the view is not open"
+    # JupyterLab's <body> is 0 px high with `overflow: hidden` (the shell is positioned over it; the browser
+    # hands body's overflow to the viewport, so nothing is clipped). axe-core does not model that and takes
+    # every text for clipped away: its color-contrast rule then finds nothing to check ("inapplicable").
+    # The body gets the viewport's height while axe runs: nothing moves on screen.
     result = page.evaluate(
         """async scope => {
-            const r = await window.axe.run({include: [scope]}, {resultTypes: ['violations']});
+            const height = document.body.style.height;
+            document.body.style.height = '100vh';
+            let r;
+            try {
+                r = await window.axe.run({include: [scope]}, {resultTypes: ['violations']});
+            } finally {
+                document.body.style.height = height;
+            }
             return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, url: v.helpUrl,
                 nodes: v.nodes.map(n => ({target: n.target.join(' '), impact: n.impact,
                                           summary: n.failureSummary, html: n.html.slice(0, 160)}))}));

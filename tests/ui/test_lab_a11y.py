@@ -298,3 +298,55 @@ def test_rerun_dialog(page, lab, jobs, themes, shots):
     page.locator(SEL["dialog"]).get_by_role("button", name="Cancel").click()
     expect(page.locator(SEL["dialog"])).to_have_count(0)
     assert not page.errors, page.errors
+
+
+def _wcag_ratio(fg: tuple, bg: tuple) -> float:
+    def lum(c):
+        r, g, b = ((v / 255) / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted((lum(fg), lum(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _blend(top: tuple, alpha: float, bottom: tuple) -> tuple:
+    return tuple(t * alpha + b * (1 - alpha) for t, b in zip(top, bottom))
+
+
+@pytest.mark.timeout(120)
+def test_the_checks_catch_what_they_should(page, lab):
+    """The helpers on markup made to fail: a badge at 2.7:1, grey text on a translucent layer over a dark
+    box (blended as the browser draws it), a placeholder, a select without a name."""
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('jupyter-jobs:create')",
+                           timeout=TIMEOUT)
+    page.evaluate("""() => {
+        const probe = document.createElement('div');
+        probe.id = 'jj-a11y-probe';
+        probe.style.cssText = 'position: fixed; top: 0; left: 0; z-index: 100000; background: #fff; padding: 8px';
+        probe.innerHTML = `
+          <span class="bad-badge" style="color: #fff; background: #f57c00">Cancelled</span>
+          <div style="background: #202020"><div style="background: rgba(255, 255, 255, 0.25)">
+            <span class="blended" style="color: rgba(255, 255, 255, 0.5)">half white</span></div></div>
+          <input class="faint" placeholder="type here" aria-label="faint" style="background: #fff">
+          <select><option>one</option></select>
+          <span class="good" style="color: #000">fine</span>`;
+        document.body.append(probe);
+        document.head.insertAdjacentHTML('beforeend',
+            '<style id="jj-a11y-probe-style">#jj-a11y-probe .faint::placeholder { color: #bbb; opacity: 1 }</style>');
+    }""")
+    try:
+        found = {r["text"]: r for r in contrasts(page, "#jj-a11y-probe")}
+        assert found["Cancelled"]["ratio"] == pytest.approx(_wcag_ratio((255, 255, 255), (0xF5, 0x7C, 0x00)), abs=0.01)
+        layer = _blend((255, 255, 255), 0.25, (0x20, 0x20, 0x20))
+        text = _blend((255, 255, 255), 0.5, layer)
+        assert found["half white"]["ratio"] == pytest.approx(_wcag_ratio(text, layer), abs=0.02)
+        assert found["type here"]["what"] == "placeholder"
+        assert found["type here"]["ratio"] == pytest.approx(_wcag_ratio((0xBB,) * 3, (255, 255, 255)), abs=0.01)
+        low = low_contrast(page, "#jj-a11y-probe")
+        assert {line.split("'")[1] for line in low} == {"Cancelled", "half white", "type here"}, low
+        violations = axe_violations(page, "#jj-a11y-probe")
+        assert any(line.startswith("select-name (critical)") for line in violations), violations
+        # axe's own contrast rule sees the badge (it would not in Lab without a11y.py's body height fix).
+        assert any(line.startswith("color-contrast (serious)") and "Cancelled" in line for line in violations), violations
+    finally:
+        page.evaluate("() => { document.getElementById('jj-a11y-probe').remove();"
+                      " document.getElementById('jj-a11y-probe-style').remove(); }")
