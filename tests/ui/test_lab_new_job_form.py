@@ -177,7 +177,8 @@ def test_a_notebook_with_two_parameters(page, lab, shots, jobs):
     show_file_browser(page, "params-demo.ipynb").click()  # selected in the file browser
     form.locator(".jp-JobForm-addSelection").click()
     expect(form.get_by_role("list", name="Files to ship")).to_contain_text("params-demo.ipynb")
-    form.get_by_label("Run", exact=True).select_option("notebook")
+    # A shipped notebook and no command yet: the form runs the notebook.
+    expect(form.get_by_label("Run", exact=True)).to_have_value("notebook")
     expect(form.get_by_label("Notebook")).to_have_value("params-demo.ipynb")
     expect(form.get_by_label("Command")).to_be_hidden()
     for name, value in (("epochs", "3"), ("lr", "0.5")):
