@@ -74,7 +74,10 @@ def jobs(lab):
                                                or "queued behind" in (job["message"] or ""))
 
     try:
-        made = {"Succeeded": submit({"name": "prepare-data", "cmd": "echo prepared"}),
+        made = {"Succeeded": submit({"name": "prepare-data", "desc": "Cleans the raw data for training.",
+                                     "labels": {"team": "vision", "stage": "prep"},
+                                     "cmd": "echo prepared; echo 'epoch,loss' > $JOB_OUTPUTS/loss.csv;"
+                                            " echo '{}' > $JOB_OUTPUTS/summary.json"}),
                 "Failed": submit({"name": "broken-step", "cmd": "echo oops >&2; exit 3"})}
         for status, job in made.items():
             made[status] = wait(job["id"], lambda j: j["status"] in ENDED)
@@ -257,12 +260,15 @@ def test_panel(page, lab, jobs, themes, shots):
 @pytest.mark.timeout(300)
 def test_job_pages(page, lab, jobs, themes, shots):
     problems = []
-    for status in ("Running", "Failed", "Pending"):
+    for status in ("Running", "Failed", "Pending", "Succeeded"):
         scope = open_job_page(page, jobs[status])
+        measured = (f"jp-JobsBadge-{status}",)
         if status == "Running":
             expect(page.locator(scope + " .jp-JobDetail-log")).to_contain_text("training", timeout=TIMEOUT)
-        problems += check_view(page, themes, shots, f"job-page-{status.lower()}", scope,
-                               measured=(f"jp-JobsBadge-{status}",))
+        if status == "Succeeded":  # its description, labels and output files
+            expect(page.locator(scope + " .jp-JobFiles-link", has_text="loss.csv")).to_be_visible(timeout=TIMEOUT)
+            measured += ("jp-JobDetail-desc", "jp-JobsLabel", "jp-JobFiles-link")
+        problems += check_view(page, themes, shots, f"job-page-{status.lower()}", scope, measured=measured)
     assert_none(problems)
     assert not page.errors, page.errors
 
