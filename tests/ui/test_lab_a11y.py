@@ -82,8 +82,11 @@ def jobs(lab):
         for status, job in made.items():
             made[status] = wait(job["id"], lambda j: j["status"] in ENDED)
             assert made[status]["status"] == status, made[status]
-        # Running jobs until the host is full: the next one waits for a CPU.
-        for n in range(64):
+        # Running jobs until the host is full (its CPUs, or the server's max_concurrent): the next one waits.
+        config = api(lab, "GET", "config")
+        slots = int(config["capacity"]["cpus"]) if not config.get("max_concurrent") else min(
+            int(config["capacity"]["cpus"]), config["max_concurrent"])
+        for n in range(slots + 2):
             job = submit({"name": f"train-{n}", "cmd": "echo training; sleep 600"})
             job = wait(job["id"], lambda j: j["status"] == "Running" or waiting(j))
             if job["status"] == "Pending":
