@@ -61,6 +61,17 @@ def sidebar_width(page, width: int) -> None:
     page.mouse.up()
 
 
+def restored(page) -> None:
+    """Lab has put back its saved layout, and its main area has a widget (the Launcher, on an empty one)
+    that took the focus: nothing takes it from the panel afterwards."""
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('jupyter-jobs:open')",
+                           timeout=TIMEOUT)
+    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget !== null", timeout=TIMEOUT)
+    # Lumino delivers the activation (which focuses it) on the next animation frame.
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def filter_to(panel, text: str) -> None:
     panel.get_by_role("searchbox", name="search name, command or id").fill(text)
 
@@ -105,6 +116,7 @@ def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, 
         assert sorted(job["id"] for job in listed) == sorted(ids)
 
         page.reload()  # reads the setting: 250 rows a page
+        restored(page)
         panel = open_panel(page)
         filter_to(panel, tag)
         expect(rows(panel)).to_have_count(200, timeout=TIMEOUT)
@@ -162,6 +174,7 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
     sleeper = submit({"name": f"{tag}-sleeper", "cmd": "sleep 300"})
     assert wait_status(lab, done["id"])["status"] == "Succeeded"
     assert wait_status(lab, sleeper["id"], ("Running",))["status"] == "Running"
+    restored(page)
     panel = open_panel(page)
     filter_to(panel, tag)
     expect(rows(panel)).to_have_count(2, timeout=TIMEOUT)
@@ -185,6 +198,15 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
     live = panel.locator(".jp-JobsTable-live")
     expect(live).to_have_attribute("aria-live", "polite")
     expect(live).to_have_text(f"Job {sleeper['id']} {tag}-sleeper: Cancelled", timeout=TIMEOUT)
+
+    # Space ticks the focused row; Enter opens its job.
+    page.keyboard.press("Space")
+    expect(ours).to_have_attribute("aria-selected", "true")
+    expect(ours.get_by_role("checkbox")).to_be_checked()
+    expect(panel.locator(".jp-JobsTable-bulk")).to_contain_text("1 selected")
+    page.keyboard.press("Enter")
+    expect(page.locator(f".jp-MainAreaWidget:not(.lm-mod-hidden) #jupyter-jobs-detail-{done['id']}")).to_be_visible(
+        timeout=TIMEOUT)
     assert not page.errors, page.errors
 
 
@@ -196,9 +218,7 @@ def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit,
     warmup = submit({"name": f"{tag}-warmup", "cmd": "true"})  # newer: listed first
     assert wait_status(lab, warmup["id"])["status"] == "Succeeded"
     assert wait_status(lab, train["id"], ("Running",))["status"] == "Running"
-    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('jupyter-jobs:open')",
-                           timeout=TIMEOUT)
-    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    restored(page)
 
     # Open the panel from the command palette; the keyboard lands in its search box.
     page.keyboard.press("Control+Shift+C")
@@ -279,6 +299,7 @@ def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what
     ended = submit({"name": f"{tag}-ended", "cmd": "true"})
     sleepers = [submit({"name": f"{tag}-sleep{i}", "cmd": "sleep 300"}) for i in range(3)]
     assert wait_status(lab, ended["id"])["status"] == "Succeeded"
+    restored(page)
     panel = open_panel(page)
     filter_to(panel, tag)
     expect(rows(panel)).to_have_count(4, timeout=TIMEOUT)
