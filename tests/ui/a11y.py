@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-AXE_CANDIDATES = [
-    os.environ.get("JJ_AXE_PATH", ""),
-    str(REPO / "labextension" / "node_modules" / "axe-core" / "axe.min.js"),
-    "/work/main/labextension/node_modules/axe-core/axe.min.js",  # a worktree without its own node_modules
-]
+AXE = Path("labextension", "node_modules", "axe-core", "axe.min.js")
+
+
+def _main_checkout() -> Path | None:
+    """The main checkout of this repository when this is a git worktree (which may have no node_modules)."""
+    try:
+        common = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(common).parent if common else None
+
+
+AXE_CANDIDATES = [os.environ.get("JJ_AXE_PATH", ""), str(REPO / AXE)]
+if (main := _main_checkout()) is not None and main != REPO:
+    AXE_CANDIDATES.append(str(main / AXE))
 MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text; issue 16 asks it of every text and badge, large or not
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 BLOCKING = ("critical", "serious")
