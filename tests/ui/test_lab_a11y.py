@@ -1,9 +1,12 @@
 """Accessibility of every view of jupyter-jobs in a real JupyterLab and Chromium, in the light and the dark
 theme: axe-core (npm's axe-core, injected into the page) finds no critical or serious violation, and every
-visible text and badge has a contrast of at least 4.5:1 against what is behind it. Views: the Jobs panel
-listing jobs in each status (Pending with its reason, Running, Succeeded, Failed, Cancelled), a job page
-opened from the panel, the New job form showing the server's error, and the rerun dialog. A screenshot of
-each view in each theme goes to the tests' artifacts (`<view>-<theme>.png`)."""
+visible text, badge, form value and placeholder has a contrast of at least 4.5:1 against what is behind it.
+Views: the Jobs table listing jobs in each status (Pending with its reason, Running, Succeeded, Failed,
+Cancelled), narrow and wide (a row selected, the bulk bar shown; rows hovered), job pages opened from the
+panel, the New job form showing the server's errors and for a notebook with shipped files and parameters,
+and the rerun dialog showing the server's error. A screenshot of each view in each theme, and its measured
+ratios, go to the tests' artifacts (`<view>-<theme>.png`, `<view>-<theme>-contrast.json`). The last test
+shows the checks catch what they should on markup made to fail."""
 from __future__ import annotations
 
 import json
