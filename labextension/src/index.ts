@@ -12,6 +12,7 @@ import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon, runIcon } from '@jupyterlab/ui-components';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
@@ -35,6 +36,20 @@ const jobsIcon = new LabIcon({
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" ' +
     'd="M4 4h16v4H4zm0 6h16v4H4zm0 6h10v4H4zm13 0h3v4h-3z"/></svg>'
 });
+
+/** The id of the main plugin, and of its settings (schema/plugin.json): notifications, rowsPerPage. */
+const PLUGIN_ID = 'jupyter-jobs:plugin';
+
+/** Read the settings of jupyter-jobs, now and at each change; nothing when Lab has no settings registry. */
+function watchSettings(registry: ISettingRegistry | null, apply: (settings: ISettingRegistry.ISettings) => void): void {
+  void registry
+    ?.load(PLUGIN_ID)
+    .then(settings => {
+      apply(settings);
+      settings.changed.connect(apply);
+    })
+    .catch(error => console.warn('jupyter-jobs: cannot read the settings', error));
+}
 
 namespace CommandIDs {
   export const open = 'jupyter-jobs:open';
@@ -86,21 +101,23 @@ export function notebookSpec(path: string): { spec: { [key: string]: any }; base
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-jobs:plugin',
+  id: PLUGIN_ID,
   description: 'A sidebar to list, create, follow, cancel and rerun jobs.',
   autoStart: true,
-  optional: [ITranslator, ILayoutRestorer, ICommandPalette, IFileBrowserFactory, IRenderMimeRegistry],
+  optional: [ITranslator, ILayoutRestorer, ICommandPalette, IFileBrowserFactory, IRenderMimeRegistry, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     translator: ITranslator | null,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
     browserFactory: IFileBrowserFactory | null,
-    rendermime: IRenderMimeRegistry | null
+    rendermime: IRenderMimeRegistry | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');
     const { api, feed, watcher } = shared(app);
     const model = new JobsModel(api, feed);
+    watchSettings(settingRegistry, settings => (model.pageSize = settings.get('rowsPerPage').composite as number));
     const details = new Map<number, MainAreaWidget<JobDetail>>();
 
     const open = (job: Pick<IJob, 'id'>) => {
@@ -130,7 +147,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     const panel = new JobsPanel(model, trans, {
+      api,
+      trans,
       open,
+      openOutput: (id: number, output: IOutput) => void openOutput(app, api, trans, id, output),
+      changed: () => model.poke(),
       create: () => void app.commands.execute(CommandIDs.create)
     });
     panel.title.icon = jobsIcon;
@@ -300,12 +321,13 @@ const renderer: JupyterFrontEndPlugin<void> = {
   description: 'Renders jobs in notebooks, live, and tells when they end.',
   autoStart: true,
   requires: [IRenderMimeRegistry],
-  optional: [INotebookTracker, ITranslator],
+  optional: [INotebookTracker, ITranslator, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     rendermime: IRenderMimeRegistry,
     notebooks: INotebookTracker | null,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');
     const { api, watcher } = shared(app);
@@ -325,7 +347,9 @@ const renderer: JupyterFrontEndPlugin<void> = {
       },
       -10
     );
-    watcher.ended.connect((_, job) => notifyEnded(job, trans, openJob));
+    let notify = true; // the `notifications` setting
+    watchSettings(settingRegistry, settings => (notify = settings.get('notifications').composite !== false));
+    watcher.ended.connect((_, job) => notify && notifyEnded(job, trans, openJob));
   }
 };
 

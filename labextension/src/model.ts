@@ -53,6 +53,18 @@ export class JobsModel {
     void this._reload();
   }
 
+  /** How many jobs a page has (the `rowsPerPage` setting); a change reloads the list. */
+  get pageSize(): number {
+    return this._pageSize;
+  }
+
+  set pageSize(size: number) {
+    if (Number.isSafeInteger(size) && size > 0 && size !== this._pageSize) {
+      this._pageSize = size;
+      void this._reload();
+    }
+  }
+
   /** Load one more page. */
   async more(): Promise<void> {
     this._pages += 1;
@@ -115,7 +127,7 @@ export class JobsModel {
       let cursor: string | null = null;
       const jobs: IJob[] = [];
       for (let page = 0; page < this._pages; page++) {
-        const result = await this.api.list(filter, cursor);
+        const result = await this.api.list(filter, cursor, this._pageSize);
         jobs.push(...result.jobs);
         cursor = result.next_cursor;
         if (!cursor) {
@@ -152,6 +164,7 @@ export class JobsModel {
   private _jobs: IJob[] = [];
   private _cursor: string | null = null;
   private _pages = 1;
+  private _pageSize = 50;
   private _error: string | null = null;
   private _key = '';
   private _loadedAt = 0;
