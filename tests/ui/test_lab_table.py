@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -342,4 +343,25 @@ def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what
     assert exists(lab, running["id"])
     toast = page.locator(".Toastify__toast", has_text="Could not delete 1 job")
     expect(toast).to_contain_text(f"#{running['id']} '{tag}-running'", timeout=TIMEOUT)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(240)
+def test_open_outputs_from_a_row_opens_the_job_s_notebook(page, lab, submit):
+    from test_lab_outputs import JOB
+
+    tag = f"outs{secrets.token_hex(3)}"
+    script = lab["root"] / f"{tag}.py"
+    script.write_text(JOB)
+    job = submit({"name": f"{tag}-report", "cmd": f"{sys.executable} {script}"})
+    assert wait_status(lab, job["id"])["status"] == "Succeeded"
+    restored(page)
+    panel = open_panel(page)
+    filter_to(panel, tag)
+    expect(rows(panel)).to_have_count(1, timeout=TIMEOUT)
+    # It made a notebook and a plot: the notebook is what opens, copied into job-outputs/<id>/.
+    row(panel, job).get_by_role("button", name=f"Open the 2 outputs of job #{job['id']} '{tag}-report'").click()
+    target = f"job-outputs/{job['id']}/report.ipynb"
+    page.wait_for_function(f"window.jupyterapp.shell.currentWidget?.context?.path === {target!r}", timeout=TIMEOUT)
+    expect(page.locator(".jp-NotebookPanel:visible")).to_have_count(1, timeout=TIMEOUT)
     assert not page.errors, page.errors

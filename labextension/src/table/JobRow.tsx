@@ -196,7 +196,8 @@ function JobRowView(props: IJobRowProps): JSX.Element {
         }
       }}
     >
-      <td className="jp-JobsTable-select">
+      {/* A click beside the checkbox does not open the job either. */}
+      <td className="jp-JobsTable-select" onClick={event => event.stopPropagation()}>
         <input
           type="checkbox"
           checked={selected}
