@@ -102,7 +102,7 @@ def tab_until(page, test, limit: int = 30, key: str = "Tab") -> dict:
 
 
 @pytest.mark.timeout(900)
-def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, shots):
+def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"idle{secrets.token_hex(3)}"
     ids = [submit({"name": f"{tag}-{i:03d}", "cmd": "true"})["id"] for i in range(200)]
     set_settings(lab, {"rowsPerPage": 250})
@@ -169,7 +169,7 @@ def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, 
 
 
 @pytest.mark.timeout(240)
-def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submit):
+def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submit):  # noqa: F811  (the fixture imported above)
     tag = f"focus{secrets.token_hex(3)}"
     done = submit({"name": f"{tag}-done", "cmd": "true"})
     sleeper = submit({"name": f"{tag}-sleeper", "cmd": "sleep 300"})
@@ -212,7 +212,7 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
 
 
 @pytest.mark.timeout(300)
-def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit, shots):
+def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"kbd{secrets.token_hex(3)}"
     train = submit({"name": f"{tag}-train", "cmd": "echo training for ${epochs} epochs; sleep 300",
                     "args": {"epochs": 40}})
@@ -295,7 +295,7 @@ def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit,
 
 @pytest.mark.timeout(300)
 def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what_it_could_not(
-        page, lab, submit, shots):
+        page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"bulk{secrets.token_hex(3)}"
     ended = submit({"name": f"{tag}-ended", "cmd": "true"})
     sleepers = [submit({"name": f"{tag}-sleep{i}", "cmd": "sleep 300"}) for i in range(3)]
@@ -347,7 +347,7 @@ def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what
 
 
 @pytest.mark.timeout(240)
-def test_open_outputs_from_a_row_opens_the_job_s_notebook(page, lab, submit):
+def test_open_outputs_from_a_row_opens_the_job_s_notebook(page, lab, submit):  # noqa: F811  (the fixture imported above)
     from test_lab_outputs import JOB
 
     tag = f"outs{secrets.token_hex(3)}"
