@@ -134,6 +134,14 @@ def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, 
         expect(first.locator(".jp-JobsPanel-name")).to_have_attribute("title", f"{tag}-199")
         page.screenshot(path=str(shots / "jobs-table-wide.png"))
 
+        # Scrolled to the end, the header and the filters are where they were.
+        header, search = table.locator("thead th.jp-JobsTable-name"), panel.locator(".jp-JobsPanel-search")
+        before = (header.bounding_box()["y"], search.bounding_box()["y"])
+        panel.locator(".jp-JobsPanel-scroll").evaluate("node => { node.scrollTop = node.scrollHeight; }")
+        expect(rows(panel).last).to_be_in_viewport()
+        assert (header.bounding_box()["y"], search.bounding_box()["y"]) == before
+        panel.locator(".jp-JobsPanel-scroll").evaluate("node => { node.scrollTop = 0; }")
+
         # Nothing changes on the server: the table's DOM does not change either for 10 s (the list keeps
         # being refreshed meanwhile; the requests are counted to say so).
         requests: list[str] = []
