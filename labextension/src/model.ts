@@ -27,6 +27,11 @@ export class JobsModel {
     return this._jobs;
   }
 
+  /** When `jobs` were loaded (ms since the epoch): their clocks (how long each has run) tick on from there. */
+  get loadedAt(): number {
+    return this._loadedAt;
+  }
+
   get hasMore(): boolean {
     return this._cursor !== null;
   }
@@ -78,6 +83,7 @@ export class JobsModel {
         }
       }
       this._jobs = jobs;
+      this._loadedAt = Date.now();
       this._cursor = cursor;
       this._error = null;
     } catch (error) {
@@ -102,6 +108,7 @@ export class JobsModel {
   private _cursor: string | null = null;
   private _pages = 1;
   private _pageSize = 50;
+  private _loadedAt = 0;
   private _error: string | null = null;
   private _filter: IJobFilter = { status: '', mine: false, text: '', labels: [], group: '' };
   private _changed = new Signal<this, void>(this);
