@@ -20,6 +20,9 @@ Measured in one run, against a baseline taken in the same run (these machines ar
 * with ``--parts files``: what a job's writable working dir costs on a 1 GiB project (submit and rerun),
   against ``cp -r`` of it (see ``files_bench.py``).
 
+* with ``--parts live``: in a real Lab and Chromium, the time from a status change on the server to the Jobs
+  panel's row showing it, and the HTTP requests an idle Lab makes per minute (see ``live_bench.py``).
+
 * with ``--parts warm``: warm interpreters, a trivial notebook job and ``%%job`` cell warm and cold,
   against jupyter-scheduler and raw papermill on the same notebook (see ``warm_bench.py``).
 
@@ -218,11 +221,13 @@ def main() -> None:
     parser.add_argument("--warm-rounds", type=int, default=10, help="rounds of the warm part (one job of each kind)")
     parser.add_argument("--peer-venv", default=str(Path.home() / ".cache" / "jupyter-jobs" / "bench-peer-venv"),
                         help="virtual environment with jupyter-scheduler and papermill (made from PyPI when missing)")
+    parser.add_argument("--live-rounds", type=int, default=20, help="status changes timed by the live part")
+    parser.add_argument("--live-idle-seconds", type=float, default=60.0, help="how long the live part watches an idle Lab")
     parser.add_argument("--parts", default="local,docker,slurm,env",
                         help="which figures to measure (comma-separated; each still obeys its own switch)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"local", "docker", "slurm", "env", "warm", "files"}
+    unknown = parts - {"local", "docker", "slurm", "env", "warm", "files", "live"}
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}")
     out = HERE / "results" / args.name
@@ -239,6 +244,22 @@ def main() -> None:
         run_warm(args, out)
     if "files" in parts:
         run_files(args, out)
+    if "live" in parts:
+        run_live(args, out)
+
+
+def run_live(args: argparse.Namespace, out: Path) -> None:
+    """Status change → the panel's row, and an idle Lab's requests: live.json and live.png."""
+    import live_bench
+
+    result = live_bench.bench_live(args.live_rounds, args.live_idle_seconds)
+    result["machine"] = f"{platform.node()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (out / "live.json").write_text(json.dumps(result, indent=2))
+    live_bench.plot(result, out / "live.png", f"Jobs panel, live: status change on the server → row updated; idle "
+                    f"Lab's requests — {result['machine']}")
+    print(json.dumps({k: result[k] for k in ("median_ms", "p90_ms", "idle_requests_per_minute")}, indent=2))
+    print(f"written to {out / 'live.json'}")
 
 
 def run_files(args: argparse.Namespace, out: Path) -> None:

@@ -40,7 +40,11 @@ class Access:
     groups: frozenset[str] = frozenset()
 
     def can_see(self, job: JobRecord) -> bool:
-        return self.can_act(job) or (bool(job.spec.group) and job.spec.group in self.groups)
+        return self.sees(job.owner, job.spec.group)
+
+    def sees(self, owner: str, group: str) -> bool:
+        """Whether this user may see a job of ``owner`` and ``group`` (also one that is gone: the change feed)."""
+        return self.admin or owner == self.user or (bool(group) and group in self.groups)
 
     def can_act(self, job: JobRecord) -> bool:
         return self.admin or job.owner == self.user

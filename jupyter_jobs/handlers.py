@@ -30,7 +30,7 @@ from .jobdir import JobDir
 from .manager import JobManager, server_user
 from .models import JobRecord
 from .spec import load_json, load_spec_text
-from .store import parse_id
+from .store import MAX_PAGE, parse_id
 
 API = "jupyter-jobs/api"
 #: The header a forwarding user server sends with its own base URL (see JobsAPIHandler.public_base_url).
@@ -41,6 +41,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 OUTPUT_CHUNK = 1024 * 1024
 #: How far past JobManager.max_input_bytes tornado lets an upload run before cutting it itself.
 UPLOAD_SLACK = 16 * 1024 * 1024
+#: Longest a /changes request may wait for a change (seconds).
+MAX_CHANGES_WAIT = 120
 
 
 class JobsAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -153,6 +155,19 @@ class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        ids = self.get_argument("ids", None)
+        if ids is not None:  # just these jobs (those the caller may see): what the change feed named
+            access = await self.access()
+            jobs = []
+            for job_id in parse_ids(ids):
+                try:
+                    job = self.manager.get(job_id)
+                except JobNotFound:
+                    continue
+                if access.can_see(job):
+                    jobs.append(job)
+            self.write_json({"jobs": [list_row(self.job_json(j)) for j in jobs], "next_cursor": None})
+            return
         limit = self.get_argument("limit", "50")
         if parse_id(limit) is None:
             raise SpecError(f"{limit[:40]!r} is not a number; use 1 to 500", "limit")
@@ -192,6 +207,59 @@ class JobsHandler(JobsAPIHandler):
             self.set_header("Idempotent-Replayed", "true")
         self.set_header("Location", self.job_url(job.id))
         self.write_json(self.job_json(job))
+
+
+def parse_ids(text: str) -> list[int]:
+    """The job ids of ``ids=1,2,3`` (each once, in the order given; at most a page of them)."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not parts:
+        raise SpecError("names no job; give job ids separated by commas, e.g. ids=12,15", "ids")
+    if len(parts) > MAX_PAGE:
+        raise SpecError(f"names {len(parts)} jobs; ask for at most {MAX_PAGE} at a time", "ids")
+    ids: dict[int, None] = {}
+    for part in parts:
+        job_id = parse_id(part)
+        if job_id is None:
+            raise SpecError(f"{part[:40]!r} is not a job id; give job ids separated by commas, e.g. ids=12,15", "ids")
+        ids[job_id] = None
+    return list(ids)
+
+
+class ChangesHandler(JobsAPIHandler):
+    """Long-poll the change feed (``changes.py``): the jobs changed after ``cursor`` that the caller may see."""
+
+    _waiting: asyncio.Task | None = None
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        raw = self.get_argument("timeout", "30")
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = -1.0
+        if not 0 <= timeout <= MAX_CHANGES_WAIT:  # also NaN
+            raise SpecError(f"{raw[:40]!r} is not a number of seconds from 0 to {MAX_CHANGES_WAIT}", "timeout")
+        cursor = self.get_argument("cursor", None) or None
+        access = await self.access()
+        feed = self.manager.changes
+        if cursor is not None:
+            feed.parse(cursor)  # a malformed cursor: 400 now
+        self._waiting = asyncio.ensure_future(
+            feed.wait(cursor, timeout, lambda change: access.sees(change.owner, change.group)))
+        try:
+            answer = await self._waiting
+        except asyncio.CancelledError:
+            return  # the client went away (on_connection_close)
+        finally:
+            self._waiting = None
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(answer.to_json())
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self._waiting is not None:  # its waiter leaves the feed now, not at its timeout
+            self._waiting.cancel()
 
 
 class JobHandler(JobsAPIHandler):
@@ -640,6 +708,7 @@ class SecretHandler(JobsAPIHandler):
 _JOB = r"/jobs/([^/]+)"
 ROUTES = [
     (r"/jobs/?", JobsHandler),
+    (r"/changes", ChangesHandler),
     (_JOB + r"/?", JobHandler),
     (_JOB + r"/(cancel|rerun)", JobActionHandler),
     (_JOB + r"/pin", JobPinHandler),

@@ -26,6 +26,7 @@ from . import __version__, jobside
 from .access import Access
 from .blobs import BlobStore
 from .ceilings import RuntimeLimits
+from .changes import ChangeFeed
 from .cluster import Cluster
 from .errors import BackendUnavailable, Conflict, InvalidTransition, JobNotFound, SpecError
 from .jobdir import (
@@ -159,6 +160,8 @@ class JobManager(LoggingConfigurable):
         self.cluster.load()
         self.runtime_limits = RuntimeLimits.from_settings(self.max_runtime_ceiling, self.default_max_runtime)
         self.store = JobStore(self.db_path)
+        self.changes = ChangeFeed()
+        self.store.listener = self.changes.notify
         self.blobs = BlobStore(Path(self.data_dir) / "blobs")
         self._waiters: dict[int, list[asyncio.Future]] = defaultdict(list)
         self._lock_file: Any = None
@@ -517,12 +520,15 @@ class JobManager(LoggingConfigurable):
         itype = self._check_resources(spec, owner)
         self.secrets.check(owner, spec)  # a secret it names and its owner has not set: 400, naming the field
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.jobs_dir))
+        moved: list[Path] = []  # the job's folder, once its files moved there (its record may yet fail to commit)
         try:
             await self._stage_files(spec, stage, base_dir, rerun_of, files)
             env_summary = await self._lock_environment(spec, stage, environment, rerun_of)
             # Everything that needs disk space is written before the record exists: a full disk
             # refuses the submission whole (507), never leaves a job without its files.
             (stage / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+            # The files move into the job's folder inside the record's transaction: a server killed at any
+            # moment leaves either both or neither (then the staging folder, or a folder no record names).
             record = self.store.create(
                 JobRecord(
                     id=0, name=spec.name, owner=owner, spec=spec, instance_type=itype,
@@ -533,6 +539,7 @@ class JobManager(LoggingConfigurable):
                     schedule_id=schedule_id,
                 ),
                 request_hash,
+                before_commit=lambda job_id: moved.append(self._move_in(stage, job_id)),
             )
         except sqlite3.IntegrityError:  # the same key, sent twice at once: the first one made it
             shutil.rmtree(stage, ignore_errors=True)
@@ -541,15 +548,10 @@ class JobManager(LoggingConfigurable):
                 raise
             return replay, False
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            for path in (stage, *moved):
+                shutil.rmtree(path, ignore_errors=True)
             raise
         folder = JobDir(self.jobs_dir / str(record.id))
-        if folder.root.exists():  # another job's leftovers (a replaced database): keep them aside
-            aside = self.jobs_dir / f".orphaned-{record.id}-{uuid.uuid4().hex[:8]}"
-            os.replace(folder.root, aside)
-            self.log.warning("jupyter-jobs: job folder %s existed before job %d; moved it to %s",
-                             folder.root, record.id, aside)
-        os.replace(stage, folder.root)
         origin = f" (rerun of job {rerun_of.id})" if rerun_of else ""
         folder.say(f"job {record.id} {spec.name!r} submitted by {owner}{origin}")
         for warning in translation.warnings:
@@ -558,6 +560,16 @@ class JobManager(LoggingConfigurable):
             folder.say(runtime_note)
         self.pool.wake()
         return record, True
+
+    def _move_in(self, stage: Path, job_id: int) -> Path:
+        """Make ``stage`` the folder of job ``job_id`` (whose record is being written); that folder."""
+        folder = self.jobs_dir / str(job_id)
+        if folder.exists():  # another job's leftovers (a replaced database): keep them aside
+            aside = self.jobs_dir / f".orphaned-{job_id}-{uuid.uuid4().hex[:8]}"
+            os.replace(folder, aside)
+            self.log.warning("jupyter-jobs: job folder %s existed before job %d; moved it to %s", folder, job_id, aside)
+        os.replace(stage, folder)
+        return folder
 
     async def _lock_environment(self, spec: JobSpec, stage: Path, sent: Mapping[str, Any] | None,
                                 rerun_of: JobRecord | None) -> dict[str, Any]:

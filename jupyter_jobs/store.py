@@ -7,15 +7,17 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from .errors import InvalidTransition, JobNotFound, SpecError
 from .migrations import migrate
-from .models import Allocation, JobRecord, JobSpec
-from .spec import parse_spec
+from .models import Allocation, JobRecord
+from .rows import allocation_of, to_record
+from .spec.parse import parse_duration
 from .states import TERMINAL, JobStatus, check_transition
 
 #: Columns ``update()`` may write, with their encoders.
@@ -32,6 +34,8 @@ MAX_PAGE = 500
 MAX_ID = 2**63 - 1
 _ID_TEXT = re.compile(r"^[0-9]{1,19}$")
 log = logging.getLogger("jupyter_jobs.store")
+#: Told of every committed write: ``(job_id, owner, group, deleted)`` (see :attr:`JobStore.listener`).
+Listener = Callable[[int, str, str, bool], None]
 
 
 def parse_id(text: str) -> int | None:
@@ -73,6 +77,9 @@ class Holding(NamedTuple):
     owner: str
     group: str
     allocation: Allocation
+    #: When it started running (None while Preparing), and its max-runtime in seconds (None: none).
+    started_at: float | None = None
+    max_runtime: float | None = None
 
 
 def _encode_cursor(job_id: int) -> str:
@@ -95,8 +102,12 @@ class JobStore:
     """All job records, in one SQLite file.
 
     Every write is a short transaction; status changes are compare-and-swap on the current
-    status, so two writers can never both move a job out of the same state.
+    status, so two writers can never both move a job out of the same state. After each committed
+    write the :attr:`listener` (if any) is told which job changed, whose it is and whether it is
+    gone (the change feed, ``changes.py``); it may be called from any thread that writes.
     """
+
+    listener: Listener | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -105,6 +116,8 @@ class JobStore:
             _make_private(self.path)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
+        #: Held by every write: a statement from another thread never lands inside a transaction of ours.
+        self._writing = threading.RLock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
@@ -119,11 +132,11 @@ class JobStore:
         row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(job_id)
-        return _to_record(row)
+        return to_record(row)
 
     def find_idempotent(self, key: str) -> tuple[JobRecord, str | None] | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
-        return None if row is None else (_to_record(row), row["request_hash"])
+        return None if row is None else (to_record(row), row["request_hash"])
 
     def list(
         self,
@@ -178,7 +191,7 @@ class JobStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
-        records = [_to_record(r) for r in rows[:limit]]
+        records = [to_record(r) for r in rows[:limit]]
         next_cursor = _encode_cursor(records[-1].id) if len(rows) > limit else None
         return records, next_cursor
 
@@ -193,15 +206,22 @@ class JobStore:
     def holding(self) -> list[Holding]:
         """The jobs holding resources (Preparing or Running), oldest first: what quotas are used by."""
         rows = self._conn.execute(
-            "SELECT id, name, owner, group_name, allocation FROM jobs WHERE status IN ('Preparing', 'Running') "
-            "ORDER BY id").fetchall()
+            "SELECT id, name, owner, group_name, allocation, started_at, CASE WHEN json_valid(spec) "
+            "THEN json_extract(spec, '$.\"max-runtime\"') END AS max_runtime FROM jobs "
+            "WHERE status IN ('Preparing', 'Running') ORDER BY id").fetchall()
         out = []
         for row in rows:
             try:
-                allocation = _allocation(json.loads(row["allocation"]))
+                allocation = allocation_of(json.loads(row["allocation"]))
             except (TypeError, ValueError, AttributeError):  # a damaged row holds nothing it can show
                 allocation = Allocation()
-            out.append(Holding(row["id"], row["name"], row["owner"], row["group_name"], allocation))
+            try:
+                max_runtime = None if row["max_runtime"] is None else parse_duration(row["max_runtime"])
+            except ValueError:
+                max_runtime = None
+            started = row["started_at"] if isinstance(row["started_at"], (int, float)) else None
+            out.append(Holding(row["id"], row["name"], row["owner"], row["group_name"], allocation, started,
+                               max_runtime))
         return out
 
     def queue_expired(self, now: float) -> list[int]:
@@ -226,7 +246,7 @@ class JobStore:
             "AND COALESCE(finished_at, updated_at) < ? ORDER BY id",
             [*(s.value for s in TERMINAL), finished_before],
         ).fetchall()
-        return [_to_record(r) for r in rows]
+        return [to_record(r) for r in rows]
 
     def active(self) -> list[JobRecord]:
         """Jobs that are not finished, oldest first."""
@@ -234,12 +254,31 @@ class JobStore:
         rows = self._conn.execute(
             f"SELECT * FROM jobs WHERE status NOT IN ({marks}) ORDER BY id", [s.value for s in TERMINAL]
         ).fetchall()
-        return [_to_record(r) for r in rows]
+        return [to_record(r) for r in rows]
 
     # -- writing -------------------------------------------------------------------------
-    def create(self, record: JobRecord, request_hash: str | None = None) -> JobRecord:
-        """Insert a new record (its ``id`` is ignored) and return it with its id."""
+    def create(self, record: JobRecord, request_hash: str | None = None,
+               before_commit: Callable[[int], None] | None = None) -> JobRecord:
+        """Insert a new record (its ``id`` is ignored) and return it with its id. ``before_commit(id)`` runs
+        inside the transaction, once the id is known: what it does (putting the job's files in place) is
+        done whenever the record exists, and if it raises, the record is never written."""
         now = time.time()
+        with self._writing:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                job_id = self._insert(record, request_hash, now)
+                if before_commit is not None:
+                    before_commit(job_id)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            created = self.get(job_id)
+        self._tell(job_id, created.owner, created.spec.group)
+        return created
+
+    def _insert(self, record: JobRecord, request_hash: str | None, now: float) -> int:
         cur = self._conn.execute(
             """INSERT INTO jobs (name, owner, status, message, instance_type, image, command, spec,
                    priority, created_at, attempt, rerun_of, backend, allocation, idempotency_key,
@@ -256,45 +295,59 @@ class JobStore:
                 json.dumps(record.warnings), record.spec.group, record.schedule_id,
             ),
         )
-        return self.get(int(cur.lastrowid))
+        return int(cur.lastrowid)
 
     def update(self, job_id: int, **fields: Any) -> None:
         """Write the given columns (no status change)."""
         if fields:
             sets, params = self._assignments(fields)
-            cur = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*params, job_id])
-            if cur.rowcount == 0:
+            with self._writing:  # fetchall: the statement ends, so the write commits
+                row = self._conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? RETURNING owner, group_name",
+                                         [*params, job_id]).fetchall()
+            if not row:
                 raise JobNotFound(job_id)
+            self._tell(job_id, row[0][0], row[0][1])
 
     def set_messages(self, messages: dict[int, str]) -> None:
-        """Write the messages of many pending jobs in one transaction (the pool's pending reasons)."""
+        """Write the messages of many pending jobs in one transaction (the pool's pending reasons); a
+        message that is already the job's is not written again (nothing changed, nobody is told)."""
         if not messages:
             return
         now = time.time()
-        self._conn.execute("BEGIN")
-        try:
-            self._conn.executemany(
-                "UPDATE jobs SET message = ?, updated_at = ? WHERE id = ? AND status = 'Pending'",
-                [(message, now, job_id) for job_id, message in messages.items()],
-            )
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        changed = []
+        with self._writing:
+            self._conn.execute("BEGIN")
+            try:
+                for job_id, message in messages.items():
+                    row = self._conn.execute(
+                        "UPDATE jobs SET message = ?, updated_at = ? WHERE id = ? AND status = 'Pending' "
+                        "AND message != ? RETURNING owner, group_name", (message, now, job_id, message)).fetchall()
+                    if row:
+                        changed.append((job_id, row[0][0], row[0][1]))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        for job_id, owner, group in changed:
+            self._tell(job_id, owner, group)
 
     def transition(self, job_id: int, new: JobStatus, **fields: Any) -> JobRecord:
         """Move a job to ``new`` (if the state machine allows it) and write ``fields`` with it."""
         current = self.get(job_id)
         check_transition(job_id, current.status, new)
         sets, params = self._assignments(fields)
-        cur = self._conn.execute(
-            f"UPDATE jobs SET status = ?, {sets} WHERE id = ? AND status = ?",
-            [new.value, *params, job_id, current.status.value],
-        )
+        with self._writing:
+            cur = self._conn.execute(
+                f"UPDATE jobs SET status = ?, {sets} WHERE id = ? AND status = ?",
+                [new.value, *params, job_id, current.status.value],
+            )
         if cur.rowcount == 0:  # somebody else moved it first
             latest = self.get(job_id)
             raise InvalidTransition(f"job {job_id} is {latest.status.value} and cannot become {new.value}")
-        return self.get(job_id)
+        moved = self.get(job_id)
+        self._tell(job_id, moved.owner, moved.spec.group)
+        return moved
 
     def reserve_ids_through(self, highest: int) -> bool:
         """Make the next new job's id larger than ``highest``; True when that changed anything."""
@@ -310,7 +363,21 @@ class JobStore:
         return True
 
     def delete(self, job_id: int) -> None:
-        self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        with self._writing:
+            row = self._conn.execute("DELETE FROM jobs WHERE id = ? RETURNING owner, group_name",
+                                     (job_id,)).fetchall()
+        if row:
+            self._tell(job_id, row[0][0], row[0][1], deleted=True)
+
+    def _tell(self, job_id: int, owner: str, group: str | None, deleted: bool = False) -> None:
+        """Tell the listener of a committed write; its failure never undoes or fails the write."""
+        listener = self.listener
+        if listener is None:
+            return
+        try:
+            listener(job_id, owner or "", group or "", deleted)
+        except Exception:
+            log.exception("jupyter-jobs: the change listener failed on job %s", job_id)
 
     def _assignments(self, fields: dict[str, Any]) -> tuple[str, list[Any]]:
         unknown = set(fields) - set(_ENCODERS)
@@ -320,91 +387,3 @@ class JobStore:
         names = [f"{name} = ?" for name in fields]
         values = [_ENCODERS.get(name, float)(value) for name, value in fields.items()]
         return ", ".join(names), values
-
-
-def _to_record(row: sqlite3.Row) -> JobRecord:
-    """The record of a row; a row that cannot be read whole still gives a record (marked damaged),
-    so one bad row never takes down the list, the scheduler or a restart."""
-    try:
-        return _decode(row)
-    except Exception as exc:  # any damage: a spec an older version accepted, a hand-edited row
-        log.warning("jupyter-jobs: job %s has a damaged record: %s", row["id"], exc)
-        return _damaged(row, f"{type(exc).__name__}: {exc}")
-
-
-def _damaged(row: sqlite3.Row, problem: str) -> JobRecord:
-    def column(name: str, default: Any) -> Any:
-        try:
-            value = row[name]
-        except (IndexError, KeyError):
-            return default
-        return default if value is None else value
-
-    try:
-        status = JobStatus(column("status", "Unknown"))
-    except ValueError:
-        status = JobStatus.UNKNOWN
-    command = str(column("command", ""))
-    try:
-        handle = json.loads(column("handle", "{}"))
-        handle = handle if isinstance(handle, dict) else {}
-    except (TypeError, ValueError):
-        handle = {}
-    try:
-        allocation = _allocation(json.loads(column("allocation", "{}")))
-    except (TypeError, ValueError, AttributeError):
-        allocation = Allocation()
-    return JobRecord(
-        id=row["id"], name=str(column("name", "job")), owner=str(column("owner", "")),
-        spec=JobSpec(cmd=command or "true", name=str(column("name", "job"))), status=status,
-        message=str(column("message", "")), instance_type=str(column("instance_type", "")),
-        command=command, created_at=float(column("created_at", 0.0)), attempt=int(column("attempt", 1)),
-        updated_at=float(column("updated_at", 0.0)), damaged=problem, handle=handle, allocation=allocation,
-        backend=str(column("backend", "")), schedule_id=column("schedule_id", None),
-        finished_at=column("finished_at", None),
-        pinned=bool(column("pinned", 0)), data_removed_at=column("data_removed_at", None),
-    )
-
-
-def _decode(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        name=row["name"],
-        owner=row["owner"],
-        spec=parse_spec(json.loads(row["spec"])),
-        status=JobStatus(row["status"]),
-        message=row["message"],
-        instance_type=row["instance_type"],
-        image=row["image"],
-        command=row["command"],
-        exit_code=row["exit_code"],
-        created_at=row["created_at"],
-        preparing_at=row["preparing_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        attempt=row["attempt"],
-        rerun_of=row["rerun_of"],
-        backend=row["backend"],
-        allocation=_allocation(json.loads(row["allocation"])),
-        handle=json.loads(row["handle"]),
-        cancel_requested=bool(row["cancel_requested"]),
-        outputs=json.loads(row["outputs"]),
-        idempotency_key=row["idempotency_key"],
-        updated_at=row["updated_at"],
-        environment=_environment(row["environment"]),
-        warnings=[str(line) for line in json.loads(row["warnings"] or "[]")],
-        schedule_id=row["schedule_id"],
-        pinned=bool(row["pinned"]),
-        data_removed_at=row["data_removed_at"],
-    )
-
-
-def _environment(text: str) -> dict[str, Any]:
-    value = json.loads(text or "{}")
-    if not isinstance(value, dict):
-        raise ValueError(f"its environment is {type(value).__name__}, not a mapping")
-    return value
-
-
-def _allocation(data: dict[str, Any]) -> Allocation:
-    return Allocation(cpus=data.get("cpus", 0.0), memory_mib=data.get("memory_mib", 0), gpus=tuple(data.get("gpus", ())))

@@ -160,3 +160,19 @@ async def test_yaml_with_a_date_is_forwarded(forwarder):
                                  {"Content-Type": "application/yaml"})
     assert status == 201, body
     assert json.loads(body)["labels"] == {"when": "2024-05-01"}
+
+
+async def test_the_change_feed_long_poll_passes_through(forwarder):
+    status, _, body = await call(forwarder, "GET", "changes")
+    cursor = json.loads(body)["cursor"]
+    waiting = asyncio.ensure_future(call(forwarder, "GET", f"changes?cursor={cursor}&timeout=60"))
+    await asyncio.sleep(1.0)
+    assert not waiting.done(), "the long-poll was answered before anything changed"
+    status, _, body = await call(forwarder, "POST", "jobs", {"name": "fed", "cmd": "true"})
+    job = json.loads(body)
+    status, headers, body = await asyncio.wait_for(waiting, 30)
+    answer = json.loads(body)
+    assert status == 200 and job["id"] in [c["id"] for c in answer["changes"]], answer
+    assert headers.get("Cache-Control") == "no-store"
+    status, _, body = await call(forwarder, "GET", "changes?cursor=nope")
+    assert status == 400 and json.loads(body)["errors"][0]["field"] == "cursor"

@@ -13,7 +13,7 @@ ROUTES = [
     ("GET", "jobs/1/outputs"), ("GET", "jobs/1/outputs/a.txt"),
     ("POST", "blobs/missing"), ("PUT", "blobs/" + "0" * 64),
     ("GET", "instance-types"), ("GET", "datasets"), ("GET", "config"),
-    ("GET", "environments"), ("POST", "environments/prune"),
+    ("GET", "environments"), ("POST", "environments/prune"), ("GET", "changes"),
 ]
 
 

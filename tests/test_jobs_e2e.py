@@ -83,7 +83,7 @@ async def test_cancel_a_pending_job(api):
         await api.wait(blocker["id"], ("Running",))
     pending = await api.job(waiting["id"])
     assert pending["status"] == "Pending"
-    assert pending["message"].startswith("waiting for 1 CPU: 2 of 2 in use by jobs")
+    assert pending["message"].startswith("1st in line for a CPU: 2 of 2 in use by jobs")
     cancelled = await api.call("POST", "jobs", str(waiting["id"]), "cancel")
     assert cancelled["status"] == "Cancelled" and cancelled["started_at"] is None
     for blocker in blockers:
@@ -232,13 +232,29 @@ async def test_gpus_are_exclusive_and_visible_to_the_job(api):
     first, second = await api.wait(jobs[0]["id"], ("Running",)), await api.wait(jobs[1]["id"], ("Running",))
     third = await api.job(jobs[2]["id"])
     assert third["status"] == "Pending"
-    assert third["message"] == f"waiting for 1 GPU: 2 of 2 in use by jobs {jobs[0]['id']}, {jobs[1]['id']}"
+    assert third["message"].startswith(f"1st in line for a GPU: 2 of 2 in use by jobs {jobs[0]['id']}, {jobs[1]['id']}")
     assert sorted(first["gpus"] + second["gpus"]) == [0, 1]
     done = [await api.wait(j["id"]) for j in jobs]
     assert [d["status"] for d in done] == ["Succeeded"] * 3
     seen = [[line for line in (await api.log(j["id"])).splitlines() if line.startswith("GPU=")][0][4:] for j in jobs]
     assert seen[:2] == [str(first["gpus"][0]), str(second["gpus"][0])]
     assert done[2]["started_at"] >= min(done[0]["finished_at"], done[1]["finished_at"])
+
+
+@pytest.mark.parametrize("jobs_config", [{"Cluster": {"gpus": 1, "instance_types": [
+    {"name": "cpu", "cpus": 0.5, "memory": 256}, {"name": "gpu", "cpus": 0.5, "memory": 256, "gpus": 1}]}}])
+async def test_a_pending_job_says_its_place_in_line_and_what_is_ahead(api):
+    holder = await api.submit({"name": "holder", "cmd": "sleep 60", "instance-type": "gpu", "max-runtime": "2h"})
+    await api.wait(holder["id"], ("Running",))
+    waiting = [await api.submit({"name": f"next-{i}", "cmd": "true", "instance-type": "gpu"}) for i in range(2)]
+    cpu = await api.submit({"name": "cpu", "cmd": "true", "instance-type": "cpu"})  # in no GPU line: it runs
+    assert (await api.wait(cpu["id"]))["status"] == "Succeeded"
+    first, second = [await api.job(job["id"]) for job in waiting]
+    ahead = f"1 of 1 in use by job {holder['id']} (run <1 min of its 2 h)"
+    assert (first["status"], first["message"]) == ("Pending", f"1st in line for a GPU: {ahead}")
+    assert (second["status"], second["message"]) == ("Pending", f"2nd in line for a GPU: {ahead}")
+    for job in (*waiting, holder):
+        await api.call("POST", "jobs", str(job["id"]), "cancel")
 
 
 async def test_priority_jumps_the_queue(api):

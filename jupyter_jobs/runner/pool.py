@@ -27,7 +27,7 @@ from ..secrets import Resolved, SecretStore
 from ..states import JobStatus
 from ..store import JobStore
 from .backend import Backend, Exit, Launch
-from .capacity import Capacity, Request
+from .capacity import Capacity, Request, Timing
 from .identity import RunAs, hand_over
 
 
@@ -142,8 +142,10 @@ class RunnerPool(LoggingConfigurable):
                 jobs[entry.id] = entry
             except SpecError as exc:  # its instance type was removed from the configuration
                 self._end(self.store.get(entry.id), JobStatus.FAILED, f"cannot be scheduled: {exc.message}")
-        gate = self.quotas.gate(self.store.holding(), jobs) if self.quotas is not None and self.quotas.enabled else None
-        plan = self.capacity.plan(queue, gate)
+        holding = self.store.holding() if queue else []
+        gate = self.quotas.gate(holding, jobs) if self.quotas is not None and self.quotas.enabled else None
+        timing = {h.id: Timing(h.started_at, h.max_runtime) for h in holding}
+        plan = self.capacity.plan(queue, gate, timing, time.time())
         for job_id, allocation in plan.starts:
             self.capacity.hold(job_id, allocation)
             job = self.store.transition(

@@ -1,7 +1,7 @@
 import { Clipboard } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
-import { Poll } from '@lumino/polling';
+import { IDisposable } from '@lumino/disposable';
 import { copyIcon } from '@jupyterlab/ui-components';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
@@ -14,6 +14,7 @@ import { JobLog } from './log';
 import { rerunJob } from './rerun';
 import { IJob, IOutput, TERMINAL } from './tokens';
 import { badge, formatDuration, formatTime, h, labelChips } from './util';
+import { IJobState, JobWatcher } from './watcher';
 
 /**
  * What the server's retention does with a job: "Logs and outputs removed on <date>", "Data kept until
@@ -49,7 +50,8 @@ export class JobDetail extends Widget {
       /** The job was deleted: close its page. */
       deleted?: (id: number) => void;
     },
-    rendermime: IRenderMimeRegistry | null = null
+    rendermime: IRenderMimeRegistry | null,
+    watcher: JobWatcher
   ) {
     super();
     this.addClass('jp-JobDetail');
@@ -93,12 +95,8 @@ export class JobDetail extends Widget {
     layout.addWidget(new Widget({ node: displaysTitle }));
     layout.addWidget(this._displays);
     layout.addWidget(new Widget({ node: this._outputs }));
-    this._poll = new Poll({
-      factory: () => this._refresh(),
-      frequency: { interval: 1000, backoff: true, max: 15000 },
-      standby: 'when-hidden',
-      name: `jupyter-jobs:job-${jobId}`
-    });
+    // The job as the server's change feed keeps it (watcher.ts): no request while it does not change.
+    this._watch = watcher.watch(jobId, state => void this._onState(state));
     void this.api.follow(jobId, 0, text => this._log.append(text), this._abort.signal);
     void this._displays.follow(jobId);
   }
@@ -116,6 +114,7 @@ export class JobDetail extends Widget {
     try {
       const job = await cancelJob(this.api, this.trans, this._job, this._fetchedAt);
       if (job) {
+        this._fetchedAt = Date.now();
         this._show(job);
         this.actions.changed();
       }
@@ -150,16 +149,26 @@ export class JobDetail extends Widget {
     }
   }
 
-  private async _refresh(): Promise<void> {
-    const job = await this.api.get(this.jobId);
-    this._fetchedAt = Date.now();
-    this._show(job);
-    if (TERMINAL.includes(job.status)) {
-      if (!this._outputsShown) {
-        this._outputsShown = true;
-        await this._showOutputs();
+  private async _onState(state: IJobState): Promise<void> {
+    if (this.isDisposed) {
+      return;
+    }
+    if (state.notFound) {
+      this._error.textContent = this.trans.__('The server does not know job #%1 (was it deleted?)', this.jobId);
+      return;
+    }
+    if (!state.job) {
+      if (state.error) {
+        this._error.textContent = state.error;
       }
-      void this._poll.stop();
+      return;
+    }
+    const job = state.job;
+    this._fetchedAt = state.fetchedAt;
+    this._show(job);
+    if (TERMINAL.includes(job.status) && !this._outputsShown) {
+      this._outputsShown = true;
+      await this._showOutputs();
     }
   }
 
@@ -205,6 +214,35 @@ export class JobDetail extends Widget {
       })
     );
     this._fields.rows[0]?.cells[1]?.append(this._copyId);
+    this._clocks = [this._fields.rows[6]?.cells[1], this._fields.rows[7]?.cells[1]];
+    this._tick();
+  }
+
+  /** While the job is queued or runs, its clocks tick on every second from what the server last said. */
+  private _tick(): void {
+    const live = !!this._job && !TERMINAL.includes(this._job.status);
+    if (live && !this._timer) {
+      this._timer = window.setInterval(() => this._showClocks(), 1000);
+    } else if (!live && this._timer) {
+      window.clearInterval(this._timer);
+      this._timer = 0;
+    }
+  }
+
+  private _showClocks(): void {
+    const job = this._job;
+    const [running, queued] = this._clocks;
+    if (!job || !running || !queued) {
+      return;
+    }
+    const since = this._fetchedAt ? Math.max(0, (Date.now() - this._fetchedAt) / 1000) : 0;
+    const { durations } = job;
+    running.textContent = formatDuration(
+      durations.running === null ? null : durations.running + (job.status === 'Running' ? since : 0)
+    );
+    queued.textContent = formatDuration(
+      durations.queued === null ? null : durations.queued + (job.status === 'Pending' ? since : 0)
+    );
   }
 
   private async _showOutputs(): Promise<void> {
@@ -229,7 +267,8 @@ export class JobDetail extends Widget {
 
   dispose(): void {
     this._abort.abort();
-    this._poll.dispose();
+    this._watch.dispose();
+    window.clearInterval(this._timer);
     super.dispose();
   }
 
@@ -249,7 +288,10 @@ export class JobDetail extends Widget {
   private _copyId: HTMLButtonElement;
   private _outputsShown = false;
   private _abort = new AbortController();
-  private _poll: Poll;
+  private _watch: IDisposable;
+  private _timer = 0;
+  /** The cells of the running and queued times (Duration, Queued for). */
+  private _clocks: (HTMLTableCellElement | undefined)[] = [];
   private _header: HTMLDivElement;
   private _desc: HTMLDivElement;
   private _labels: HTMLDivElement;

@@ -1,7 +1,9 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput, ISchedule, IServerConfig } from './tokens';
+import {
+  IChangesAnswer, IDataset, IInstanceType, IJob, IJobFilter, IJobPage, IOutput, ISchedule, IServerConfig
+} from './tokens';
 
 /** An error answered by the server; `message` is the server's own words. */
 export class JobsAPIError extends Error {
@@ -75,6 +77,23 @@ export class JobsAPI {
       query.set('cursor', cursor);
     }
     return requestAPI<IJobPage>(`jobs?${query}`, {}, this.settings);
+  }
+
+  /** Just these jobs (those the user may see; GET /jobs?ids=). */
+  jobs(ids: number[]): Promise<IJobPage> {
+    return requestAPI<IJobPage>(`jobs?ids=${ids.join(',')}`, {}, this.settings);
+  }
+
+  /**
+   * The change feed (GET /changes): the jobs changed after `cursor`, answered as soon as one is, or after
+   * `timeout` seconds with none. Without a cursor: the current one, at once.
+   */
+  changes(cursor: string | null, timeout: number, signal?: AbortSignal): Promise<IChangesAnswer> {
+    const query = new URLSearchParams({ timeout: String(timeout) });
+    if (cursor) {
+      query.set('cursor', cursor);
+    }
+    return requestAPI<IChangesAnswer>(`changes?${query}`, { signal }, this.settings);
   }
 
   config(): Promise<IServerConfig> {

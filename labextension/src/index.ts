@@ -19,6 +19,7 @@ import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Widget } from '@lumino/widgets';
 
 import { JobDetail } from './detail';
+import { JobFeed } from './feed';
 import { CreateJobForm } from './form';
 import { JobsAPI } from './handler';
 import { JobsModel } from './model';
@@ -60,6 +61,26 @@ namespace CommandIDs {
   export const scheduleNotebook = 'jupyter-jobs:schedule-notebook';
 }
 
+/** What every part of the extension in one Lab shares: the API, the one change feed, the one job watcher. */
+interface IShared {
+  api: JobsAPI;
+  feed: JobFeed;
+  watcher: JobWatcher;
+}
+const sharedByApp = new WeakMap<JupyterFrontEnd, IShared>();
+
+/** The API, change feed and job watcher of this Lab, made by whichever plugin asks first. */
+function shared(app: JupyterFrontEnd): IShared {
+  let found = sharedByApp.get(app);
+  if (!found) {
+    const api = new JobsAPI(app.serviceManager.serverSettings);
+    const feed = new JobFeed(api);
+    found = { api, feed, watcher: new JobWatcher(api, feed) };
+    sharedByApp.set(app, found);
+  }
+  return found;
+}
+
 /** The spec of a notebook job: run it headless, bring the executed notebook back. */
 export function notebookSpec(path: string): { spec: { [key: string]: any }; baseDir: string } {
   const name = PathExt.basename(path);
@@ -94,8 +115,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     settingRegistry: ISettingRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');
-    const api = new JobsAPI(app.serviceManager.serverSettings);
-    const model = new JobsModel(api);
+    const { api, feed, watcher } = shared(app);
+    const model = new JobsModel(api, feed);
     watchSettings(settingRegistry, settings => (model.pageSize = settings.get('rowsPerPage').composite as number));
     const details = new Map<number, MainAreaWidget<JobDetail>>();
 
@@ -112,7 +133,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             openOutput: (id: number, output: IOutput) => void openOutput(app, api, trans, id, output),
             deleted: (id: number) => details.get(id)?.dispose()
           },
-          rendermime
+          rendermime,
+          watcher
         );
         widget = new MainAreaWidget({ content });
         widget.id = `jupyter-jobs-job-${job.id}`;
@@ -303,8 +325,7 @@ const renderer: JupyterFrontEndPlugin<void> = {
     settingRegistry: ISettingRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_jobs');
-    const api = new JobsAPI(app.serviceManager.serverSettings);
-    const watcher = new JobWatcher(api);
+    const { api, watcher } = shared(app);
     const openJob = (id: number) => void app.commands.execute(CommandIDs.openJob, { id });
     const openJobOutput = (id: number, output: IOutput) => void openOutput(app, api, trans, id, output);
     const services = { api, watcher, trans, rendermime, notebooks, openJob, openOutput: openJobOutput };

@@ -64,6 +64,13 @@ export interface IJobPage {
   next_cursor: string | null;
 }
 
+/** An answer of the change feed (GET /changes). */
+export interface IChangesAnswer {
+  cursor: string;
+  changes: { id: number; deleted: boolean }[];
+  reset: boolean;
+}
+
 /** An instance type jobs may ask for. */
 export interface IInstanceType {
   name: string;

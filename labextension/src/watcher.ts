@@ -1,7 +1,7 @@
 import { IDisposable, DisposableDelegate } from '@lumino/disposable';
-import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { IJobChanges, JobFeed } from './feed';
 import { JobsAPI, JobsAPIError } from './handler';
 import { IJob, TERMINAL } from './tokens';
 
@@ -19,8 +19,15 @@ export interface IJobState {
 type Listener = (state: IJobState) => void;
 
 interface IEntry {
-  poll: Poll;
   listeners: Set<Listener>;
+  /** A request for the job is on its way; `again`: ask once more when it is back (it changed meanwhile). */
+  fetching: boolean;
+  again: boolean;
+  /** Failed requests in a row, and the timer of the next try. */
+  failures: number;
+  retry: number;
+  /** Nobody watches it any more. */
+  stopped: boolean;
   /** How many of the listeners want to hear when the job ends. */
   notify: number;
   state: IJobState;
@@ -29,16 +36,18 @@ interface IEntry {
 }
 
 /**
- * One poll per job, however many views show it (a notebook may show the same job twice, the job
- * page too). A poll stops when its job ends or is not found, and when nothing watches it any more.
- * `ended` tells, once per job per session, that a job seen unfinished by a view that asked to be
- * told has ended.
+ * What is known of each job a view shows, however many views show it (a notebook may show the same job
+ * twice, the job page too): fetched once, then again only when the server's change feed names the job (or
+ * resets), so a view of a job that does not change makes no request. `ended` tells, once per job per
+ * session, that a job seen unfinished by a view that asked to be told has ended.
  */
 export class JobWatcher implements IDisposable {
   constructor(
     private api: JobsAPI,
-    private interval = 1000
-  ) {}
+    private feed: JobFeed
+  ) {
+    feed.changed.connect(this._onChanges, this);
+  }
 
   /** Emitted once per job per session when a watched job ends. */
   get ended(): ISignal<this, IJob> {
@@ -73,7 +82,7 @@ export class JobWatcher implements IDisposable {
       watched.listeners.delete(listener);
       watched.notify -= notify ? 1 : 0;
       if (!watched.listeners.size) {
-        watched.poll.dispose();
+        this._stop(watched);
         if (this._entries.get(id) === watched) {
           this._entries.delete(id);
         }
@@ -83,13 +92,20 @@ export class JobWatcher implements IDisposable {
 
   /** Ask the server now (after an action such as cancel). */
   refresh(id: number): void {
-    void this._entries.get(id)?.poll.refresh();
+    const entry = this._entries.get(id);
+    if (entry) {
+      void this._fetch(id, entry);
+    }
   }
 
   dispose(): void {
+    if (this._disposed) {
+      return;
+    }
     this._disposed = true;
+    this.feed.changed.disconnect(this._onChanges, this);
     for (const entry of this._entries.values()) {
-      entry.poll.dispose();
+      this._stop(entry);
     }
     this._entries.clear();
   }
@@ -97,37 +113,70 @@ export class JobWatcher implements IDisposable {
   private _start(id: number): IEntry {
     const entry: IEntry = {
       listeners: new Set(),
+      fetching: false,
+      again: false,
+      failures: 0,
+      retry: 0,
+      stopped: false,
       notify: 0,
       seenUnfinished: false,
-      state: { job: null, notFound: false, error: null, fetchedAt: 0 },
-      poll: new Poll({
-        factory: () => this._fetch(id, entry),
-        frequency: { interval: this.interval, backoff: true, max: 15000 },
-        standby: 'when-hidden',
-        name: `jupyter-jobs:watch-${id}`
-      })
+      state: { job: null, notFound: false, error: null, fetchedAt: 0 }
     };
     this._entries.set(id, entry);
+    void this.feed.ready.then(() => this._fetch(id, entry));
     return entry;
   }
 
+  private _stop(entry: IEntry): void {
+    entry.stopped = true;
+    window.clearTimeout(entry.retry);
+  }
+
+  /** The feed named jobs: ask for those watched (all of them on a reset). */
+  private _onChanges(_: JobFeed, changes: IJobChanges): void {
+    for (const [id, entry] of this._entries) {
+      if (changes.reset || changes.ids.has(id)) {
+        void this._fetch(id, entry);
+      }
+    }
+  }
+
   private async _fetch(id: number, entry: IEntry): Promise<void> {
-    let state: IJobState;
+    if (entry.stopped) {
+      return;
+    }
+    if (entry.fetching) {
+      entry.again = true;
+      return;
+    }
+    entry.fetching = true;
+    window.clearTimeout(entry.retry);
+    let state: IJobState | null = null;
     try {
       const job = await this.api.get(id);
       state = { job, notFound: false, error: null, fetchedAt: Date.now() };
     } catch (error) {
       if (error instanceof JobsAPIError && error.status === 404) {
         state = { job: null, notFound: true, error: null, fetchedAt: Date.now() };
-      } else {
+      } else if (!entry.stopped) {
+        // Asked again with a growing pause: the change that would make it ask may have come already.
+        entry.failures += 1;
+        entry.retry = window.setTimeout(() => void this._fetch(id, entry), Math.min(15000, 500 * 2 ** entry.failures));
         entry.state = { ...entry.state, error: (error as Error).message };
         this._tell(entry);
-        throw error; // the Poll backs off
       }
+    } finally {
+      entry.fetching = false;
     }
-    if (entry.poll.isDisposed) {
+    if (entry.again) {
+      entry.again = false;
+      void this._fetch(id, entry);
       return;
     }
+    if (!state || entry.stopped) {
+      return;
+    }
+    entry.failures = 0;
     entry.state = state;
     const job = state.job;
     const ended = !job || TERMINAL.includes(job.status);
@@ -139,9 +188,6 @@ export class JobWatcher implements IDisposable {
       this._ended.emit(job);
     }
     this._tell(entry);
-    if (ended) {
-      void entry.poll.stop();
-    }
   }
 
   private _tell(entry: IEntry): void {

@@ -134,7 +134,7 @@ async def test_the_only_gpu_goes_to_one_job_at_a_time(api, server_id):
     await api.wait(first["id"], ("Running",), timeout=60)
     waiting = await api.job(second["id"])
     assert waiting["status"] == "Pending"
-    assert waiting["message"] == f"waiting for 1 GPU: 1 of 1 in use by job {first['id']}"
+    assert waiting["message"].startswith(f"1st in line for a GPU: 1 of 1 in use by job {first['id']}")
     one, two = await api.wait(first["id"], timeout=60), await api.wait(second["id"], timeout=60)
     assert (one["status"], two["status"]) == ("Succeeded", "Succeeded")
     assert two["started_at"] >= one["finished_at"]
