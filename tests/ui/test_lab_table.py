@@ -188,6 +188,9 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
     filter_to(panel, tag)
     expect(rows(panel)).to_have_count(2, timeout=TIMEOUT)
     expect(row(panel, sleeper)).to_have_attribute("data-status", "Running", timeout=TIMEOUT)
+    # Its clock ticks on, though the list is reloaded only when a job changes.
+    took = row(panel, sleeper).locator(".jp-JobsPanel-meta")
+    expect(took).not_to_have_text(took.inner_text(), timeout=5000)
 
     ours = row(panel, done)
     ours.focus()
