@@ -200,7 +200,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CommandIDs.open, {
       label: trans.__('Show Jobs'),
-      execute: () => app.shell.activateById(panel.id)
+      execute: () => {
+        app.shell.activateById(panel.id);
+        // Run from the command palette, the palette gives the focus back to the main area once the command
+        // is done (and after the panel's own activation): the search box takes it after that.
+        requestAnimationFrame(() => requestAnimationFrame(() => panel.focusSearch()));
+      }
     });
 
     const runNotebook = async (path: string) => {

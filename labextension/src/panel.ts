@@ -31,8 +31,13 @@ export class JobsPanel extends ReactWidget {
   protected onActivateRequest(msg: Message): void {
     super.onActivateRequest(msg);
     if (!this.node.contains(document.activeElement)) {
-      this.node.querySelector<HTMLInputElement>('.jp-JobsPanel-search')?.focus();
+      this.focusSearch();
     }
+  }
+
+  /** Put the keyboard in the search box. */
+  focusSearch(): void {
+    this.node.querySelector<HTMLInputElement>('.jp-JobsPanel-search')?.focus();
   }
 
   dispose(): void {

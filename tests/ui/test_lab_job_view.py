@@ -144,7 +144,8 @@ def open_notebook(page, name: str) -> None:
     page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:open')",
                            timeout=TIMEOUT)
     page.evaluate("() => window.jupyterapp.restored.then(() => true)")
-    page.evaluate(f"window.jupyterapp.commands.execute('docmanager:open', {{path: {name!r}}})")
+    # Not the widget the command answers: its object graph (React's, through the shell) is too deep to send back.
+    page.evaluate(f"window.jupyterapp.commands.execute('docmanager:open', {{path: {name!r}}}).then(() => true)")
     panel = page.locator(".jp-NotebookPanel:visible")
     kernel_dialog = page.locator(".jp-Dialog")
     deadline = time.monotonic() + 60

@@ -30,7 +30,7 @@ def test_the_settings_schema_ships_with_the_extension(lab):
 
 
 @pytest.mark.timeout(240)
-def test_notifications_off_keeps_a_job_s_end_quiet(page, lab, submit):
+def test_notifications_off_keeps_a_job_s_end_quiet(page, lab, submit):  # noqa: F811  (the fixture imported above)
     quiet = submit({"name": "quiet", "cmd": "sleep 300"})
     loud = submit({"name": "loud", "cmd": "sleep 300"})
     set_settings(lab, {"notifications": False})

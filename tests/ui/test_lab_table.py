@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -101,7 +102,7 @@ def tab_until(page, test, limit: int = 30, key: str = "Tab") -> dict:
 
 
 @pytest.mark.timeout(900)
-def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, shots):
+def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"idle{secrets.token_hex(3)}"
     ids = [submit({"name": f"{tag}-{i:03d}", "cmd": "true"})["id"] for i in range(200)]
     set_settings(lab, {"rowsPerPage": 250})
@@ -132,6 +133,14 @@ def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, 
         expect(rows(panel).first).to_have_attribute("data-job-id", str(max(ids)))  # newest first
         expect(first.locator(".jp-JobsPanel-name")).to_have_attribute("title", f"{tag}-199")
         page.screenshot(path=str(shots / "jobs-table-wide.png"))
+
+        # Scrolled to the end, the header and the filters are where they were.
+        header, search = table.locator("thead th.jp-JobsTable-name"), panel.locator(".jp-JobsPanel-search")
+        before = (header.bounding_box()["y"], search.bounding_box()["y"])
+        panel.locator(".jp-JobsPanel-scroll").evaluate("node => { node.scrollTop = node.scrollHeight; }")
+        expect(rows(panel).last).to_be_in_viewport()
+        assert (header.bounding_box()["y"], search.bounding_box()["y"]) == before
+        panel.locator(".jp-JobsPanel-scroll").evaluate("node => { node.scrollTop = 0; }")
 
         # Nothing changes on the server: the table's DOM does not change either for 10 s (the list keeps
         # being refreshed meanwhile; the requests are counted to say so).
@@ -168,7 +177,7 @@ def test_200_jobs_listed_and_an_idle_table_makes_no_mutation(page, lab, submit, 
 
 
 @pytest.mark.timeout(240)
-def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submit):
+def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submit):  # noqa: F811  (the fixture imported above)
     tag = f"focus{secrets.token_hex(3)}"
     done = submit({"name": f"{tag}-done", "cmd": "true"})
     sleeper = submit({"name": f"{tag}-sleeper", "cmd": "sleep 300"})
@@ -179,6 +188,9 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
     filter_to(panel, tag)
     expect(rows(panel)).to_have_count(2, timeout=TIMEOUT)
     expect(row(panel, sleeper)).to_have_attribute("data-status", "Running", timeout=TIMEOUT)
+    # Its clock ticks on, though the list is reloaded only when a job changes.
+    took = row(panel, sleeper).locator(".jp-JobsPanel-meta")
+    expect(took).not_to_have_text(took.inner_text(), timeout=5000)
 
     ours = row(panel, done)
     ours.focus()
@@ -211,7 +223,7 @@ def test_focus_and_selected_text_stay_while_another_job_changes(page, lab, submi
 
 
 @pytest.mark.timeout(300)
-def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit, shots):
+def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"kbd{secrets.token_hex(3)}"
     train = submit({"name": f"{tag}-train", "cmd": "echo training for ${epochs} epochs; sleep 300",
                     "args": {"epochs": 40}})
@@ -294,7 +306,7 @@ def test_keyboard_only_filter_cancel_and_rerun_with_80_epochs(page, lab, submit,
 
 @pytest.mark.timeout(300)
 def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what_it_could_not(
-        page, lab, submit, shots):
+        page, lab, submit, shots):  # noqa: F811  (the fixture imported above)
     tag = f"bulk{secrets.token_hex(3)}"
     ended = submit({"name": f"{tag}-ended", "cmd": "true"})
     sleepers = [submit({"name": f"{tag}-sleep{i}", "cmd": "sleep 300"}) for i in range(3)]
@@ -342,4 +354,25 @@ def test_delete_from_a_row_bulk_cancel_three_and_a_bulk_delete_that_reports_what
     assert exists(lab, running["id"])
     toast = page.locator(".Toastify__toast", has_text="Could not delete 1 job")
     expect(toast).to_contain_text(f"#{running['id']} '{tag}-running'", timeout=TIMEOUT)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(240)
+def test_open_outputs_from_a_row_opens_the_job_s_notebook(page, lab, submit):  # noqa: F811  (the fixture imported above)
+    from test_lab_outputs import JOB
+
+    tag = f"outs{secrets.token_hex(3)}"
+    script = lab["root"] / f"{tag}.py"
+    script.write_text(JOB)
+    job = submit({"name": f"{tag}-report", "cmd": f"{sys.executable} {script}"})
+    assert wait_status(lab, job["id"])["status"] == "Succeeded"
+    restored(page)
+    panel = open_panel(page)
+    filter_to(panel, tag)
+    expect(rows(panel)).to_have_count(1, timeout=TIMEOUT)
+    # It made a notebook and a plot: the notebook is what opens, copied into job-outputs/<id>/.
+    row(panel, job).get_by_role("button", name=f"Open the 2 outputs of job #{job['id']} '{tag}-report'").click()
+    target = f"job-outputs/{job['id']}/report.ipynb"
+    page.wait_for_function(f"window.jupyterapp.shell.currentWidget?.context?.path === {target!r}", timeout=TIMEOUT)
+    expect(page.locator(".jp-NotebookPanel:visible")).to_have_count(1, timeout=TIMEOUT)
     assert not page.errors, page.errors

@@ -22,6 +22,8 @@ export interface IRowHandlers {
 
 export interface IJobRowProps {
   job: IJob;
+  /** When the job was loaded (ms since the epoch), for a job not ended: its clock ticks on from there; else 0. */
+  loadedAt: number;
   /** The columns shown, in order (wide), or null for the compact two-line row (narrow). */
   columns: ColumnId[] | null;
   /** The row holding the table's one tab stop: it and its controls are in the tab order. */
@@ -38,6 +40,19 @@ export function Badge({ job }: { job: IJob }): JSX.Element {
       {job.status}
     </span>
   );
+}
+
+/** How long the job has run (or waited), ticking every second while it has not ended. */
+function Elapsed({ job, loadedAt }: { job: IJob; loadedAt: number }): JSX.Element {
+  const [, tick] = React.useState(0);
+  React.useEffect(() => {
+    if (!loadedAt) {
+      return;
+    }
+    const timer = window.setInterval(() => tick(n => n + 1), 1000);
+    return () => window.clearInterval(timer);
+  }, [loadedAt]);
+  return <>{formatDuration(elapsed(job, loadedAt))}</>;
 }
 
 function ActionButton(props: {
@@ -145,7 +160,7 @@ function cell(id: ColumnId, props: IJobRowProps): JSX.Element {
       return (
         <td key={id} className="jp-JobsTable-timing">
           <div className="jp-JobsTable-started" title={formatTime(job.started_at)}>{formatTime(job.started_at)}</div>
-          <div className="jp-JobsPanel-meta">{formatDuration(elapsed(job))}</div>
+          <div className="jp-JobsPanel-meta"><Elapsed job={job} loadedAt={props.loadedAt} /></div>
         </td>
       );
     case 'actions':
@@ -166,7 +181,8 @@ function compact(props: IJobRowProps): JSX.Element {
       </div>
       <div className="jp-JobsTable-compactMeta">
         <span className="jp-JobsPanel-meta">
-          {`${job.instance_type} · ${who} · ${formatTime(job.started_at)} · ${formatDuration(elapsed(job))}`}
+          {`${job.instance_type} · ${who} · ${formatTime(job.started_at)} · `}
+          <Elapsed job={job} loadedAt={props.loadedAt} />
           {job.schedule_id ? ` · ${trans.__('Schedule #%1', job.schedule_id)}` : ''}
         </span>
         <Actions {...props} />
@@ -196,7 +212,8 @@ function JobRowView(props: IJobRowProps): JSX.Element {
         }
       }}
     >
-      <td className="jp-JobsTable-select">
+      {/* A click beside the checkbox does not open the job either. */}
+      <td className="jp-JobsTable-select" onClick={event => event.stopPropagation()}>
         <input
           type="checkbox"
           checked={selected}
@@ -215,6 +232,7 @@ function JobRowView(props: IJobRowProps): JSX.Element {
 function same(a: IJobRowProps, b: IJobRowProps): boolean {
   return (
     a.tabbable === b.tabbable &&
+    a.loadedAt === b.loadedAt &&
     a.selected === b.selected &&
     a.handlers === b.handlers &&
     a.trans === b.trans &&

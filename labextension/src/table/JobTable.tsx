@@ -4,9 +4,12 @@ import * as React from 'react';
 import { IJob } from '../tokens';
 import { ColumnId, DEFAULT_SORT, IColumn, ISort, columns as allColumns, sortJobs, visibleColumns } from './columns';
 import { IRowHandlers, JobRow } from './JobRow';
+import { hasEnded } from './rowActions';
 
 export interface IJobTableProps {
   jobs: IJob[];
+  /** When the jobs were loaded (ms since the epoch): the clocks of those not ended tick on from there. */
+  loadedAt: number;
   trans: TranslationBundle;
   /** Wide: PrimeHub's columns; narrow: compact two-line rows. */
   wide: boolean;
@@ -213,6 +216,7 @@ export function JobTable(props: IJobTableProps): JSX.Element {
           <JobRow
             key={job.id}
             job={job}
+            loadedAt={hasEnded(job) ? 0 : props.loadedAt}
             columns={rowColumns}
             tabbable={job.id === tabStop}
             selected={selected.has(job.id)}

@@ -35,8 +35,8 @@ function useWidth(node: React.RefObject<HTMLElement>): number {
 }
 
 /** The list as the model has it, again after each change the model signals. */
-function useModel(model: JobsModel): { jobs: IJob[]; error: string | null; hasMore: boolean } {
-  const read = () => ({ jobs: model.jobs, error: model.error, hasMore: model.hasMore });
+function useModel(model: JobsModel): { jobs: IJob[]; loadedAt: number; error: string | null; hasMore: boolean } {
+  const read = () => ({ jobs: model.jobs, loadedAt: model.loadedAt, error: model.error, hasMore: model.hasMore });
   const [state, setState] = React.useState(read);
   React.useEffect(() => {
     const update = () => setState(read());
@@ -56,7 +56,7 @@ function useModel(model: JobsModel): { jobs: IJob[]; error: string | null; hasMo
 export function JobsView({ model, trans, actions }: IJobsViewProps): JSX.Element {
   const root = React.useRef<HTMLDivElement>(null);
   const wide = useWidth(root) >= WIDE_FROM;
-  const { jobs, error, hasMore } = useModel(model);
+  const { jobs, loadedAt, error, hasMore } = useModel(model);
   const [selected, setSelected] = React.useState<Set<number>>(() => new Set());
   const [config, setConfig] = React.useState({ singleUser: true, admin: false, groups: [] as string[] });
   React.useEffect(() => {
@@ -127,6 +127,7 @@ export function JobsView({ model, trans, actions }: IJobsViewProps): JSX.Element
         {jobs.length ? (
           <JobTable
             jobs={jobs}
+            loadedAt={loadedAt}
             trans={trans}
             wide={wide}
             singleUser={config.singleUser}
