@@ -73,8 +73,8 @@ def jobs(lab):
         return job
 
     def waiting(job: dict) -> bool:
-        return job["status"] == "Pending" and ("waiting for" in (job["message"] or "")
-                                               or "queued behind" in (job["message"] or ""))
+        reason = job["message"] or ""
+        return job["status"] == "Pending" and any(why in reason for why in ("in line for", "waiting for", "queued behind"))
 
     try:
         made = {"Succeeded": submit({"name": "prepare-data", "desc": "Cleans the raw data for training.",
@@ -238,7 +238,8 @@ def test_panel(page, lab, jobs, themes, shots):
     for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"):
         expect(page.locator(SEL["panel_row"].format(id=jobs[status]["id"]))).to_have_attribute(
             "data-status", status, timeout=TIMEOUT)
-    expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text("waiting for")
+    expect(page.locator(SEL["panel_row"].format(id=jobs["Pending"]["id"]))).to_contain_text(
+        re.compile("in line for|waiting for"))
     badges = tuple(f"jp-JobsBadge-{status}" for status in ("Pending", "Running", "Succeeded", "Failed", "Cancelled"))
     problems = check_view(page, themes, shots, "panel", scope, measured=badges + ("jp-JobsPanel-reason",))
     # Under the pointer a row's background changes: its texts still read 4.5:1.
