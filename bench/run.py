@@ -23,6 +23,9 @@ Measured in one run, against a baseline taken in the same run (these machines ar
 * with ``--parts live``: in a real Lab and Chromium, the time from a status change on the server to the Jobs
   panel's row showing it, and the HTTP requests an idle Lab makes per minute (see ``live_bench.py``).
 
+* with ``--parts render``: in a real Lab and Chromium, the Jobs panel's first render of 1,000 jobs, against
+  plain ``<tr>`` rows of the same data and ``fetch()`` of its pages (see ``render_bench.py``).
+
 * with ``--parts warm``: warm interpreters, a trivial notebook job and ``%%job`` cell warm and cold,
   against jupyter-scheduler and raw papermill on the same notebook (see ``warm_bench.py``).
 
@@ -223,11 +226,12 @@ def main() -> None:
                         help="virtual environment with jupyter-scheduler and papermill (made from PyPI when missing)")
     parser.add_argument("--live-rounds", type=int, default=20, help="status changes timed by the live part")
     parser.add_argument("--live-idle-seconds", type=float, default=60.0, help="how long the live part watches an idle Lab")
+    parser.add_argument("--render-rounds", type=int, default=5, help="fresh pages timed by the render part, each kind")
     parser.add_argument("--parts", default="local,docker,slurm,env",
                         help="which figures to measure (comma-separated; each still obeys its own switch)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"local", "docker", "slurm", "env", "warm", "files", "live"}
+    unknown = parts - {"local", "docker", "slurm", "env", "warm", "files", "live", "render"}
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}")
     out = HERE / "results" / args.name
@@ -246,6 +250,18 @@ def main() -> None:
         run_files(args, out)
     if "live" in parts:
         run_live(args, out)
+    if "render" in parts:
+        run_render(args, out)
+
+
+def _save(out: Path, name: str, result: dict, plot, title: str, keys: tuple[str, ...]) -> None:
+    """Stamp a part's result with the machine and date; write <name>.json and <name>.png; print its summary."""
+    result["machine"] = f"{platform.node()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / f"{name}.png", f"{title} — {result['machine']}")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(f"written to {out / f'{name}.json'}")
 
 
 def run_live(args: argparse.Namespace, out: Path) -> None:
@@ -253,13 +269,17 @@ def run_live(args: argparse.Namespace, out: Path) -> None:
     import live_bench
 
     result = live_bench.bench_live(args.live_rounds, args.live_idle_seconds)
-    result["machine"] = f"{platform.node()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
-    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (out / "live.json").write_text(json.dumps(result, indent=2))
-    live_bench.plot(result, out / "live.png", f"Jobs panel, live: status change on the server → row updated; idle "
-                    f"Lab's requests — {result['machine']}")
-    print(json.dumps({k: result[k] for k in ("median_ms", "p90_ms", "idle_requests_per_minute")}, indent=2))
-    print(f"written to {out / 'live.json'}")
+    _save(out, "live", result, live_bench.plot, "Jobs panel, live: status change on the server → row updated; idle "
+          "Lab's requests", ("median_ms", "p90_ms", "idle_requests_per_minute"))
+
+
+def run_render(args: argparse.Namespace, out: Path) -> None:
+    """The Jobs panel's first render of 1,000 jobs against plain rows: render.json and render.png."""
+    import render_bench
+
+    result = render_bench.bench_render(args.render_rounds)
+    _save(out, "render", result, render_bench.plot, "Jobs panel, first render of 1,000 jobs vs plain <tr>s, same "
+          "Chromium", ("jobs", "median", "ratios"))
 
 
 def run_files(args: argparse.Namespace, out: Path) -> None:
@@ -273,12 +293,8 @@ def run_files(args: argparse.Namespace, out: Path) -> None:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    result["machine"] = f"{platform.node()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
-    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (out / "files.json").write_text(json.dumps(result, indent=2))
-    files_bench.plot(result, out / "files.png", f"1 GiB project (200 files): a job's working dir vs cp -r — {result['machine']}")
-    print(json.dumps({k: result[k] for k in ("median_s", "ratios")}, indent=2))
-    print(f"written to {out / 'files.json'}")
+    _save(out, "files", result, files_bench.plot, "1 GiB project (200 files): a job's working dir vs cp -r",
+          ("median_s", "ratios"))
 
 
 def run_warm(args: argparse.Namespace, out: Path) -> None:
@@ -290,14 +306,8 @@ def run_warm(args: argparse.Namespace, out: Path) -> None:
         return Server(work, extra=extra)
 
     result = warm_bench.bench_warm(server, Path(args.peer_venv), args.warm_rounds)
-    concurrency = len(os.sched_getaffinity(0))
-    result["machine"] = f"{platform.node()}, {concurrency} CPUs, Python {platform.python_version()}"
-    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (out / "warm.json").write_text(json.dumps(result, indent=2))
-    warm_bench.plot(result, out / "warm.png", f"trivial notebook job / %%job cell, submit → Succeeded, one run "
-                    f"({result['rounds']} rounds) — {result['machine']}")
-    print(json.dumps({k: result[k] for k in ("median_s", "ratios", "idle_warm_interpreters")}, indent=2))
-    print(f"written to {out / 'warm.json'}")
+    _save(out, "warm", result, warm_bench.plot, f"trivial notebook job / %%job cell, submit → Succeeded, one run "
+          f"({result['rounds']} rounds)", ("median_s", "ratios", "idle_warm_interpreters"))
 
 
 def run_local(args: argparse.Namespace, out: Path) -> None:
