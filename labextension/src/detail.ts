@@ -13,7 +13,7 @@ import { JobsAPI, JobsAPIError } from './handler';
 import { JobLog } from './log';
 import { rerunJob } from './rerun';
 import { IJob, IOutput, TERMINAL } from './tokens';
-import { badge, formatDuration, formatTime, h, labelChips } from './util';
+import { badge, formatDuration, formatTime, h, labelChips, setText } from './util';
 import { IJobState, JobWatcher } from './watcher';
 
 /**
@@ -178,14 +178,27 @@ export class JobDetail extends Widget {
     this.title.label = job.name;
     this.title.caption = trans.__("Job #%1 '%2' (%3)", job.id, job.name, job.status);
     this.node.dataset.status = job.status;
-    this._header.replaceChildren(h('span', 'jp-JobDetail-name', job.name), badge(job));
-    this._desc.textContent = job.desc ?? '';
-    this._labels.replaceChildren(...labelChips(job));
-    this._warnings.replaceChildren(...(job.warnings ?? []).map(w => h('li', 'jp-JobDetail-warning', w)));
+    // Only what changed is touched: focus, a text selection and scroll stay where the user left them.
+    const shown = JSON.stringify([job.name, job.status]);
+    if (this._header.dataset.shown !== shown) {
+      this._header.dataset.shown = shown;
+      this._header.replaceChildren(h('span', 'jp-JobDetail-name', job.name), badge(job));
+    }
+    setText(this._desc, job.desc ?? '');
+    const labels = JSON.stringify(job.labels ?? {});
+    if (this._labels.dataset.shown !== labels) {
+      this._labels.dataset.shown = labels;
+      this._labels.replaceChildren(...labelChips(job));
+    }
+    const warnings = JSON.stringify(job.warnings ?? []);
+    if (this._warnings.dataset.shown !== warnings) {
+      this._warnings.dataset.shown = warnings;
+      this._warnings.replaceChildren(...(job.warnings ?? []).map(w => h('li', 'jp-JobDetail-warning', w)));
+    }
     this._warnings.title = trans.__('What the spec says that jupyter-jobs does not do');
     const waiting = job.status === 'Pending' ? trans.__('Waiting: ') : '';
-    this._message.textContent = job.message && job.message !== job.status ? waiting + job.message : '';
-    this._retention.textContent = retentionLine(job, trans);
+    setText(this._message, job.message && job.message !== job.status ? waiting + job.message : '');
+    setText(this._retention, retentionLine(job, trans));
     this._cancel.disabled = TERMINAL.includes(job.status);
     this._cancel.style.display = TERMINAL.includes(job.status) ? 'none' : '';
     this._delete.style.display = TERMINAL.includes(job.status) ? '' : 'none';
@@ -206,15 +219,21 @@ export class JobDetail extends Widget {
       [trans.__('Rerun of'), job.rerun_of ? `#${job.rerun_of}` : '—'],
       [trans.__('Schedule'), job.schedule_id ? `#${job.schedule_id}` : '—']
     ];
-    this._fields.replaceChildren(
-      ...rows.map(([label, value]) => {
-        const row = h('tr');
-        row.append(h('th', '', label), h('td', '', value));
-        return row;
-      })
-    );
-    this._fields.rows[0]?.cells[1]?.append(this._copyId);
-    this._clocks = [this._fields.rows[6]?.cells[1], this._fields.rows[7]?.cells[1]];
+    if (this._fields.rows.length !== rows.length) {
+      this._fields.replaceChildren(...rows.map(() => h('tr')));
+      for (const row of Array.from(this._fields.rows)) {
+        row.append(h('th'), h('td'));
+        row.cells[1].append(h('span', 'jp-JobDetail-value'));
+      }
+      this._fields.rows[0].cells[1].append(this._copyId);
+    }
+    rows.forEach(([label, value], index) => {
+      const row = this._fields.rows[index];
+      setText(row.cells[0], label);
+      setText(row.cells[1].firstElementChild as HTMLElement, value);
+    });
+    const value = (index: number) => this._fields.rows[index]?.cells[1]?.firstElementChild as HTMLElement | undefined;
+    this._clocks = [value(6), value(7)];
     this._tick();
   }
 
@@ -237,12 +256,12 @@ export class JobDetail extends Widget {
     }
     const since = this._fetchedAt ? Math.max(0, (Date.now() - this._fetchedAt) / 1000) : 0;
     const { durations } = job;
-    running.textContent = formatDuration(
+    setText(running, formatDuration(
       durations.running === null ? null : durations.running + (job.status === 'Running' ? since : 0)
-    );
-    queued.textContent = formatDuration(
+    ));
+    setText(queued, formatDuration(
       durations.queued === null ? null : durations.queued + (job.status === 'Pending' ? since : 0)
-    );
+    ));
   }
 
   private async _showOutputs(): Promise<void> {
@@ -291,7 +310,7 @@ export class JobDetail extends Widget {
   private _watch: IDisposable;
   private _timer = 0;
   /** The cells of the running and queued times (Duration, Queued for). */
-  private _clocks: (HTMLTableCellElement | undefined)[] = [];
+  private _clocks: (HTMLElement | undefined)[] = [];
   private _header: HTMLDivElement;
   private _desc: HTMLDivElement;
   private _labels: HTMLDivElement;

@@ -110,3 +110,10 @@ export async function confirmDelete(trans: TranslationBundle, id: number, name: 
 export function labelChips(job: IJob): HTMLSpanElement[] {
   return Object.entries(job.labels ?? {}).map(([key, value]) => h('span', 'jp-JobsLabel', `${key}=${value}`));
 }
+
+/** Set `node`'s text only when it differs: an unchanged node keeps a text selection and the screen reader's place. */
+export function setText(node: HTMLElement, text: string): void {
+  if (node.textContent !== text) {
+    node.textContent = text;
+  }
+}

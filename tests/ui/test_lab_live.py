@@ -135,3 +135,28 @@ def test_a_change_that_shows_nowhere_leaves_the_list_untouched(page, lab, submit
     assert lists, "the list was not reloaded after the change feed named a job"
     page.wait_for_timeout(1000)
     assert page.evaluate("window.jjMutations") == 0, "the list was rebuilt though nothing it shows changed"
+
+
+@pytest.mark.timeout(240)
+def test_the_job_page_keeps_focus_and_selection_when_its_job_changes(page, lab, submit):  # noqa: F811
+    from test_lab_job_actions import open_job
+
+    job = submit({"name": "page-keeps-focus", "cmd": "echo started; sleep 300"})
+    detail = open_job(page, job["id"])
+    expect(detail).to_have_attribute("data-status", "Running", timeout=TIMEOUT)
+    # The keyboard on the id's copy button, the command's text selected (to copy it by hand).
+    copy = detail.get_by_role("button", name=f"Copy job id {job['id']}")
+    copy.focus()
+    command = detail.locator("tr", has=page.locator("th", has_text="Command")).locator(".jp-JobDetail-value")
+    command.evaluate("""(node) => { const range = document.createRange(); range.selectNodeContents(node);
+        getSelection().removeAllRanges(); getSelection().addRange(range); }""")
+    selected = page.evaluate("() => getSelection().toString()")
+    assert "sleep 300" in selected
+
+    api(lab, "POST", f"jobs/{job['id']}/cancel")
+    expect(detail).to_have_attribute("data-status", "Cancelled", timeout=TIMEOUT)
+    expect(detail.locator("tr", has=page.locator("th", has_text="Status"))).to_contain_text("Cancelled")
+    # Only what changed was touched: the button still has the keyboard, the command is still selected.
+    assert copy.evaluate("(button) => button.isConnected && document.activeElement === button")
+    assert page.evaluate("() => getSelection().toString()") == selected
+    assert not page.errors, page.errors
