@@ -8,6 +8,7 @@ import time
 
 import pytest
 from playwright.sync_api import expect
+from test_lab_job_actions import wait_status
 from test_lab_job_view import api, submit  # noqa: F401  (the fixture: jobs cancelled and deleted after)
 from test_lab_panel import open_panel
 
@@ -19,15 +20,6 @@ JOBS_API = "/jupyter-jobs/api/"
 def is_feed(path: str) -> bool:
     """A long-poll of the change feed (GET /changes with a cursor)."""
     return path.startswith("changes?") and "cursor=" in path
-
-
-def wait_status(lab, job_id: int, statuses: tuple[str, ...], timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api(lab, "GET", f"jobs/{job_id}")
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.1)
 
 
 def test_an_idle_lab_only_keeps_the_change_feed_open(page, lab, submit, shots):  # noqa: F811

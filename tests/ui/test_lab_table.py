@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 from playwright.sync_api import expect
+from test_lab_job_actions import wait_status
 from test_lab_job_view import api, submit  # noqa: F401  (submit is a fixture)
 from test_lab_panel import open_panel
 
@@ -30,15 +31,6 @@ def set_settings(lab, values: dict) -> None:
         headers={"Authorization": f"token {lab['token']}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status in (200, 204)
-
-
-def wait_status(lab, job_id: int, statuses=ENDED, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api(lab, "GET", f"jobs/{job_id}")
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
 
 
 def exists(lab, job_id: int) -> bool:
